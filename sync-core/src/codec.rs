@@ -1,0 +1,539 @@
+//! The packet codec: domain packets to protobuf bytes and back, with
+//! positional entity encoding, compression, body hashing and size limits.
+//!
+//! Decoding never panics and never allocates beyond the configured limits; any
+//! defect is a [`PeerError`].
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use prost::Message;
+use sync_proto::v1 as pb;
+use uuid::Uuid;
+
+use crate::entity::{Entity, EntityKey, Operation};
+use crate::entity_registry::EntityRegistry;
+use crate::error::{ErrorCode, PeerError};
+use crate::ids::{NodeId, Timestamp};
+use crate::packet::{Change, Codec, Envelope, ErrorMessage, Packet, PacketHeader};
+use crate::value::{Record, Value};
+
+/// Size limits applied to everything decoded. Defaults are safe for a hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest envelope accepted, in bytes (default 64 MiB).
+    pub max_envelope_bytes: u64,
+    /// Largest decompressed body accepted, in bytes (default 256 MiB).
+    pub max_body_bytes: u64,
+    /// Most entity changes accepted in one packet (default 100,000).
+    pub max_entities: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_envelope_bytes: 64 << 20,
+            max_body_bytes: 256 << 20,
+            max_entities: 100_000,
+        }
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Encodes an envelope to wire bytes. Deterministic.
+pub fn encode_envelope(envelope: &Envelope) -> Bytes {
+    let kind = match envelope {
+        Envelope::Packet(p) => pb::envelope::Kind::Packet(pb::Packet {
+            header: Some(header_to_pb(&p.header)),
+            body: p.body.to_vec(),
+        }),
+        Envelope::Error(e) => pb::envelope::Kind::Error(error_to_pb(e)),
+    };
+    Bytes::from(pb::Envelope { kind: Some(kind) }.encode_to_vec())
+}
+
+/// Decodes wire bytes into an envelope, checking sizes and field shapes (the
+/// body stays compressed; see [`decode_body`]).
+pub fn decode_envelope(bytes: &[u8], limits: &Limits) -> Result<Envelope, PeerError> {
+    check_size("envelope", bytes.len() as u64, limits.max_envelope_bytes)?;
+    let envelope = pb::Envelope::decode(bytes).map_err(|e| decode_error("envelope", e))?;
+    match envelope.kind {
+        Some(pb::envelope::Kind::Packet(p)) => {
+            let header = p
+                .header
+                .ok_or_else(|| malformed(NodeId::NIL, "packet has no header"))?;
+            Ok(Envelope::Packet(Packet {
+                header: header_from_pb(header)?,
+                body: Bytes::from(p.body),
+            }))
+        }
+        Some(pb::envelope::Kind::Error(e)) => Ok(Envelope::Error(error_from_pb(e)?)),
+        None => Err(malformed(
+            NodeId::NIL,
+            "envelope carries neither packet nor error",
+        )),
+    }
+}
+
+/// Encodes changes positionally (field names once per type), compresses them
+/// with `codec`, and returns `(compressed body, raw length)`.
+pub fn encode_body(changes: &[Change], registry: &EntityRegistry, codec: Codec) -> (Vec<u8>, u64) {
+    let raw = body_to_pb(changes, registry).encode_to_vec();
+    let raw_len = raw.len() as u64;
+    (compress(codec, &raw), raw_len)
+}
+
+/// Verifies nothing: decompresses (bounded by `header.body_raw_len` and the
+/// limits) and decodes a body. Call after checking the body hash.
+pub fn decode_body(
+    header: &PacketHeader,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Change>, PeerError> {
+    check_size("packet body", header.body_raw_len, limits.max_body_bytes)?;
+    if header.entity_count > limits.max_entities {
+        return Err(PeerError::TooLarge {
+            what: "packet's entity count",
+            size: u64::from(header.entity_count),
+            limit: u64::from(limits.max_entities),
+        });
+    }
+    let raw = decompress(header.codec, body, header.body_raw_len)?;
+    let pb_body =
+        pb::PacketBody::decode(raw.as_slice()).map_err(|e| decode_error("packet body", e))?;
+    let changes = body_from_pb(pb_body, header.sender)?;
+    if changes.len() != header.entity_count as usize {
+        return Err(malformed(
+            header.sender,
+            format!(
+                "header announces {} changes, body holds {}",
+                header.entity_count,
+                changes.len()
+            ),
+        ));
+    }
+    Ok(changes)
+}
+
+/// Compresses with `codec`. zstd at level 1 (fast, same ratio as gzip here).
+pub fn compress(codec: Codec, raw: &[u8]) -> Vec<u8> {
+    match codec {
+        Codec::None => raw.to_vec(),
+        // Compressing an in-memory buffer fails only on allocation failure.
+        Codec::Zstd => zstd::bulk::compress(raw, 1).unwrap_or_else(|_| raw.to_vec()),
+        Codec::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(raw.len() / 3),
+                flate2::Compression::default(),
+            );
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(raw);
+            encoder.finish().unwrap_or_default()
+        }
+    }
+}
+
+/// Decompresses exactly `raw_len` bytes, refusing anything longer.
+pub fn decompress(codec: Codec, body: &[u8], raw_len: u64) -> Result<Vec<u8>, PeerError> {
+    let expected = usize::try_from(raw_len)
+        .map_err(|_| malformed(NodeId::NIL, "body length does not fit in memory"))?;
+    let raw = match codec {
+        Codec::None => body.to_vec(),
+        Codec::Zstd => zstd::bulk::decompress(body, expected).map_err(|e| PeerError::Decode {
+            what: "zstd body",
+            detail: e.to_string(),
+        })?,
+        Codec::Gzip => {
+            let mut out = Vec::with_capacity(expected.min(16 << 20));
+            flate2::read::GzDecoder::new(body)
+                .take(raw_len.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| PeerError::Decode {
+                    what: "gzip body",
+                    detail: e.to_string(),
+                })?;
+            out
+        }
+    };
+    if raw.len() != expected {
+        return Err(malformed(
+            NodeId::NIL,
+            format!(
+                "body decompresses to {} bytes, header says {raw_len}",
+                raw.len()
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+fn check_size(what: &'static str, size: u64, limit: u64) -> Result<(), PeerError> {
+    if size > limit {
+        return Err(PeerError::TooLarge { what, size, limit });
+    }
+    Ok(())
+}
+
+fn decode_error(what: &'static str, e: prost::DecodeError) -> PeerError {
+    PeerError::Decode {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+fn malformed(sender: NodeId, detail: impl Into<String>) -> PeerError {
+    PeerError::Malformed {
+        sender,
+        detail: detail.into(),
+    }
+}
+
+// --- header and error ------------------------------------------------------
+
+fn header_to_pb(h: &PacketHeader) -> pb::PacketHeader {
+    pb::PacketHeader {
+        sender_node_id: h.sender.as_bytes().to_vec(),
+        recipient_node_id: h.recipient.as_bytes().to_vec(),
+        packet_no: h.packet_no,
+        ack_packet_no: h.ack_packet_no,
+        ack_body_sha256: h.ack_body_sha256.to_vec(),
+        protocol_version: h.protocol_version,
+        schema_version: h.schema_version.clone(),
+        timestamp_micros: h.timestamp.as_micros(),
+        codec: codec_to_pb(h.codec) as i32,
+        body_sha256: h.body_sha256.to_vec(),
+        entity_count: h.entity_count,
+        more: h.more,
+        resync: h.resync,
+        pending_total: h.pending_total,
+        body_raw_len: h.body_raw_len,
+    }
+}
+
+fn header_from_pb(h: pb::PacketHeader) -> Result<PacketHeader, PeerError> {
+    let sender = node_id(&h.sender_node_id, NodeId::NIL, "sender_node_id")?;
+    Ok(PacketHeader {
+        sender,
+        recipient: node_id(&h.recipient_node_id, sender, "recipient_node_id")?,
+        packet_no: h.packet_no,
+        ack_packet_no: h.ack_packet_no,
+        ack_body_sha256: hash32(&h.ack_body_sha256, sender, "ack_body_sha256", true)?,
+        protocol_version: h.protocol_version,
+        schema_version: h.schema_version,
+        timestamp: Timestamp::from_micros(h.timestamp_micros),
+        codec: codec_from_pb(h.codec)?,
+        body_sha256: hash32(&h.body_sha256, sender, "body_sha256", false)?,
+        entity_count: h.entity_count,
+        more: h.more,
+        resync: h.resync,
+        pending_total: h.pending_total,
+        body_raw_len: h.body_raw_len,
+    })
+}
+
+fn node_id(bytes: &[u8], sender: NodeId, field: &str) -> Result<NodeId, PeerError> {
+    uuid_from(bytes)
+        .map(NodeId)
+        .ok_or_else(|| malformed(sender, format!("{field} is not a 16-byte UUID")))
+}
+
+fn hash32(
+    bytes: &[u8],
+    sender: NodeId,
+    field: &str,
+    may_be_empty: bool,
+) -> Result<[u8; 32], PeerError> {
+    if may_be_empty && bytes.is_empty() {
+        return Ok([0; 32]);
+    }
+    bytes
+        .try_into()
+        .map_err(|_| malformed(sender, format!("{field} is not a 32-byte SHA-256")))
+}
+
+fn uuid_from(bytes: &[u8]) -> Option<Uuid> {
+    Uuid::from_slice(bytes).ok()
+}
+
+fn codec_to_pb(codec: Codec) -> pb::Codec {
+    match codec {
+        Codec::None => pb::Codec::None,
+        Codec::Zstd => pb::Codec::Zstd,
+        Codec::Gzip => pb::Codec::Gzip,
+    }
+}
+
+fn codec_from_pb(raw: i32) -> Result<Codec, PeerError> {
+    match pb::Codec::try_from(raw) {
+        Ok(pb::Codec::None) => Ok(Codec::None),
+        Ok(pb::Codec::Zstd) => Ok(Codec::Zstd),
+        Ok(pb::Codec::Gzip) => Ok(Codec::Gzip),
+        _ => Err(PeerError::UnsupportedCodec { codec: raw }),
+    }
+}
+
+fn error_to_pb(e: &ErrorMessage) -> pb::ErrorMessage {
+    let code = match e.code {
+        ErrorCode::Corrupt => pb::ErrorCode::Corrupt,
+        ErrorCode::SchemaMismatch => pb::ErrorCode::SchemaMismatch,
+        ErrorCode::UnknownNode => pb::ErrorCode::UnknownNode,
+        ErrorCode::WrongRecipient => pb::ErrorCode::WrongRecipient,
+        ErrorCode::TooLarge => pb::ErrorCode::TooLarge,
+        ErrorCode::Unsupported => pb::ErrorCode::Unsupported,
+        ErrorCode::Internal => pb::ErrorCode::Internal,
+        ErrorCode::Unauthenticated => pb::ErrorCode::Unauthenticated,
+        ErrorCode::Unknown => pb::ErrorCode::Unspecified,
+    };
+    pb::ErrorMessage {
+        code: code as i32,
+        message: e.message.clone(),
+        retryable: e.retryable,
+        sender_node_id: e.sender.as_bytes().to_vec(),
+        recipient_node_id: e.recipient.as_bytes().to_vec(),
+    }
+}
+
+fn error_from_pb(e: pb::ErrorMessage) -> Result<ErrorMessage, PeerError> {
+    let code = match pb::ErrorCode::try_from(e.code) {
+        Ok(pb::ErrorCode::Corrupt) => ErrorCode::Corrupt,
+        Ok(pb::ErrorCode::SchemaMismatch) => ErrorCode::SchemaMismatch,
+        Ok(pb::ErrorCode::UnknownNode) => ErrorCode::UnknownNode,
+        Ok(pb::ErrorCode::WrongRecipient) => ErrorCode::WrongRecipient,
+        Ok(pb::ErrorCode::TooLarge) => ErrorCode::TooLarge,
+        Ok(pb::ErrorCode::Unsupported) => ErrorCode::Unsupported,
+        Ok(pb::ErrorCode::Internal) => ErrorCode::Internal,
+        Ok(pb::ErrorCode::Unauthenticated) => ErrorCode::Unauthenticated,
+        _ => ErrorCode::Unknown,
+    };
+    let optional_id = |bytes: &[u8]| uuid_from(bytes).map(NodeId).unwrap_or(NodeId::NIL);
+    Ok(ErrorMessage {
+        code,
+        message: e.message.chars().take(4096).collect(),
+        retryable: e.retryable,
+        sender: optional_id(&e.sender_node_id),
+        recipient: optional_id(&e.recipient_node_id),
+    })
+}
+
+// --- body ------------------------------------------------------------------
+
+/// Field names sent for each type: declared, non-excluded fields in
+/// declaration order, then any other fields present (from newer peers) in name
+/// order.
+fn field_layout(changes: &[Change], registry: &EntityRegistry) -> BTreeMap<String, Vec<String>> {
+    let mut layout: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for change in changes {
+        let type_name = &change.entity.key.entity_type;
+        let names = layout.entry(type_name.clone()).or_insert_with(|| {
+            registry
+                .get(type_name)
+                .map(|t| {
+                    t.fields()
+                        .iter()
+                        .filter(|f| !f.excluded)
+                        .map(|f| f.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        for name in change.entity.fields.keys() {
+            let excluded = registry.get(type_name).is_some_and(|t| t.is_excluded(name));
+            if !excluded && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    layout
+}
+
+fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
+    let layout = field_layout(changes, registry);
+    let index: BTreeMap<&str, u32> = layout
+        .keys()
+        .zip(0u32..)
+        .map(|(k, i)| (k.as_str(), i))
+        .collect();
+    let types = layout
+        .iter()
+        .map(|(name, fields)| pb::TypeSchema {
+            name: name.clone(),
+            field_names: fields.clone(),
+        })
+        .collect();
+    let changes = changes
+        .iter()
+        .map(|c| {
+            let type_name = c.entity.key.entity_type.as_str();
+            let names = &layout[type_name];
+            pb::EntityChange {
+                type_index: index[type_name],
+                uuid: c.entity.key.id.as_bytes().to_vec(),
+                operation: operation_to_pb(c.operation) as i32,
+                updated_at_micros: c.entity.updated_at.as_micros(),
+                origin_node_id: c.entity.origin.as_bytes().to_vec(),
+                values: names
+                    .iter()
+                    .map(|n| {
+                        c.entity
+                            .fields
+                            .get(n)
+                            .map_or_else(pb::Value::default, value_to_pb)
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    pb::PacketBody { types, changes }
+}
+
+fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, PeerError> {
+    body.changes
+        .into_iter()
+        .map(|c| {
+            let schema = body.types.get(c.type_index as usize).ok_or_else(|| {
+                malformed(sender, format!("type index {} out of range", c.type_index))
+            })?;
+            if c.values.len() > schema.field_names.len() {
+                return Err(malformed(
+                    sender,
+                    format!("{} carries more values than field names", schema.name),
+                ));
+            }
+            let id = uuid_from(&c.uuid)
+                .ok_or_else(|| malformed(sender, "entity uuid is not 16 bytes"))?;
+            let origin = node_id(&c.origin_node_id, sender, "origin_node_id")?;
+            let operation = operation_from_pb(c.operation, sender)?;
+            let mut fields = Record::new();
+            for (name, value) in schema.field_names.iter().zip(c.values) {
+                fields.insert(name.clone(), value_from_pb(value, sender)?);
+            }
+            Ok(Change {
+                operation,
+                entity: Entity {
+                    key: EntityKey::new(schema.name.clone(), id),
+                    updated_at: Timestamp::from_micros(c.updated_at_micros),
+                    is_deleted: operation == Operation::Delete,
+                    origin,
+                    fields,
+                },
+            })
+        })
+        .collect()
+}
+
+fn operation_to_pb(op: Operation) -> pb::Operation {
+    match op {
+        Operation::Insert => pb::Operation::Insert,
+        Operation::Update => pb::Operation::Update,
+        Operation::Delete => pb::Operation::Delete,
+    }
+}
+
+fn operation_from_pb(raw: i32, sender: NodeId) -> Result<Operation, PeerError> {
+    match pb::Operation::try_from(raw) {
+        Ok(pb::Operation::Insert) => Ok(Operation::Insert),
+        Ok(pb::Operation::Update) => Ok(Operation::Update),
+        Ok(pb::Operation::Delete) => Ok(Operation::Delete),
+        _ => Err(malformed(sender, format!("unknown operation {raw}"))),
+    }
+}
+
+fn value_to_pb(value: &Value) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match value {
+        Value::Null => None,
+        Value::Bool(b) => Some(Kind::BoolValue(*b)),
+        Value::Int(i) => Some(Kind::IntValue(*i)),
+        Value::Float(x) => Some(Kind::FloatValue(*x)),
+        Value::Text(s) => Some(Kind::TextValue(s.clone())),
+        Value::Bytes(b) => Some(Kind::BytesValue(b.clone())),
+        Value::Timestamp(t) => Some(Kind::TimestampMicros(t.as_micros())),
+        Value::Uuid(u) => Some(Kind::UuidValue(u.as_bytes().to_vec())),
+        Value::List(items) => Some(Kind::ListValue(pb::ValueList {
+            items: items.iter().map(value_to_pb).collect(),
+        })),
+        Value::Record(r) => Some(Kind::RecordValue(pb::ValueRecord {
+            fields: r
+                .iter()
+                .map(|(name, v)| pb::RecordField {
+                    name: name.clone(),
+                    value: Some(value_to_pb(v)),
+                })
+                .collect(),
+        })),
+    };
+    pb::Value { kind }
+}
+
+fn value_from_pb(value: pb::Value, sender: NodeId) -> Result<Value, PeerError> {
+    use pb::value::Kind;
+    Ok(match value.kind {
+        None => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::IntValue(i)) => Value::Int(i),
+        Some(Kind::FloatValue(x)) => Value::Float(x),
+        Some(Kind::TextValue(s)) => Value::Text(s),
+        Some(Kind::BytesValue(b)) => Value::Bytes(b),
+        Some(Kind::TimestampMicros(t)) => Value::Timestamp(Timestamp::from_micros(t)),
+        Some(Kind::UuidValue(b)) => Value::Uuid(
+            uuid_from(&b).ok_or_else(|| malformed(sender, "uuid value is not 16 bytes"))?,
+        ),
+        Some(Kind::ListValue(list)) => Value::List(
+            list.items
+                .into_iter()
+                .map(|v| value_from_pb(v, sender))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Kind::RecordValue(record)) => {
+            let mut out = Record::new();
+            for field in record.fields {
+                let value = value_from_pb(field.value.unwrap_or_default(), sender)?;
+                if out.insert(field.name, value).is_some() {
+                    return Err(malformed(sender, "nested record repeats a field name"));
+                }
+            }
+            Value::Record(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let limits = Limits::default();
+        for bytes in [&b""[..], b"\xff\xff\xff", b"\x0a\x05hello"] {
+            let _ = decode_envelope(bytes, &limits);
+        }
+        assert!(
+            decode_envelope(
+                &[0u8; 10],
+                &Limits {
+                    max_envelope_bytes: 4,
+                    ..limits
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn codecs_round_trip() {
+        let raw = b"syncplan syncplan syncplan".repeat(50);
+        for codec in [Codec::None, Codec::Zstd, Codec::Gzip] {
+            let packed = compress(codec, &raw);
+            assert_eq!(decompress(codec, &packed, raw.len() as u64).unwrap(), raw);
+            assert!(decompress(codec, &packed, raw.len() as u64 - 1).is_err());
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Engine configuration: a plain struct with a documented `Default` and
+//! chained setters.
+
+use crate::codec::Limits;
+use crate::packet::Codec;
+use crate::schema_version::{SchemaPolicy, SchemaVersion};
+use crate::timer::RetryPolicy;
+
+/// How an engine behaves. `EngineConfig::default()` is a sensible start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// Seed of the engine's only random source (UUIDv7 bits, jitter, record
+    /// ids). Same seed and inputs, same bytes. Default 0; give each node its
+    /// own.
+    pub seed: u64,
+    /// This node's schema version and the versions it accepts (default 1.0.0,
+    /// accepting any 1.x).
+    pub schema: SchemaPolicy,
+    /// Compression for outgoing bodies (default zstd).
+    pub codec: Codec,
+    /// Limits for decoding incoming bytes.
+    pub limits: Limits,
+    /// Most entity changes per outgoing packet (default 5,000).
+    pub batch_entities: usize,
+    /// Target encoded size of an outgoing body before compression, in bytes
+    /// (default 4 MiB). A single larger entity is still sent, alone.
+    pub batch_bytes: usize,
+    /// Unacknowledged packets remembered per peer (default 16).
+    pub max_in_flight: usize,
+    /// Retry backoff.
+    pub retry: RetryPolicy,
+    /// Emit an [`crate::Event::Applied`] per applied remote change (default
+    /// true).
+    pub applied_events: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: 0,
+            schema: SchemaPolicy::same_major(SchemaVersion::new(1, 0, 0)),
+            codec: Codec::Zstd,
+            limits: Limits::default(),
+            batch_entities: 5_000,
+            batch_bytes: 4 << 20,
+            max_in_flight: 16,
+            retry: RetryPolicy::default(),
+            applied_events: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets the random seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets this node's schema version, accepting peers of the same major.
+    pub fn schema_version(mut self, own: SchemaVersion) -> Self {
+        self.schema = SchemaPolicy::same_major(own);
+        self
+    }
+
+    /// Sets the lowest node schema version the hub accepts.
+    pub fn min_peer_schema(mut self, minimum: SchemaVersion) -> Self {
+        self.schema.minimum = minimum;
+        self
+    }
+
+    /// Sets the outgoing codec.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the decoding limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the batch limits: entities and encoded bytes per packet.
+    pub fn batch(mut self, entities: usize, bytes: usize) -> Self {
+        self.batch_entities = entities.max(1);
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets the retry backoff.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Turns per-change `Applied` events on or off.
+    pub fn applied_events(mut self, on: bool) -> Self {
+        self.applied_events = on;
+        self
+    }
+}

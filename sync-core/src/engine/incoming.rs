@@ -1,0 +1,383 @@
+//! Receiving: envelope checks, body hash before anything is applied,
+//! duplicate detection, acknowledgement processing with restore detection,
+//! and the one transaction that applies a packet.
+
+use bytes::Bytes;
+
+use super::apply::{ApplyStats, apply_change};
+use super::{Ctx, Engine};
+use crate::codec::{self, sha256};
+use crate::entity::Entity;
+use crate::error::{ErrorCode, PeerError, SyncError};
+use crate::events::{Event, SecurityKind};
+use crate::ids::{NodeId, Timestamp};
+use crate::node_registry::PeerState;
+use crate::packet::{Change, Envelope, ErrorMessage, Packet, PacketHeader};
+use crate::store::{PendingQuery, Store, StoreTxn};
+
+/// What happened to a received packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender.
+    pub from: NodeId,
+    /// Its packet number.
+    pub packet_no: u64,
+    /// Already applied earlier: nothing changed, it is acknowledged again.
+    pub duplicate: bool,
+    /// Changes applied.
+    pub applied: usize,
+    /// Conflicts resolved.
+    pub conflicts: usize,
+    /// Children parked until their parent arrives.
+    pub parked: usize,
+    /// The sender has more for us.
+    pub more: bool,
+    /// One side was found restored from an older copy of its store and the
+    /// pair was re-initialized.
+    pub reinitialized: bool,
+}
+
+/// What processing an acknowledgement found.
+#[derive(Default)]
+struct AckOutcome {
+    advanced: bool,
+    restore: Option<String>,
+}
+
+impl<S: Store> Engine<S> {
+    /// Handles bytes received from a peer: a packet is verified and applied
+    /// in one transaction (or refused whole); a refusal from the peer is
+    /// returned as [`SyncError::Rejected`].
+    pub fn handle_incoming(&mut self, bytes: &[u8], now: Timestamp) -> Result<Incoming, SyncError> {
+        let envelope = match codec::decode_envelope(bytes, &self.config.limits) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                self.security(None, SecurityKind::Corrupt, e.to_string(), now);
+                return Err(e.into());
+            }
+        };
+        match envelope {
+            Envelope::Packet(packet) => self.handle_packet(packet, now),
+            Envelope::Error(message) => Err(self.handle_refusal(message)),
+        }
+    }
+
+    /// The hub's entry point: handles a node's bytes and returns the reply
+    /// to send back: the next packet for that node, or an error envelope
+    /// telling it why its packet was refused. Only store failures are
+    /// returned as `Err` (answer those with a transient error).
+    pub fn respond(&mut self, request: &[u8], now: Timestamp) -> Result<Bytes, SyncError> {
+        match self.handle_incoming(request, now) {
+            Ok(incoming) => Ok(self.build_packet(incoming.from, now)?.bytes),
+            Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+            Err(e) => Ok(self.error_envelope(&e)),
+        }
+    }
+
+    /// An error envelope telling a peer why its packet was refused.
+    pub fn error_envelope(&self, error: &SyncError) -> Bytes {
+        let (code, retryable) = match error {
+            SyncError::Peer(e) => (e.code(), e.is_corruption()),
+            SyncError::Schema(_) => (ErrorCode::SchemaMismatch, false),
+            SyncError::Store(_) => (ErrorCode::Internal, true),
+            _ => (ErrorCode::Unsupported, false),
+        };
+        codec::encode_envelope(&Envelope::Error(ErrorMessage {
+            code,
+            message: error.to_string(),
+            retryable,
+            sender: self.local.id,
+            recipient: NodeId::NIL,
+        }))
+    }
+
+    fn handle_refusal(&mut self, message: ErrorMessage) -> SyncError {
+        let peer = message.sender;
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            if !message.retryable {
+                session.active = false;
+                session.retry = None;
+            }
+        }
+        self.events.push_back(Event::Rejected {
+            peer,
+            message: message.message.clone(),
+        });
+        SyncError::Rejected {
+            peer,
+            code: message.code,
+            message: message.message,
+            retryable: message.retryable,
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet, now: Timestamp) -> Result<Incoming, SyncError> {
+        let sender = packet.header.sender;
+        let result = self.apply_packet(&packet, now);
+        match &result {
+            Ok(incoming) => self.after_packet(incoming, &packet.header),
+            Err(error) => self.refused(sender, error, now),
+        }
+        result
+    }
+
+    /// Verifies and applies one packet in one transaction.
+    fn apply_packet(&mut self, packet: &Packet, now: Timestamp) -> Result<Incoming, SyncError> {
+        let header = &packet.header;
+        check_addressing(header, self.local.id)?;
+        let (store, mut ctx) = self.parts();
+        let mut txn = store.begin()?;
+        let mut peer = known_peer(&txn, header.sender)?;
+        ctx.config
+            .schema
+            .check(&peer.info.code, &header.schema_version, ctx.is_hub())?;
+        if sha256(&packet.body) != header.body_sha256 {
+            return Err(PeerError::BodyHashMismatch {
+                sender: header.sender,
+                packet_no: header.packet_no,
+            }
+            .into());
+        }
+        let mut incoming = Incoming {
+            from: header.sender,
+            packet_no: header.packet_no,
+            duplicate: header.packet_no <= peer.received_packet_no,
+            applied: 0,
+            conflicts: 0,
+            parked: 0,
+            more: header.more,
+            reinitialized: false,
+        };
+        if incoming.duplicate {
+            return Ok(incoming);
+        }
+        let changes = codec::decode_body(header, &packet.body, &ctx.config.limits)?;
+        check_changes(&ctx, header.sender, &changes)?;
+        let ack = process_ack(&mut peer, header);
+        if let Some(reason) = &ack.restore {
+            incoming.reinitialized = true;
+            reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
+        }
+        if header.resync {
+            peer.reset_for_resync(txn.last_seq()?);
+            incoming.reinitialized = true;
+            let reason = format!(
+                "{} reports it was restored from an older copy of its store; resending everything to it",
+                peer.info.code
+            );
+            reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
+        }
+        let mut stats = ApplyStats::default();
+        for change in changes {
+            apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
+        }
+        peer.received_packet_no = header.packet_no;
+        peer.received_body_sha256 = header.body_sha256;
+        peer.last_sync_in = Some(now);
+        peer.schema_version = Some(header.schema_version.clone());
+        txn.put_peer(&peer)?;
+        let has_pending = !txn.pending(&PendingQuery::for_peer(&peer, 1))?.is_empty();
+        txn.commit()?;
+        let events = ctx.events;
+        self.events.extend(events);
+        incoming.applied = stats.applied;
+        incoming.conflicts = stats.conflicts;
+        incoming.parked = stats.parked;
+        self.continue_session(
+            header,
+            &incoming,
+            ack.advanced || incoming.reinitialized,
+            has_pending,
+        );
+        Ok(incoming)
+    }
+
+    /// Session bookkeeping after a packet from `incoming.from`.
+    fn after_packet(&mut self, incoming: &Incoming, header: &PacketHeader) {
+        if let Some(session) = self.sessions.get_mut(&incoming.from) {
+            if !incoming.duplicate {
+                session.progress.received += u64::from(header.entity_count);
+                session.progress.remaining_to_receive = header
+                    .pending_total
+                    .saturating_sub(u64::from(header.entity_count));
+            }
+        }
+        if !incoming.duplicate {
+            self.progress_event(incoming.from);
+        }
+    }
+
+    /// Decides whether a running session needs another packet.
+    fn continue_session(
+        &mut self,
+        header: &PacketHeader,
+        incoming: &Incoming,
+        progressed: bool,
+        has_pending: bool,
+    ) {
+        let Some(session) = self.sessions.get_mut(&incoming.from) else {
+            return;
+        };
+        // The peer answered: the exchange is no longer unanswered.
+        session.retry = None;
+        session.attempt = 0;
+        if !session.active {
+            return;
+        }
+        // Received changes must be acknowledged; more may be waiting either
+        // way; pending changes are sent while acknowledgements make progress.
+        let again = header.entity_count > 0 || header.more || (has_pending && progressed);
+        if again {
+            session.want_send = true;
+        } else {
+            session.active = false;
+            self.events.push_back(Event::SyncComplete {
+                peer: incoming.from,
+            });
+        }
+    }
+
+    /// Records a refused packet: security-relevant refusals are logged.
+    fn refused(&mut self, sender: NodeId, error: &SyncError, now: Timestamp) {
+        let kind = match error {
+            SyncError::Peer(PeerError::UnknownSender { .. }) => SecurityKind::UnknownSender,
+            SyncError::Peer(PeerError::RevokedSender { .. }) => SecurityKind::RevokedSender,
+            SyncError::Peer(PeerError::WrongRecipient { .. }) => SecurityKind::WrongRecipient,
+            SyncError::Peer(_) => SecurityKind::Corrupt,
+            SyncError::Schema(_) => SecurityKind::SchemaRejected,
+            _ => return,
+        };
+        self.security(Some(sender), kind, error.to_string(), now);
+    }
+}
+
+fn check_addressing(header: &PacketHeader, local: NodeId) -> Result<(), PeerError> {
+    if header.protocol_version != sync_proto::PROTOCOL_VERSION {
+        return Err(PeerError::UnsupportedProtocol {
+            version: header.protocol_version,
+            supported: sync_proto::PROTOCOL_VERSION,
+        });
+    }
+    if header.recipient != local {
+        return Err(PeerError::WrongRecipient {
+            local,
+            recipient: header.recipient,
+        });
+    }
+    Ok(())
+}
+
+fn known_peer<T: StoreTxn>(txn: &T, sender: NodeId) -> Result<PeerState, SyncError> {
+    let peer = txn
+        .peer(sender)?
+        .ok_or(PeerError::UnknownSender { sender })?;
+    if peer.revoked {
+        return Err(PeerError::RevokedSender { sender }.into());
+    }
+    Ok(peer)
+}
+
+/// Every change must be of a registered type, and declared fields must hold
+/// values of their declared kind. Undeclared fields (from a newer minor
+/// schema) are kept as they are.
+fn check_changes(ctx: &Ctx<'_>, sender: NodeId, changes: &[Change]) -> Result<(), PeerError> {
+    for change in changes {
+        let entity: &Entity = &change.entity;
+        let ty = ctx.registry.get(&entity.key.entity_type).ok_or_else(|| {
+            PeerError::UnknownEntityType {
+                entity_type: entity.key.entity_type.clone(),
+            }
+        })?;
+        for (name, value) in &entity.fields {
+            if ty
+                .field_def(name)
+                .is_some_and(|def| !def.kind.accepts(value))
+            {
+                return Err(PeerError::Malformed {
+                    sender,
+                    detail: format!(
+                        "{}.{name} holds a {} value, which its declared kind does not accept",
+                        entity.key.entity_type,
+                        value.kind_name()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Processes the acknowledgement in a fresh packet. Acknowledging a packet
+/// this node never sent, or one whose body differs from what this node sent
+/// under that number, means this node was restored from an older copy of its
+/// store: its numbering jumps past the peer's and it asks for a resync.
+fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
+    let ack = header.ack_packet_no;
+    if ack == 0 {
+        return AckOutcome::default();
+    }
+    if ack > peer.sent_packet_no {
+        let reason = format!(
+            "{} acknowledges packet {ack} but this node has sent only {} to it: this node's store was restored from an older copy; asking it to resend everything",
+            peer.info.code, peer.sent_packet_no
+        );
+        restart_numbering(peer, ack);
+        return AckOutcome {
+            advanced: false,
+            restore: Some(reason),
+        };
+    }
+    let Some(sent) = peer.in_flight.iter().find(|f| f.packet_no == ack).cloned() else {
+        // An acknowledgement older than anything still in flight.
+        return AckOutcome::default();
+    };
+    if sent.body_sha256 != header.ack_body_sha256 {
+        let reason = format!(
+            "{} acknowledges a packet {ack} other than the one this node sent: this node's store was restored from an older copy; asking it to resend everything",
+            peer.info.code
+        );
+        restart_numbering(peer, ack);
+        return AckOutcome {
+            advanced: false,
+            restore: Some(reason),
+        };
+    }
+    let advanced = sent.upto_seq > peer.acked_seq;
+    peer.acked_seq = peer.acked_seq.max(sent.upto_seq);
+    if sent.resync {
+        peer.resync_requested = false;
+    }
+    peer.in_flight.retain(|f| f.packet_no > ack);
+    AckOutcome {
+        advanced,
+        restore: None,
+    }
+}
+
+fn restart_numbering(peer: &mut PeerState, ack: u64) {
+    peer.sent_packet_no = peer.sent_packet_no.max(ack);
+    peer.in_flight.clear();
+    peer.resync_requested = true;
+}
+
+fn reinitialized<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    reason: String,
+    now: Timestamp,
+) -> Result<(), SyncError> {
+    let event = crate::events::SecurityEvent {
+        at: now,
+        peer: Some(peer.id()),
+        kind: SecurityKind::RestoreDetected,
+        detail: reason.clone(),
+    };
+    txn.add_security_event(&event)?;
+    ctx.events.push(Event::Security(event));
+    ctx.events.push(Event::PairReinitialized {
+        peer: peer.id(),
+        reason,
+    });
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! The sans-IO engine: one node's side of sync.
+//!
+//! Inputs go in through `handle_*` and write methods, each with `now`;
+//! outputs come out of `poll_*` methods. Drain them in this order after each
+//! input: [`Engine::poll_transmit`] (packets to send), [`Engine::poll_event`]
+//! (what happened), [`Engine::poll_timeout`] (when to call
+//! [`Engine::handle_timeout`] next).
+
+mod apply;
+mod incoming;
+mod local;
+mod outgoing;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use uuid::Uuid;
+
+use crate::config::EngineConfig;
+use crate::conflict::{AuditRecord, OpenConflict, VersionRecord};
+use crate::entity::{Entity, EntityKey, Operation};
+use crate::entity_registry::EntityRegistry;
+use crate::error::{StoreError, SyncError};
+use crate::events::{Event, Progress, SecurityEvent, SecurityKind};
+use crate::ids::{NodeId, Timestamp};
+use crate::node_registry::{NodeInfo, PeerState, Role};
+use crate::rng::SeededRng;
+use crate::store::{ParkedChange, PendingQuery, Store, StoreTxn};
+use crate::timer::{Armed, Timer};
+
+pub use incoming::Incoming;
+pub use local::{LocalWrite, ManualChoice};
+pub use outgoing::Transmit;
+
+/// One node's sync engine over a store `S`.
+///
+/// The engine owns the store; reach it with [`Engine::store`] /
+/// [`Engine::store_mut`]. It keeps no state that matters across a crash
+/// outside the store: sessions and timers are rebuilt by the driver.
+pub struct Engine<S: Store> {
+    store: S,
+    registry: EntityRegistry,
+    config: EngineConfig,
+    local: NodeInfo,
+    rng: SeededRng,
+    events: VecDeque<Event>,
+    sessions: BTreeMap<NodeId, Session>,
+}
+
+/// Volatile per-peer state of a sync session (rebuilt after a restart).
+#[derive(Clone, Debug, Default)]
+struct Session {
+    /// This node started the session and drives it.
+    active: bool,
+    /// A packet should be built for the peer on the next `poll_transmit`.
+    want_send: bool,
+    /// Armed retry timer.
+    retry: Option<Armed>,
+    /// Retries since the peer last answered.
+    attempt: u32,
+    progress: SessionProgress,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SessionProgress {
+    sent: u64,
+    received: u64,
+    total_to_send: u64,
+    remaining_to_receive: u64,
+}
+
+/// Borrowed engine state handed to the helpers that run inside a store
+/// transaction, with the events they produce (published only after commit).
+pub(crate) struct Ctx<'a> {
+    pub registry: &'a EntityRegistry,
+    pub config: &'a EngineConfig,
+    pub local: &'a NodeInfo,
+    pub rng: &'a mut SeededRng,
+    pub events: Vec<Event>,
+}
+
+impl Ctx<'_> {
+    /// A random id from the seeded generator (UUID version 4 layout).
+    pub fn record_id(&mut self) -> Uuid {
+        let mut bytes = [0u8; 16];
+        self.rng.fill(&mut bytes);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    pub fn is_hub(&self) -> bool {
+        self.local.role == Role::Hub
+    }
+}
+
+/// One row of the spec's `sync_changes` view, derived from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncChange {
+    /// Target node.
+    pub node_id: NodeId,
+    /// Entity type.
+    pub entity_type: String,
+    /// Entity UUID.
+    pub entity_uuid: Uuid,
+    /// Insert, update or delete, as the target will see it.
+    pub operation: Operation,
+    /// Earliest unacknowledged packet that carried it (`None`: not sent yet).
+    pub packet_no: Option<u64>,
+    /// Local change sequence.
+    pub seq: u64,
+}
+
+impl<S: Store> Engine<S> {
+    /// Opens `store` as node `local`, recording the identity in an empty
+    /// store. Fails with [`SyncError::WrongStore`] if the store belongs to
+    /// another node.
+    pub fn new(
+        mut store: S,
+        registry: EntityRegistry,
+        config: EngineConfig,
+        local: NodeInfo,
+    ) -> Result<Self, SyncError> {
+        let mut txn = store.begin()?;
+        match txn.local_node()? {
+            Some(stored) if stored.id != local.id => {
+                return Err(SyncError::WrongStore {
+                    stored: stored.id,
+                    requested: local.id,
+                });
+            }
+            Some(_) => {}
+            None => txn.set_local_node(&local)?,
+        }
+        txn.commit()?;
+        Ok(Self::assemble(store, registry, config, local))
+    }
+
+    /// Opens a store that already holds its node identity.
+    pub fn open(
+        mut store: S,
+        registry: EntityRegistry,
+        config: EngineConfig,
+    ) -> Result<Self, SyncError> {
+        let local = store
+            .begin()?
+            .local_node()?
+            .ok_or(SyncError::NotInitialized)?;
+        Ok(Self::assemble(store, registry, config, local))
+    }
+
+    fn assemble(store: S, registry: EntityRegistry, config: EngineConfig, local: NodeInfo) -> Self {
+        Engine {
+            store,
+            rng: SeededRng::new(config.seed),
+            registry,
+            config,
+            local,
+            events: VecDeque::new(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// This node.
+    pub fn local_node(&self) -> &NodeInfo {
+        &self.local
+    }
+
+    /// The entity registry.
+    pub fn registry(&self) -> &EntityRegistry {
+        &self.registry
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably (for application reads and writes outside sync).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Gives the store back, ending the engine.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    // --- node registry ---------------------------------------------------
+
+    /// Registers a peer (idempotent; re-registering a revoked peer restores
+    /// it with its counters intact).
+    pub fn register_peer(&mut self, info: NodeInfo) -> Result<(), SyncError> {
+        let mut txn = self.store.begin()?;
+        let peer = match txn.peer(info.id)? {
+            Some(mut existing) => {
+                existing.info = info;
+                existing.revoked = false;
+                existing
+            }
+            None => PeerState::new(info),
+        };
+        txn.put_peer(&peer)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Revokes a peer: its packets are refused from now on (its state is kept
+    /// for audit).
+    pub fn revoke_peer(&mut self, id: NodeId) -> Result<(), SyncError> {
+        let mut txn = self.store.begin()?;
+        let mut peer = txn.peer(id)?.ok_or(SyncError::UnknownPeer(id))?;
+        peer.revoked = true;
+        txn.put_peer(&peer)?;
+        txn.commit()?;
+        self.sessions.remove(&id);
+        Ok(())
+    }
+
+    /// One peer's state.
+    pub fn peer(&mut self, id: NodeId) -> Result<PeerState, SyncError> {
+        self.store
+            .begin()?
+            .peer(id)?
+            .ok_or(SyncError::UnknownPeer(id))
+    }
+
+    /// All peers.
+    pub fn peers(&mut self) -> Result<Vec<PeerState>, SyncError> {
+        Ok(self.store.begin()?.peers()?)
+    }
+
+    // --- queries -----------------------------------------------------------
+
+    /// The current version of an entity (tombstones included).
+    pub fn get(&mut self, key: &EntityKey) -> Result<Option<Entity>, SyncError> {
+        Ok(self.store.begin()?.entity(key)?.map(|s| s.entity))
+    }
+
+    /// Changes pending for `peer`.
+    pub fn pending_count(&mut self, peer: NodeId) -> Result<u64, SyncError> {
+        let txn = self.store.begin()?;
+        let state = txn.peer(peer)?.ok_or(SyncError::UnknownPeer(peer))?;
+        Ok(txn.count_pending(&PendingQuery::for_peer(&state, usize::MAX))?)
+    }
+
+    /// The spec's `sync_changes` view for one peer: what it is owed and in
+    /// which unacknowledged packet each change last travelled, at most
+    /// `limit` rows.
+    pub fn sync_changes(
+        &mut self,
+        peer: NodeId,
+        limit: usize,
+    ) -> Result<Vec<SyncChange>, SyncError> {
+        let txn = self.store.begin()?;
+        let state = txn.peer(peer)?.ok_or(SyncError::UnknownPeer(peer))?;
+        let rows = txn.pending(&PendingQuery::for_peer(&state, limit))?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SyncChange {
+                node_id: peer,
+                entity_type: s.entity.key.entity_type.clone(),
+                entity_uuid: s.entity.key.id,
+                operation: s.operation_for(state.acked_seq),
+                packet_no: state
+                    .in_flight
+                    .iter()
+                    .find(|f| f.upto_seq >= s.seq)
+                    .map(|f| f.packet_no),
+                seq: s.seq,
+            })
+            .collect())
+    }
+
+    /// Object version history of one entity.
+    pub fn versions(&mut self, key: &EntityKey) -> Result<Vec<VersionRecord>, SyncError> {
+        Ok(self.store.begin()?.versions(key)?)
+    }
+
+    /// The audit log of conflict resolutions, oldest first.
+    pub fn audit_log(&mut self) -> Result<Vec<AuditRecord>, SyncError> {
+        Ok(self.store.begin()?.audit_log(0, usize::MAX)?)
+    }
+
+    /// Conflicts waiting for a person.
+    pub fn open_conflicts(&mut self) -> Result<Vec<OpenConflict>, SyncError> {
+        Ok(self.store.begin()?.open_conflicts()?)
+    }
+
+    /// Children waiting for a parent that has not arrived.
+    pub fn parked(&mut self) -> Result<Vec<ParkedChange>, SyncError> {
+        Ok(self.store.begin()?.parked()?)
+    }
+
+    /// Security events recorded in the store.
+    pub fn security_events(&mut self) -> Result<Vec<SecurityEvent>, SyncError> {
+        Ok(self.store.begin()?.security_events()?)
+    }
+
+    // --- outputs -------------------------------------------------------------
+
+    /// The next event, if any. Drain after every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer deadline, if any timer is armed.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.retry.map(|r| r.deadline))
+            .min()
+    }
+
+    /// The armed timers with their deadlines.
+    pub fn timers(&self) -> Vec<(Timer, Timestamp)> {
+        self.sessions
+            .iter()
+            .filter_map(|(peer, s)| s.retry.map(|r| (Timer::Retry { peer: *peer }, r.deadline)))
+            .collect()
+    }
+
+    /// Fires every timer whose deadline is at or before `now`: an unanswered
+    /// exchange is sent again (on the next `poll_transmit`) with a longer
+    /// backoff. Early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        for session in self.sessions.values_mut() {
+            if session.retry.is_some_and(|r| r.deadline <= now) {
+                session.retry = None;
+                session.attempt = session.attempt.saturating_add(1);
+                session.want_send = true;
+            }
+        }
+    }
+
+    // --- sessions -----------------------------------------------------------
+
+    /// Starts a sync session with `peer`: the next `poll_transmit` returns a
+    /// packet for it, and the session continues packet by packet until
+    /// nothing is pending either way ([`Event::SyncComplete`]).
+    pub fn start_sync(&mut self, peer: NodeId) -> Result<(), SyncError> {
+        let pending = self.pending_count(peer)?;
+        let session = self.sessions.entry(peer).or_default();
+        session.active = true;
+        session.want_send = true;
+        session.attempt = 0;
+        session.progress = SessionProgress {
+            total_to_send: pending,
+            ..SessionProgress::default()
+        };
+        Ok(())
+    }
+
+    /// Whether a session with `peer` is still running.
+    pub fn is_syncing(&self, peer: NodeId) -> bool {
+        self.sessions.get(&peer).is_some_and(|s| s.active)
+    }
+
+    fn progress_event(&mut self, peer: NodeId) {
+        if let Some(s) = self.sessions.get(&peer) {
+            let p = s.progress;
+            self.events.push_back(Event::Progress(Progress {
+                peer,
+                sent: p.sent,
+                received: p.received,
+                total_to_send: p.total_to_send,
+                remaining_to_receive: p.remaining_to_receive,
+            }));
+        }
+    }
+
+    /// Records a security event in the store (best effort: its own
+    /// transaction) and emits it.
+    fn security(
+        &mut self,
+        peer: Option<NodeId>,
+        kind: SecurityKind,
+        detail: String,
+        now: Timestamp,
+    ) {
+        let event = SecurityEvent {
+            at: now,
+            peer,
+            kind,
+            detail,
+        };
+        let recorded: Result<(), StoreError> = self.store.begin().and_then(|mut txn| {
+            txn.add_security_event(&event)?;
+            txn.commit()
+        });
+        // A store that cannot record the event still reports it as an event.
+        let _ = recorded;
+        self.events.push_back(Event::Security(event));
+    }
+
+    fn parts(&mut self) -> (&mut S, Ctx<'_>) {
+        let Engine {
+            store,
+            registry,
+            config,
+            local,
+            rng,
+            ..
+        } = self;
+        (
+            store,
+            Ctx {
+                registry,
+                config,
+                local,
+                rng,
+                events: Vec::new(),
+            },
+        )
+    }
+}

@@ -1,0 +1,258 @@
+//! Building packets: batch selection from the change registry, parents
+//! before children, numbering, and in-flight bookkeeping.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use super::{Ctx, Engine};
+use crate::codec::{self, sha256};
+use crate::entity::{EntityKey, StoredEntity};
+use crate::error::SyncError;
+use crate::ids::{NodeId, Timestamp};
+use crate::node_registry::{InFlight, PeerState};
+use crate::packet::{Change, Envelope, Packet, PacketHeader};
+use crate::store::{PendingQuery, Store, StoreTxn};
+use crate::timer::Armed;
+use crate::value::Value;
+
+/// A packet ready to send. Hand `bytes` to the transport.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transmit {
+    /// The peer to send it to.
+    pub to: NodeId,
+    /// Its number.
+    pub packet_no: u64,
+    /// How many entity changes it carries.
+    pub entity_count: u32,
+    /// More changes are pending than fit.
+    pub more: bool,
+    /// The encoded envelope.
+    pub bytes: Bytes,
+}
+
+impl<S: Store> Engine<S> {
+    /// The next packet this engine wants sent, if any: one per peer with a
+    /// running session that is waiting to send (just started, answered with
+    /// more to do, or retrying after a timeout). Arms the peer's retry timer.
+    pub fn poll_transmit(&mut self, now: Timestamp) -> Result<Option<Transmit>, SyncError> {
+        let Some(peer) = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.want_send)
+            .map(|(id, _)| *id)
+        else {
+            return Ok(None);
+        };
+        let transmit = self.build_packet(peer, now)?;
+        let delay = {
+            let attempt = self.sessions.get(&peer).map_or(0, |s| s.attempt);
+            self.config.retry.delay_ms(attempt, &mut self.rng)
+        };
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            session.want_send = false;
+            session.retry = Some(Armed {
+                deadline: now.add_millis(delay),
+                attempt: session.attempt,
+            });
+        }
+        Ok(Some(transmit))
+    }
+
+    /// Builds the next packet for `peer`: its acknowledgement of the peer's
+    /// last packet and up to one batch of pending changes (all unacknowledged
+    /// changes are sent again). The hub calls this to answer a node.
+    pub fn build_packet(&mut self, peer: NodeId, now: Timestamp) -> Result<Transmit, SyncError> {
+        let (store, ctx) = self.parts();
+        let mut txn = store.begin()?;
+        let mut state = txn.peer(peer)?.ok_or(SyncError::UnknownPeer(peer))?;
+        if state.revoked {
+            return Err(SyncError::RevokedPeer(peer));
+        }
+        let batch = select_batch(&txn, &ctx, &state)?;
+        let changes: Vec<Change> = batch
+            .entities
+            .iter()
+            .map(|s| Change {
+                operation: s.operation_for(state.acked_seq),
+                entity: strip_excluded(&ctx, s),
+            })
+            .collect();
+        let (body, body_raw_len) = codec::encode_body(&changes, ctx.registry, ctx.config.codec);
+        let pending_total = if batch.more {
+            txn.count_pending(&PendingQuery::for_peer(&state, usize::MAX))?
+        } else {
+            changes.len() as u64
+        };
+        let header = PacketHeader {
+            sender: ctx.local.id,
+            recipient: peer,
+            packet_no: state.sent_packet_no + 1,
+            ack_packet_no: state.received_packet_no,
+            ack_body_sha256: state.received_body_sha256,
+            protocol_version: sync_proto::PROTOCOL_VERSION,
+            schema_version: ctx.config.schema.own.to_string(),
+            timestamp: now,
+            codec: ctx.config.codec,
+            body_sha256: sha256(&body),
+            entity_count: changes.len() as u32,
+            more: batch.more,
+            resync: state.resync_requested,
+            pending_total,
+            body_raw_len,
+        };
+        record_sent(
+            &mut state,
+            &header,
+            batch.upto_seq,
+            ctx.config.max_in_flight,
+            now,
+        );
+        txn.put_peer(&state)?;
+        txn.commit()?;
+        let transmit = Transmit {
+            to: peer,
+            packet_no: header.packet_no,
+            entity_count: header.entity_count,
+            more: header.more,
+            bytes: codec::encode_envelope(&Envelope::Packet(Packet {
+                header,
+                body: Bytes::from(body),
+            })),
+        };
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            session.progress.sent += u64::from(transmit.entity_count);
+        }
+        self.progress_event(peer);
+        Ok(transmit)
+    }
+}
+
+/// Entities chosen for one packet.
+struct Batch {
+    /// In send order: parents before children.
+    entities: Vec<StoredEntity>,
+    /// Every change pending for the peer up to this sequence is included.
+    upto_seq: u64,
+    /// Pending changes remain beyond `upto_seq`.
+    more: bool,
+}
+
+/// Takes pending changes in sequence order up to the batch limits, pulls in
+/// pending parents of the chosen children, and orders parents first.
+fn select_batch<T: StoreTxn>(txn: &T, ctx: &Ctx<'_>, peer: &PeerState) -> Result<Batch, SyncError> {
+    let limit = ctx.config.batch_entities;
+    let candidates = txn.pending(&PendingQuery::for_peer(peer, limit.saturating_add(1)))?;
+    let mut entities = Vec::with_capacity(candidates.len().min(limit));
+    let mut bytes = 0usize;
+    for candidate in &candidates {
+        let size = approx_size(candidate);
+        if entities.len() == limit
+            || (!entities.is_empty() && bytes + size > ctx.config.batch_bytes)
+        {
+            break;
+        }
+        bytes += size;
+        entities.push(candidate.clone());
+    }
+    let complete = entities.len() == candidates.len();
+    let upto_seq = if complete {
+        txn.last_seq()?
+    } else {
+        entities.last().map_or(peer.acked_seq, |e| e.seq)
+    };
+    pull_parents(txn, ctx, peer, &mut entities)?;
+    entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
+    Ok(Batch {
+        entities,
+        upto_seq,
+        more: !complete,
+    })
+}
+
+/// Adds pending parents that are referenced by chosen entities but were left
+/// out by the batch limits, so a packet is self-contained.
+fn pull_parents<T: StoreTxn>(
+    txn: &T,
+    ctx: &Ctx<'_>,
+    peer: &PeerState,
+    entities: &mut Vec<StoredEntity>,
+) -> Result<(), SyncError> {
+    let mut present: BTreeSet<EntityKey> = entities.iter().map(|e| e.entity.key.clone()).collect();
+    let mut next = 0;
+    while next < entities.len() {
+        let parents: Vec<EntityKey> = ctx
+            .registry
+            .get(&entities[next].entity.key.entity_type)
+            .map(|ty| {
+                ty.references()
+                    .filter_map(|(field, target)| {
+                        let id = entities[next]
+                            .entity
+                            .fields
+                            .get(field)
+                            .and_then(Value::as_uuid)?;
+                        Some(EntityKey::new(target, id))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in parents {
+            if present.contains(&key) {
+                continue;
+            }
+            if let Some(parent) = txn.entity(&key)? {
+                if peer.is_pending(parent.seq, parent.source) {
+                    present.insert(key);
+                    entities.push(parent);
+                }
+            }
+        }
+        next += 1;
+    }
+    Ok(())
+}
+
+fn strip_excluded(ctx: &Ctx<'_>, stored: &StoredEntity) -> crate::entity::Entity {
+    let mut entity = stored.entity.clone();
+    if let Some(ty) = ctx.registry.get(&entity.key.entity_type) {
+        entity.fields.retain(|name, _| !ty.is_excluded(name));
+    }
+    entity
+}
+
+fn record_sent(
+    state: &mut PeerState,
+    header: &PacketHeader,
+    upto_seq: u64,
+    max_in_flight: usize,
+    now: Timestamp,
+) {
+    state.sent_packet_no = header.packet_no;
+    state.last_sync_out = Some(now);
+    state.in_flight.push(InFlight {
+        packet_no: header.packet_no,
+        upto_seq,
+        body_sha256: header.body_sha256,
+        resync: header.resync,
+    });
+    let excess = state.in_flight.len().saturating_sub(max_in_flight.max(1));
+    state.in_flight.drain(..excess);
+}
+
+/// Rough encoded size of an entity, for batch limits.
+fn approx_size(stored: &StoredEntity) -> usize {
+    48 + stored.entity.fields.values().map(value_size).sum::<usize>()
+}
+
+fn value_size(value: &Value) -> usize {
+    2 + match value {
+        Value::Null | Value::Bool(_) => 0,
+        Value::Int(_) | Value::Float(_) | Value::Timestamp(_) => 8,
+        Value::Text(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Uuid(_) => 16,
+        Value::List(items) => items.iter().map(value_size).sum(),
+        Value::Record(r) => r.iter().map(|(k, v)| k.len() + value_size(v)).sum(),
+    }
+}

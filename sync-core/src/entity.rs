@@ -1,0 +1,119 @@
+//! Entities: the records that sync, and the metadata a store keeps beside them.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::ids::{NodeId, Timestamp};
+use crate::value::{Record, record_canonical_bytes};
+
+/// Identifies one entity: its registered type name and its UUID sync key.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct EntityKey {
+    /// Registered type name, e.g. `DailyReport`.
+    pub entity_type: String,
+    /// The UUID sync key (separate from any database primary key).
+    pub id: Uuid,
+}
+
+impl EntityKey {
+    /// A key for `entity_type` and `id`.
+    pub fn new(entity_type: impl Into<String>, id: Uuid) -> Self {
+        EntityKey {
+            entity_type: entity_type.into(),
+            id,
+        }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.entity_type, self.id)
+    }
+}
+
+/// One version of an entity, as it travels between nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    /// Type and sync key.
+    pub key: EntityKey,
+    /// When this version was written, by the writer's clock (UTC).
+    pub updated_at: Timestamp,
+    /// Soft-delete flag: deletions travel as tombstones.
+    pub is_deleted: bool,
+    /// The node that wrote this version.
+    pub origin: NodeId,
+    /// Field values (excluded fields never leave their node).
+    pub fields: Record,
+}
+
+impl Entity {
+    /// Whether two versions hold the same content: fields, deletion flag,
+    /// timestamp and writer.
+    pub fn same_version(&self, other: &Entity) -> bool {
+        self.key == other.key
+            && self.updated_at == other.updated_at
+            && self.is_deleted == other.is_deleted
+            && self.origin == other.origin
+            && self.fields == other.fields
+    }
+
+    /// SHA-256 over a canonical encoding of this version: equal versions give
+    /// equal digests on every node.
+    pub fn content_digest(&self) -> [u8; 32] {
+        let mut bytes = Vec::with_capacity(64);
+        bytes.extend(self.key.entity_type.as_bytes());
+        bytes.push(0);
+        bytes.extend(self.key.id.as_bytes());
+        bytes.extend(self.updated_at.as_micros().to_be_bytes());
+        bytes.push(u8::from(self.is_deleted));
+        bytes.extend(self.origin.as_bytes());
+        record_canonical_bytes(&self.fields, &mut bytes);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+}
+
+/// Kind of change, as named on the wire and in the `sync_changes` view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// The entity is new to the recipient.
+    Insert,
+    /// The entity existed at the recipient.
+    Update,
+    /// The entity was deleted (a tombstone).
+    Delete,
+}
+
+/// An entity as a store keeps it: the latest version plus change-registry
+/// metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEntity {
+    /// The current version.
+    pub entity: Entity,
+    /// Local change sequence of the latest change (strictly increasing per
+    /// store; the change registry's cursor).
+    pub seq: u64,
+    /// Local change sequence at which the entity was first stored; a peer
+    /// that has acknowledged less than this has never seen the entity.
+    pub created_seq: u64,
+    /// The node this version arrived from (this node for local writes). A
+    /// change is never sent back to the node it came from.
+    pub source: NodeId,
+}
+
+impl StoredEntity {
+    /// The operation this change is for a peer that acknowledged everything up
+    /// to `acked_seq`.
+    pub fn operation_for(&self, acked_seq: u64) -> Operation {
+        if self.entity.is_deleted {
+            Operation::Delete
+        } else if self.created_seq > acked_seq {
+            Operation::Insert
+        } else {
+            Operation::Update
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! A readable JSON view of an envelope, in the shape of the reference
+//! specification's message envelope (header + body.entities with named
+//! fields). For inspection and logs; the wire format is protobuf.
+
+use serde_json::{Value as Json, json};
+
+use crate::codec::{self, Limits};
+use crate::entity::Operation;
+use crate::error::PeerError;
+use crate::packet::{Codec, Envelope};
+use crate::serde_bridge::to_json;
+
+/// Decodes `bytes` and renders them as JSON. The body is decoded only if its
+/// hash matches.
+pub fn envelope_to_json(bytes: &[u8], limits: &Limits) -> Result<Json, PeerError> {
+    match codec::decode_envelope(bytes, limits)? {
+        Envelope::Error(e) => Ok(json!({
+            "error": {
+                "code": format!("{:?}", e.code),
+                "message": e.message,
+                "retryable": e.retryable,
+                "sender_node_id": e.sender.to_string(),
+            }
+        })),
+        Envelope::Packet(p) => {
+            let h = &p.header;
+            let body_ok = codec::sha256(&p.body) == h.body_sha256;
+            let entities: Vec<Json> = if body_ok {
+                codec::decode_body(h, &p.body, limits)?
+                    .into_iter()
+                    .map(|c| {
+                        json!({
+                            "type": c.entity.key.entity_type,
+                            "uuid": c.entity.key.id.to_string(),
+                            "operation": operation_name(c.operation),
+                            "updated_at": c.entity.updated_at.to_string(),
+                            "origin_node_id": c.entity.origin.to_string(),
+                            "data": c.entity.fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect::<serde_json::Map<_, _>>(),
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(json!({
+                "header": {
+                    "sender_node_id": h.sender.to_string(),
+                    "recipient_node_id": h.recipient.to_string(),
+                    "packet_no": h.packet_no,
+                    "ack_packet_no": h.ack_packet_no,
+                    "schema_version": h.schema_version,
+                    "timestamp": h.timestamp.to_string(),
+                    "codec": codec_name(h.codec),
+                    "entity_count": h.entity_count,
+                    "more": h.more,
+                    "body_hash_ok": body_ok,
+                },
+                "body": { "entities": entities },
+            }))
+        }
+    }
+}
+
+fn operation_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Insert => "INSERT",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+    }
+}
+
+fn codec_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::None => "none",
+        Codec::Zstd => "zstd",
+        Codec::Gzip => "gzip",
+    }
+}

@@ -1,0 +1,125 @@
+//! The node registry (exchange plan): this node, its peers, and the per-peer
+//! counters that must survive a restart.
+
+use crate::ids::{NodeId, Timestamp};
+
+/// Whether a node is the hub or a device node. Star topology: nodes sync only
+/// with the hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The central node every other node syncs with.
+    Hub,
+    /// An offline-capable device node.
+    Node,
+}
+
+/// Identity of a node: id, human code and display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// UUID.
+    pub id: NodeId,
+    /// Human-readable code, e.g. `DESKTOP-USER-1`.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Hub or node.
+    pub role: Role,
+}
+
+impl NodeInfo {
+    /// A node description.
+    pub fn new(id: NodeId, code: impl Into<String>, name: impl Into<String>, role: Role) -> Self {
+        NodeInfo {
+            id,
+            code: code.into(),
+            name: name.into(),
+            role,
+        }
+    }
+}
+
+/// A packet sent to a peer and not yet acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Its number.
+    pub packet_no: u64,
+    /// Every change pending for the peer with a sequence up to this was in
+    /// the packet: acknowledging it acknowledges them.
+    pub upto_seq: u64,
+    /// SHA-256 of its body, compared with the peer's acknowledgement.
+    pub body_sha256: [u8; 32],
+    /// It asked the peer to resend everything.
+    pub resync: bool,
+}
+
+/// Everything this node remembers about one peer. Persisted by the store; a
+/// plain struct so every field's meaning is documented in one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerState {
+    /// Who the peer is.
+    pub info: NodeInfo,
+    /// Revoked peers may not sync.
+    pub revoked: bool,
+    /// Number of the last packet built for the peer (0 = none).
+    pub sent_packet_no: u64,
+    /// Number of the last packet applied from the peer (0 = none).
+    pub received_packet_no: u64,
+    /// SHA-256 of that packet's body (zeros when none).
+    pub received_body_sha256: [u8; 32],
+    /// Local change sequence up to which the peer has acknowledged
+    /// everything pending for it.
+    pub acked_seq: u64,
+    /// Changes with a sequence up to this are sent to the peer even when they
+    /// came from it (set when the peer was restored and lost them).
+    pub resend_own_upto: u64,
+    /// Unacknowledged packets, oldest first, bounded in length.
+    pub in_flight: Vec<InFlight>,
+    /// This node was found restored relative to the peer and must ask it to
+    /// resend everything, until a packet carrying the request is acknowledged.
+    pub resync_requested: bool,
+    /// Last time a packet from the peer was applied.
+    pub last_sync_in: Option<Timestamp>,
+    /// Last time a packet was built for the peer.
+    pub last_sync_out: Option<Timestamp>,
+    /// Schema version the peer last announced.
+    pub schema_version: Option<String>,
+}
+
+impl PeerState {
+    /// A freshly registered peer: nothing sent, nothing received.
+    pub fn new(info: NodeInfo) -> Self {
+        PeerState {
+            info,
+            revoked: false,
+            sent_packet_no: 0,
+            received_packet_no: 0,
+            received_body_sha256: [0; 32],
+            acked_seq: 0,
+            resend_own_upto: 0,
+            in_flight: Vec::new(),
+            resync_requested: false,
+            last_sync_in: None,
+            last_sync_out: None,
+            schema_version: None,
+        }
+    }
+
+    /// The peer's id.
+    pub fn id(&self) -> NodeId {
+        self.info.id
+    }
+
+    /// Whether a stored change with this sequence and source is still owed to
+    /// the peer.
+    pub fn is_pending(&self, seq: u64, source: NodeId) -> bool {
+        seq > self.acked_seq && (source != self.info.id || seq <= self.resend_own_upto)
+    }
+
+    /// Forgets what the peer has acknowledged so that everything is sent to it
+    /// again, its own changes included (it was restored and lost them).
+    pub fn reset_for_resync(&mut self, last_seq: u64) {
+        self.acked_seq = 0;
+        self.resend_own_upto = last_seq;
+        self.in_flight.clear();
+    }
+}

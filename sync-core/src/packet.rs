@@ -1,0 +1,98 @@
+//! Packets as domain types: what the engine builds and reads. The packet
+//! codec ([`crate::codec`]) turns them into wire bytes and back.
+
+use bytes::Bytes;
+
+use crate::entity::{Entity, Operation};
+use crate::error::ErrorCode;
+use crate::ids::{NodeId, Timestamp};
+
+/// Compression of a packet body, named in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Codec {
+    /// Uncompressed.
+    None,
+    /// zstd (default): fast, the same ratio as gzip.
+    #[default]
+    Zstd,
+    /// gzip, for peers that cannot speak zstd.
+    Gzip,
+}
+
+/// Packet metadata, readable without touching the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketHeader {
+    /// Who built it.
+    pub sender: NodeId,
+    /// For whom.
+    pub recipient: NodeId,
+    /// Per-pair sequence number, from 1.
+    pub packet_no: u64,
+    /// Last packet number the sender applied from the recipient.
+    pub ack_packet_no: u64,
+    /// Body hash of that packet.
+    pub ack_body_sha256: [u8; 32],
+    /// Wire protocol version.
+    pub protocol_version: u32,
+    /// Sender's schema version, `major.minor.patch`.
+    pub schema_version: String,
+    /// Sender's clock when built.
+    pub timestamp: Timestamp,
+    /// Body compression.
+    pub codec: Codec,
+    /// SHA-256 of the (compressed) body bytes.
+    pub body_sha256: [u8; 32],
+    /// Number of entity changes in the body.
+    pub entity_count: u32,
+    /// More changes are pending than fit.
+    pub more: bool,
+    /// The sender asks for everything to be sent again (it was restored).
+    pub resync: bool,
+    /// Changes still pending at the sender for the recipient, this packet's
+    /// included.
+    pub pending_total: u64,
+    /// Length of the encoded body before compression.
+    pub body_raw_len: u64,
+}
+
+/// One change in a packet body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// Insert, update or delete, as seen from the recipient.
+    pub operation: Operation,
+    /// The version being sent (excluded fields removed).
+    pub entity: Entity,
+}
+
+/// A packet: header and compressed body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Packet {
+    /// Metadata.
+    pub header: PacketHeader,
+    /// The compressed, encoded body.
+    pub body: Bytes,
+}
+
+/// A refusal sent back instead of a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorMessage {
+    /// Kind of refusal.
+    pub code: ErrorCode,
+    /// Explanation for a person.
+    pub message: String,
+    /// Sending again later may succeed.
+    pub retryable: bool,
+    /// Who refused (nil if unknown).
+    pub sender: NodeId,
+    /// Whose packet was refused (nil if unknown).
+    pub recipient: NodeId,
+}
+
+/// What crosses the wire: a packet or a refusal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Envelope {
+    /// A packet.
+    Packet(Packet),
+    /// A refusal.
+    Error(ErrorMessage),
+}

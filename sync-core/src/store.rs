@@ -1,0 +1,167 @@
+//! The `Store` trait: synchronous, transactional persistence for the engine.
+//!
+//! A store keeps entities with their change-registry metadata, the node
+//! registry, the object version history, the audit log, open manual
+//! conflicts, parked children and security events. Every engine operation runs
+//! in one transaction: applying a packet, recording its number and processing
+//! its acknowledgement commit together or not at all.
+//!
+//! # Contract
+//!
+//! - **Atomicity.** Changes made through a [`StoreTxn`] become visible to later
+//!   transactions only after [`StoreTxn::commit`] returns `Ok`. Dropping a
+//!   transaction without committing discards every change made through it.
+//! - **Durability.** After `commit` returns `Ok`, the changes survive a crash to
+//!   the degree the store documents (the engine acknowledges packets only
+//!   after commit).
+//! - **Isolation.** The engine holds `&mut` to the store for the life of a
+//!   transaction, so there is one transaction at a time per store handle.
+//! - **Sequence.** [`StoreTxn::put_entity`] assigns a local change sequence that
+//!   is strictly greater than every sequence ever committed by this store.
+//! - **Errors.** A failed write may poison the store: later writes then fail
+//!   with [`StoreError::Poisoned`] rather than guess.
+
+use uuid::Uuid;
+
+use crate::conflict::{AuditRecord, OpenConflict, VersionRecord};
+use crate::entity::{Entity, EntityKey, StoredEntity};
+use crate::error::StoreError;
+use crate::events::SecurityEvent;
+use crate::ids::{NodeId, Timestamp};
+use crate::node_registry::{NodeInfo, PeerState};
+
+/// A transactional store. See the module docs for the contract.
+pub trait Store {
+    /// A transaction borrowing the store.
+    type Txn<'a>: StoreTxn
+    where
+        Self: 'a;
+
+    /// Starts a transaction.
+    fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError>;
+}
+
+/// Which changes a peer is owed: the change registry's one query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingQuery {
+    /// The peer.
+    pub peer: NodeId,
+    /// Only changes with a sequence above this (the peer's acknowledged mark).
+    pub after_seq: u64,
+    /// Changes that came from the peer are skipped unless their sequence is at
+    /// most this (see [`PeerState::resend_own_upto`]).
+    pub resend_own_upto: u64,
+    /// At most this many, in ascending sequence.
+    pub limit: usize,
+}
+
+impl PendingQuery {
+    /// The query for everything `peer` is owed, up to `limit` changes.
+    pub fn for_peer(peer: &PeerState, limit: usize) -> Self {
+        PendingQuery {
+            peer: peer.id(),
+            after_seq: peer.acked_seq,
+            resend_own_upto: peer.resend_own_upto,
+            limit,
+        }
+    }
+
+    /// Whether a stored change matches.
+    pub fn matches(&self, seq: u64, source: NodeId) -> bool {
+        seq > self.after_seq && (source != self.peer || seq <= self.resend_own_upto)
+    }
+}
+
+/// A child change waiting for its parent to arrive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParkedChange {
+    /// The child version.
+    pub entity: Entity,
+    /// The peer it came from.
+    pub from: NodeId,
+    /// The missing parent it waits for.
+    pub waiting_for: EntityKey,
+    /// When it arrived.
+    pub arrived_at: Timestamp,
+}
+
+/// Operations inside one transaction. Reads see the transaction's own writes.
+pub trait StoreTxn {
+    /// Makes every change durable and visible, or fails and keeps none.
+    fn commit(self) -> Result<(), StoreError>
+    where
+        Self: Sized;
+
+    // --- node registry -------------------------------------------------
+
+    /// This node's identity, if the store was initialized.
+    fn local_node(&self) -> Result<Option<NodeInfo>, StoreError>;
+    /// Records this node's identity (once, when the store is created).
+    fn set_local_node(&mut self, node: &NodeInfo) -> Result<(), StoreError>;
+    /// One peer's state.
+    fn peer(&self, id: NodeId) -> Result<Option<PeerState>, StoreError>;
+    /// All peers, in id order.
+    fn peers(&self) -> Result<Vec<PeerState>, StoreError>;
+    /// Inserts or replaces a peer's state.
+    fn put_peer(&mut self, peer: &PeerState) -> Result<(), StoreError>;
+
+    // --- entities and the change registry ----------------------------
+
+    /// The stored entity with its metadata.
+    fn entity(&self, key: &EntityKey) -> Result<Option<StoredEntity>, StoreError>;
+    /// Stores a version as the entity's current one and registers the change:
+    /// assigns and returns the next sequence number, keeps `created_seq` of an
+    /// existing entity (or sets it to the new sequence), and records `source`.
+    /// Cost: O(1) in the number of peers.
+    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError>;
+    /// The highest sequence assigned so far (0 for an empty store).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+    /// Changes matching `query`, ascending by sequence, at most `query.limit`.
+    fn pending(&self, query: &PendingQuery) -> Result<Vec<StoredEntity>, StoreError>;
+    /// How many changes match `query` (ignoring its limit).
+    fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError>;
+    /// Entities of one type with ids above `after`, ascending by id, at most
+    /// `limit` (tombstones included).
+    fn entities(
+        &self,
+        entity_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<StoredEntity>, StoreError>;
+
+    // --- conflicts -----------------------------------------------------
+
+    /// Appends to the object version history.
+    fn add_version(&mut self, record: &VersionRecord) -> Result<(), StoreError>;
+    /// Version history of one entity, oldest first.
+    fn versions(&self, key: &EntityKey) -> Result<Vec<VersionRecord>, StoreError>;
+    /// Appends to the audit log.
+    fn add_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The audit log, oldest first, skipping `offset` records, at most `limit`.
+    fn audit_log(&self, offset: usize, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Adds an open manual conflict.
+    fn put_open_conflict(&mut self, conflict: &OpenConflict) -> Result<(), StoreError>;
+    /// All open manual conflicts, oldest first.
+    fn open_conflicts(&self) -> Result<Vec<OpenConflict>, StoreError>;
+    /// Removes and returns an open conflict.
+    fn take_open_conflict(&mut self, id: Uuid) -> Result<Option<OpenConflict>, StoreError>;
+
+    // --- parked children -----------------------------------------------
+
+    /// Parks a child until its parent arrives; replaces any change already
+    /// parked for the same child.
+    fn park(&mut self, parked: &ParkedChange) -> Result<(), StoreError>;
+    /// Removes and returns the changes waiting for `parent`.
+    fn take_parked(&mut self, parent: &EntityKey) -> Result<Vec<ParkedChange>, StoreError>;
+    /// Drops the parked change for `child`, if any (a newer version arrived).
+    fn unpark(&mut self, child: &EntityKey) -> Result<(), StoreError>;
+    /// All parked changes.
+    fn parked(&self) -> Result<Vec<ParkedChange>, StoreError>;
+
+    // --- security ------------------------------------------------------
+
+    /// Appends a security event.
+    fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError>;
+    /// All security events, oldest first.
+    fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError>;
+}
