@@ -1,0 +1,1 @@
+//! Conformance suites and simulator for syncplan (being built: see issue 3).

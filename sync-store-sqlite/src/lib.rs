@@ -1,0 +1,1 @@
+//! SQLite store for syncplan (being built: see issue 4).
