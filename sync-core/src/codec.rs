@@ -48,6 +48,19 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// A packet's identity for acknowledgements: SHA-256 over its sender,
+/// recipient, number, timestamp and body hash. Two different packets that
+/// reuse a number (one side was restored from a backup) differ here.
+pub fn packet_digest(header: &PacketHeader) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(16 + 16 + 8 + 8 + 32);
+    bytes.extend(header.sender.as_bytes());
+    bytes.extend(header.recipient.as_bytes());
+    bytes.extend(header.packet_no.to_be_bytes());
+    bytes.extend(header.timestamp.as_micros().to_be_bytes());
+    bytes.extend(header.body_sha256);
+    sha256(&bytes)
+}
+
 /// Encodes an envelope to wire bytes. Deterministic.
 pub fn encode_envelope(envelope: &Envelope) -> Bytes {
     let kind = match envelope {
@@ -204,7 +217,7 @@ fn header_to_pb(h: &PacketHeader) -> pb::PacketHeader {
         recipient_node_id: h.recipient.as_bytes().to_vec(),
         packet_no: h.packet_no,
         ack_packet_no: h.ack_packet_no,
-        ack_body_sha256: h.ack_body_sha256.to_vec(),
+        ack_digest: h.ack_digest.to_vec(),
         protocol_version: h.protocol_version,
         schema_version: h.schema_version.clone(),
         timestamp_micros: h.timestamp.as_micros(),
@@ -225,7 +238,7 @@ fn header_from_pb(h: pb::PacketHeader) -> Result<PacketHeader, PeerError> {
         recipient: node_id(&h.recipient_node_id, sender, "recipient_node_id")?,
         packet_no: h.packet_no,
         ack_packet_no: h.ack_packet_no,
-        ack_body_sha256: hash32(&h.ack_body_sha256, sender, "ack_body_sha256", true)?,
+        ack_digest: hash32(&h.ack_digest, sender, "ack_digest", true)?,
         protocol_version: h.protocol_version,
         schema_version: h.schema_version,
         timestamp: Timestamp::from_micros(h.timestamp_micros),

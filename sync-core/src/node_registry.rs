@@ -46,8 +46,9 @@ pub struct InFlight {
     /// Every change pending for the peer with a sequence up to this was in
     /// the packet: acknowledging it acknowledges them.
     pub upto_seq: u64,
-    /// SHA-256 of its body, compared with the peer's acknowledgement.
-    pub body_sha256: [u8; 32],
+    /// Its digest ([`crate::codec::packet_digest`]), compared with the
+    /// peer's acknowledgement.
+    pub digest: [u8; 32],
     /// It asked the peer to resend everything.
     pub resync: bool,
 }
@@ -64,8 +65,12 @@ pub struct PeerState {
     pub sent_packet_no: u64,
     /// Number of the last packet applied from the peer (0 = none).
     pub received_packet_no: u64,
-    /// SHA-256 of that packet's body (zeros when none).
-    pub received_body_sha256: [u8; 32],
+    /// Digest of that packet (zeros when none).
+    pub received_digest: [u8; 32],
+    /// Highest acknowledgement seen in a packet applied from the peer. Fresh
+    /// packets never acknowledge less than an earlier one unless the peer was
+    /// restored from an older copy of its store.
+    pub peer_ack_high: u64,
     /// Local change sequence up to which the peer has acknowledged
     /// everything pending for it.
     pub acked_seq: u64,
@@ -93,7 +98,8 @@ impl PeerState {
             revoked: false,
             sent_packet_no: 0,
             received_packet_no: 0,
-            received_body_sha256: [0; 32],
+            received_digest: [0; 32],
+            peer_ack_high: 0,
             acked_seq: 0,
             resend_own_upto: 0,
             in_flight: Vec::new(),

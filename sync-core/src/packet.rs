@@ -30,8 +30,8 @@ pub struct PacketHeader {
     pub packet_no: u64,
     /// Last packet number the sender applied from the recipient.
     pub ack_packet_no: u64,
-    /// Body hash of that packet.
-    pub ack_body_sha256: [u8; 32],
+    /// Digest of that packet ([`crate::codec::packet_digest`]).
+    pub ack_digest: [u8; 32],
     /// Wire protocol version.
     pub protocol_version: u32,
     /// Sender's schema version, `major.minor.patch`.

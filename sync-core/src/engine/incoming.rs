@@ -158,13 +158,9 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
         }
-        if header.resync {
+        if let Some(reason) = peer_restored(&mut peer, header) {
             peer.reset_for_resync(txn.last_seq()?);
             incoming.reinitialized = true;
-            let reason = format!(
-                "{} reports it was restored from an older copy of its store; resending everything to it",
-                peer.info.code
-            );
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
         }
         let mut stats = ApplyStats::default();
@@ -172,7 +168,7 @@ impl<S: Store> Engine<S> {
             apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
         }
         peer.received_packet_no = header.packet_no;
-        peer.received_body_sha256 = header.body_sha256;
+        peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
         peer.schema_version = Some(header.schema_version.clone());
         txn.put_peer(&peer)?;
@@ -331,7 +327,7 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         // An acknowledgement older than anything still in flight.
         return AckOutcome::default();
     };
-    if sent.body_sha256 != header.ack_body_sha256 {
+    if sent.digest != header.ack_digest {
         let reason = format!(
             "{} acknowledges a packet {ack} other than the one this node sent: this node's store was restored from an older copy; asking it to resend everything",
             peer.info.code
@@ -351,6 +347,27 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
     AckOutcome {
         advanced,
         restore: None,
+    }
+}
+
+/// Whether the sender of a fresh packet lost what this node sent it: it says
+/// so (`resync`), or it acknowledges less than it already had (its store went
+/// back in time). Updates the acknowledgement high-water mark.
+fn peer_restored(peer: &mut PeerState, header: &PacketHeader) -> Option<String> {
+    let high = peer.peer_ack_high;
+    peer.peer_ack_high = header.ack_packet_no;
+    if header.resync {
+        Some(format!(
+            "{} reports it was restored from an older copy of its store; resending everything to it",
+            peer.info.code
+        ))
+    } else if header.ack_packet_no < high {
+        Some(format!(
+            "{} acknowledges packet {} after having acknowledged {high}: it was restored from an older copy of its store; resending everything to it",
+            peer.info.code, header.ack_packet_no
+        ))
+    } else {
+        None
     }
 }
 

@@ -89,7 +89,7 @@ impl<S: Store> Engine<S> {
             recipient: peer,
             packet_no: state.sent_packet_no + 1,
             ack_packet_no: state.received_packet_no,
-            ack_body_sha256: state.received_body_sha256,
+            ack_digest: state.received_digest,
             protocol_version: sync_proto::PROTOCOL_VERSION,
             schema_version: ctx.config.schema.own.to_string(),
             timestamp: now,
@@ -233,7 +233,7 @@ fn record_sent(
     state.in_flight.push(InFlight {
         packet_no: header.packet_no,
         upto_seq,
-        body_sha256: header.body_sha256,
+        digest: codec::packet_digest(header),
         resync: header.resync,
     });
     let excess = state.in_flight.len().saturating_sub(max_in_flight.max(1));
