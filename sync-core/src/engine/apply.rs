@@ -165,7 +165,7 @@ fn resolve<T: StoreTxn>(
     );
     let strategy_name = strategy.name();
     let audit = AuditRecord {
-        id: ctx.record_id(),
+        id: Ctx::record_id("audit", &local.key, now, &[&local, &incoming]),
         at: now,
         key: local.key.clone(),
         peer: from,
@@ -180,7 +180,7 @@ fn resolve<T: StoreTxn>(
     let mut open_conflict = None;
     if plan.open_manual {
         let conflict = OpenConflict {
-            id: ctx.record_id(),
+            id: Ctx::record_id("open-conflict", &local.key, now, &[&local, &incoming]),
             key: local.key.clone(),
             current: local.clone(),
             incoming: incoming.clone(),
@@ -208,7 +208,7 @@ fn resolve<T: StoreTxn>(
     if ty.versioning_enabled() {
         for loser in &losers {
             let record = VersionRecord {
-                id: ctx.record_id(),
+                id: Ctx::record_id("version", &loser.key, now, &[loser]),
                 key: loser.key.clone(),
                 source_node: loser.origin,
                 arrival_time: now,

@@ -138,7 +138,7 @@ impl<S: Store> Engine<S> {
         choice: ManualChoice,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let (store, mut ctx) = self.parts();
+        let (store, ctx) = self.parts();
         let mut txn = store.begin()?;
         let conflict = txn
             .take_open_conflict(id)?
@@ -165,7 +165,12 @@ impl<S: Store> Engine<S> {
         };
         txn.put_entity(&decided, ctx.local.id)?;
         let audit = AuditRecord {
-            id: ctx.record_id(),
+            id: Ctx::record_id(
+                "manual-resolution",
+                &conflict.key,
+                now,
+                &[&conflict.current, &conflict.incoming],
+            ),
             at: now,
             key: conflict.key.clone(),
             peer: conflict.from,

@@ -74,16 +74,29 @@ pub(crate) struct Ctx<'a> {
     pub registry: &'a EntityRegistry,
     pub config: &'a EngineConfig,
     pub local: &'a NodeInfo,
-    pub rng: &'a mut SeededRng,
     pub events: Vec<Event>,
 }
 
 impl Ctx<'_> {
-    /// A random id from the seeded generator (UUID version 4 layout).
-    pub fn record_id(&mut self) -> Uuid {
+    /// An id for an audit, version or conflict record, derived from what the
+    /// record is about (`kind`, the entity, `now` and the versions involved):
+    /// the same event gets the same id on a replay, different events never
+    /// share one, and a restart with the same seed cannot repeat an id.
+    pub fn record_id(kind: &str, key: &EntityKey, now: Timestamp, versions: &[&Entity]) -> Uuid {
+        let mut input = Vec::with_capacity(64 + 32 * versions.len());
+        input.extend(kind.as_bytes());
+        input.push(0);
+        input.extend(key.entity_type.as_bytes());
+        input.push(0);
+        input.extend(key.id.as_bytes());
+        input.extend(now.as_micros().to_be_bytes());
+        for version in versions {
+            input.extend(version.content_digest());
+        }
+        let digest = crate::codec::sha256(&input);
         let mut bytes = [0u8; 16];
-        self.rng.fill(&mut bytes);
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
     }
 
     pub fn is_hub(&self) -> bool {
@@ -119,6 +132,7 @@ impl<S: Store> Engine<S> {
         local: NodeInfo,
     ) -> Result<Self, SyncError> {
         let mut txn = store.begin()?;
+        let last_seq = txn.last_seq()?;
         match txn.local_node()? {
             Some(stored) if stored.id != local.id => {
                 return Err(SyncError::WrongStore {
@@ -130,7 +144,7 @@ impl<S: Store> Engine<S> {
             None => txn.set_local_node(&local)?,
         }
         txn.commit()?;
-        Ok(Self::assemble(store, registry, config, local))
+        Ok(Self::assemble(store, registry, config, local, last_seq))
     }
 
     /// Opens a store that already holds its node identity.
@@ -139,17 +153,29 @@ impl<S: Store> Engine<S> {
         registry: EntityRegistry,
         config: EngineConfig,
     ) -> Result<Self, SyncError> {
-        let local = store
-            .begin()?
-            .local_node()?
-            .ok_or(SyncError::NotInitialized)?;
-        Ok(Self::assemble(store, registry, config, local))
+        let txn = store.begin()?;
+        let local = txn.local_node()?.ok_or(SyncError::NotInitialized)?;
+        let last_seq = txn.last_seq()?;
+        drop(txn);
+        Ok(Self::assemble(store, registry, config, local, last_seq))
     }
 
-    fn assemble(store: S, registry: EntityRegistry, config: EngineConfig, local: NodeInfo) -> Self {
+    /// The generator is seeded from the configured seed, the node id and the
+    /// store's last change sequence, so an engine reopened with the same seed
+    /// on a store that has moved on does not repeat the ids it handed out.
+    fn assemble(
+        store: S,
+        registry: EntityRegistry,
+        config: EngineConfig,
+        local: NodeInfo,
+        last_seq: u64,
+    ) -> Self {
+        let (hi, lo) = local.id.0.as_u64_pair();
+        let mut mixer =
+            SeededRng::new(config.seed ^ hi ^ lo.rotate_left(17) ^ last_seq.rotate_left(41));
         Engine {
             store,
-            rng: SeededRng::new(config.seed),
+            rng: SeededRng::new(mixer.next_u64()),
             registry,
             config,
             local,
@@ -401,7 +427,6 @@ impl<S: Store> Engine<S> {
             registry,
             config,
             local,
-            rng,
             ..
         } = self;
         (
@@ -410,7 +435,6 @@ impl<S: Store> Engine<S> {
                 registry,
                 config,
                 local,
-                rng,
                 events: Vec::new(),
             },
         )
