@@ -11,8 +11,8 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use sync_core::codec::{self, Limits};
 use sync_core::packet::{Envelope, Packet};
 use sync_core::{
-    Codec, Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo, Record, Role, Timestamp, Uuid,
-    Value,
+    Codec, Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo, Record,
+    Role, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
 
@@ -32,12 +32,18 @@ fn registry() -> EntityRegistry {
 
 fn fields(i: usize) -> Record {
     Record::from([
-        ("date".to_owned(), Value::from(format!("2025-12-{:02}", i % 28 + 1))),
+        (
+            "date".to_owned(),
+            Value::from(format!("2025-12-{:02}", i % 28 + 1)),
+        ),
         ("brigade".to_owned(), Value::from(format!("B-{}", i % 97))),
         ("hours".to_owned(), Value::Int((i % 12) as i64)),
         ("rate".to_owned(), Value::Float(i as f64 * 0.25)),
         ("approved".to_owned(), Value::Bool(i % 2 == 0)),
-        ("foreman".to_owned(), Value::Uuid(Uuid::from_u128(i as u128 % 50))),
+        (
+            "foreman".to_owned(),
+            Value::Uuid(Uuid::from_u128(i as u128 % 50)),
+        ),
     ])
 }
 
@@ -46,22 +52,38 @@ fn hub_info() -> NodeInfo {
 }
 
 fn node_info() -> NodeInfo {
-    NodeInfo::new(NodeId(Uuid::from_u128(2)), "DESKTOP-1", "Desktop", Role::Node)
+    NodeInfo::new(
+        NodeId(Uuid::from_u128(2)),
+        "DESKTOP-1",
+        "Desktop",
+        Role::Node,
+    )
 }
 
 fn config() -> EngineConfig {
-    EngineConfig::default().batch(usize::MAX, usize::MAX).applied_events(false)
+    EngineConfig::default()
+        .batch(usize::MAX, usize::MAX)
+        .applied_events(false)
 }
 
 /// One packet of `n` inserts from a node to the hub, as wire bytes.
 fn packet_bytes(n: usize) -> Vec<u8> {
     let now = Timestamp::from_secs(1_765_535_400);
-    let mut node = Engine::new(MemoryStore::new(), registry(), config().seed(2), node_info()).expect("node");
+    let mut node = Engine::new(
+        MemoryStore::new(),
+        registry(),
+        config().seed(2),
+        node_info(),
+    )
+    .expect("node");
     node.register_peer(hub_info()).expect("register");
     for i in 0..n {
         node.insert("DailyReport", fields(i), now).expect("insert");
     }
-    node.build_packet(hub_info().id, now).expect("build").bytes.to_vec()
+    node.build_packet(hub_info().id, now)
+        .expect("build")
+        .bytes
+        .to_vec()
 }
 
 fn bench_codec(c: &mut Criterion) {
@@ -112,7 +134,9 @@ fn bench_apply(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("memory", n), &bytes, |b, bytes| {
             b.iter_batched(
                 || {
-                    let mut hub = Engine::new(MemoryStore::new(), registry(), config().seed(1), hub_info()).expect("hub");
+                    let mut hub =
+                        Engine::new(MemoryStore::new(), registry(), config().seed(1), hub_info())
+                            .expect("hub");
                     hub.register_peer(node_info()).expect("register");
                     hub
                 },

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 use sync_core::json_view::envelope_to_json;
 use sync_core::{
-    ConflictStrategy, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, Event, FieldKind, NodeId, NodeInfo,
-    Role, SyncError, Timestamp, Uuid,
+    ConflictStrategy, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, Event,
+    FieldKind, NodeId, NodeInfo, Role, SyncError, Timestamp, Uuid,
 };
 use sync_store_memory::MemoryStore;
 
@@ -47,8 +47,18 @@ fn main() -> Result<(), SyncError> {
                 .field("task", FieldKind::Text)
                 .field("qty", FieldKind::Float),
         );
-    let hub_info = NodeInfo::new(NodeId(Uuid::from_u128(1)), "HUB", "Central office", Role::Hub);
-    let mut hub = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(1), hub_info.clone())?;
+    let hub_info = NodeInfo::new(
+        NodeId(Uuid::from_u128(1)),
+        "HUB",
+        "Central office",
+        Role::Hub,
+    );
+    let mut hub = Engine::new(
+        MemoryStore::new(),
+        registry.clone(),
+        EngineConfig::default().seed(1),
+        hub_info.clone(),
+    )?;
     let mut desktops = Vec::new();
     for i in 1..=3u64 {
         let info = NodeInfo::new(
@@ -58,7 +68,12 @@ fn main() -> Result<(), SyncError> {
             Role::Node,
         );
         hub.register_peer(info.clone())?;
-        let mut desktop = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(100 + i), info)?;
+        let mut desktop = Engine::new(
+            MemoryStore::new(),
+            registry.clone(),
+            EngineConfig::default().seed(100 + i),
+            info,
+        )?;
         desktop.register_peer(hub_info.clone())?;
         desktops.push(desktop);
     }
@@ -73,7 +88,11 @@ fn main() -> Result<(), SyncError> {
     };
     let report_id = desktops[0].insert_typed("DailyReport", &report, at(0))?;
     let report_key = EntityKey::new("DailyReport", report_id);
-    for (task, qty) in [("trench digging", 12.5), ("cable laying", 40.0), ("site cleanup", 1.0)] {
+    for (task, qty) in [
+        ("trench digging", 12.5),
+        ("cable laying", 40.0),
+        ("site cleanup", 1.0),
+    ] {
         let line = DailyReportLine {
             report_id,
             task: task.into(),
@@ -88,8 +107,22 @@ fn main() -> Result<(), SyncError> {
 
     println!("\n== Afternoon, everyone offline:");
     println!("   DESKTOP-2 corrects the hours to 9; DESKTOP-3 to 10 (the same report)");
-    desktops[1].put_typed(report_key.clone(), &DailyReport { hours: 9, ..report.clone() }, at(240))?;
-    desktops[2].put_typed(report_key.clone(), &DailyReport { hours: 10, ..report.clone() }, at(245))?;
+    desktops[1].put_typed(
+        report_key.clone(),
+        &DailyReport {
+            hours: 9,
+            ..report.clone()
+        },
+        at(240),
+    )?;
+    desktops[2].put_typed(
+        report_key.clone(),
+        &DailyReport {
+            hours: 10,
+            ..report.clone()
+        },
+        at(245),
+    )?;
     println!("   DESKTOP-1 deletes the cleanup line and starts tomorrow's report");
     let cleanup = find_line(&mut desktops[0], report_id, "site cleanup")?;
     desktops[0].delete(cleanup, at(250))?;
@@ -100,7 +133,11 @@ fn main() -> Result<(), SyncError> {
     };
     desktops[0].insert_typed("DailyReport", &tomorrow, at(251))?;
     for (i, desktop) in desktops.iter_mut().enumerate() {
-        println!("   DESKTOP-{} has {} change(s) queued for the hub", i + 1, desktop.pending_count(hub_info.id)?);
+        println!(
+            "   DESKTOP-{} has {} change(s) queued for the hub",
+            i + 1,
+            desktop.pending_count(hub_info.id)?
+        );
     }
 
     println!("\n== Evening: everyone syncs (twice around, so every change reaches every desktop)");
@@ -141,7 +178,15 @@ fn main() -> Result<(), SyncError> {
     for (i, desktop) in desktops.iter().enumerate() {
         let same = snapshot(desktop) == reference;
         agree &= same;
-        println!("   DESKTOP-{}: {}", i + 1, if same { "identical to the hub" } else { "DIFFERENT" });
+        println!(
+            "   DESKTOP-{}: {}",
+            i + 1,
+            if same {
+                "identical to the hub"
+            } else {
+                "DIFFERENT"
+            }
+        );
     }
     let hours: Option<DailyReport> = hub.get_typed(&report_key)?;
     println!(
@@ -177,7 +222,11 @@ fn sync(desktop: &mut Node, hub: &mut Node, now: Timestamp) -> Result<(), SyncEr
             incoming.packet_no,
             incoming.applied + incoming.conflicts + incoming.parked,
             ack_of(&reply),
-            if incoming.duplicate { " (duplicate, ignored)" } else { "" }
+            if incoming.duplicate {
+                " (duplicate, ignored)"
+            } else {
+                ""
+            }
         );
         report_events(desktop, &me);
     }
@@ -187,7 +236,10 @@ fn sync(desktop: &mut Node, hub: &mut Node, now: Timestamp) -> Result<(), SyncEr
 fn report_events(engine: &mut Node, who: &str) {
     while let Some(event) = engine.poll_event() {
         match event {
-            Event::Applied(change) => println!("      {who} applied {:?} of {}", change.kind, change.entity.key),
+            Event::Applied(change) => println!(
+                "      {who} applied {:?} of {}",
+                change.kind, change.entity.key
+            ),
             Event::Conflict(c) => println!(
                 "      {who}: CONFLICT on {} with {}: {} -> {} stands{}",
                 c.key,
@@ -195,14 +247,19 @@ fn report_events(engine: &mut Node, who: &str) {
                 c.strategy,
                 match c.winner {
                     sync_core::ConflictSide::Local => format!("{who}'s own version"),
-                    sync_core::ConflictSide::Incoming => format!("{}'s version", code_of(engine, c.peer)),
+                    sync_core::ConflictSide::Incoming =>
+                        format!("{}'s version", code_of(engine, c.peer)),
                     sync_core::ConflictSide::Merged => "a merge of both versions".to_owned(),
                 },
                 c.version_record
-                    .map(|id| format!("; the losing version is kept whole in version history record {id}"))
+                    .map(|id| format!(
+                        "; the losing version is kept whole in version history record {id}"
+                    ))
                     .unwrap_or_default()
             ),
-            Event::SyncComplete { .. } => println!("      {who}: sync complete, nothing pending either way"),
+            Event::SyncComplete { .. } => {
+                println!("      {who}: sync complete, nothing pending either way")
+            }
             Event::PairReinitialized { reason, .. } => println!("      {who}: {reason}"),
             Event::Security(s) => println!("      {who}: security event: {}", s.detail),
             _ => {}
@@ -238,7 +295,9 @@ fn find_line(desktop: &mut Node, report_id: Uuid, task: &str) -> Result<EntityKe
                 && s.entity.fields.get("task").and_then(|v| v.as_text()) == Some(task)
         })
         .map(|s| s.entity.key.clone());
-    line.ok_or_else(|| sync_core::WriteError::NotFound(EntityKey::new("DailyReportLine", Uuid::nil())).into())
+    line.ok_or_else(|| {
+        sync_core::WriteError::NotFound(EntityKey::new("DailyReportLine", Uuid::nil())).into()
+    })
 }
 
 /// Entities with their content, for comparing stores.
@@ -246,6 +305,12 @@ fn snapshot(engine: &Node) -> Vec<(EntityKey, bool, String)> {
     engine
         .store()
         .all_entities()
-        .map(|s| (s.entity.key.clone(), s.entity.is_deleted, format!("{:?}", s.entity.fields)))
+        .map(|s| {
+            (
+                s.entity.key.clone(),
+                s.entity.is_deleted,
+                format!("{:?}", s.entity.fields),
+            )
+        })
         .collect()
 }
