@@ -6,17 +6,36 @@ use sync_core::*;
 #[test]
 fn three_nodes_converge_with_conflict() {
     let mut net = Net::new(3, registry(ConflictStrategy::ServerWins));
-    let r = net.nodes[0].insert("DailyReport", report("2025-12-12", 8), t(0)).unwrap();
+    let r = net.nodes[0]
+        .insert("DailyReport", report("2025-12-12", 8), t(0))
+        .unwrap();
     let key = EntityKey::new("DailyReport", r);
     let line = net.nodes[0]
-        .insert("DailyReportLine", fields(&[("report_id", Value::Uuid(r)), ("text", "dig".into()), ("qty", 2.0.into())]), t(1))
+        .insert(
+            "DailyReportLine",
+            fields(&[
+                ("report_id", Value::Uuid(r)),
+                ("text", "dig".into()),
+                ("qty", 2.0.into()),
+            ]),
+            t(1),
+        )
         .unwrap();
     net.sync_all(t(10)).unwrap();
     assert!(net.converged());
-    assert!(net.nodes[2].get(&EntityKey::new("DailyReportLine", line)).unwrap().is_some());
+    assert!(
+        net.nodes[2]
+            .get(&EntityKey::new("DailyReportLine", line))
+            .unwrap()
+            .is_some()
+    );
     // concurrent edits on node 1 and node 2
-    net.nodes[1].put(key.clone(), report("2025-12-12", 9), t(20)).unwrap();
-    net.nodes[2].put(key.clone(), report("2025-12-12", 10), t(21)).unwrap();
+    net.nodes[1]
+        .put(key.clone(), report("2025-12-12", 9), t(20))
+        .unwrap();
+    net.nodes[2]
+        .put(key.clone(), report("2025-12-12", 10), t(21))
+        .unwrap();
     net.sync(1, t(30)).unwrap();
     net.sync(2, t(31)).unwrap();
     net.sync_all(t(40)).unwrap();
