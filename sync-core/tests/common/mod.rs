@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod strategies;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -348,6 +349,11 @@ impl Link {
         Self::new([])
     }
 
+    /// Appends faults to the script.
+    pub fn push(&mut self, faults: impl IntoIterator<Item = Fault>) {
+        self.script.extend(faults);
+    }
+
     /// Whether the script still has faults to play.
     pub fn faulty(&self) -> bool {
         !self.script.is_empty()
@@ -576,4 +582,25 @@ pub fn assert_no_dangling(engine: &mut MemEngine) {
         "{} holds children without parents: {dangling:?}",
         engine.local_node().code
     );
+}
+
+/// Re-encodes a packet after `edit` changed its header (the body and its
+/// hash stay as they were).
+pub fn rewrite_header(bytes: &[u8], edit: impl FnOnce(&mut PacketHeader)) -> Bytes {
+    let mut packet = decode(bytes);
+    edit(&mut packet.header);
+    codec::encode_envelope(&Envelope::Packet(packet))
+}
+
+/// The changes `hub` would send to node 0 for `writes` made on a fresh hub,
+/// in the order the engine sends them (parents first).
+pub fn changes_from_hub(
+    registry: &EntityRegistry,
+    writes: impl FnOnce(&mut MemEngine),
+) -> Vec<Change> {
+    let mut net = Net::new(1, registry.clone());
+    writes(&mut net.hub);
+    let packet = net.hub.build_packet(node_id(0), t(0)).expect("hub builds");
+    assert!(!packet.more, "one packet holds every change");
+    body(&packet.bytes)
 }

@@ -1,0 +1,153 @@
+//! Random local writes and random multi-node runs for property tests.
+
+use proptest::prelude::*;
+use sync_core::{EntityKey, Timestamp, Uuid};
+
+use super::{Fault, Link, MemEngine, Net, line, line_key, report, report_key};
+
+/// One local write. Indices pick among what the writing engine holds.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A new report.
+    Insert(i64),
+    /// A new version of one of this engine's own reports.
+    Update(usize, i64),
+    /// Soft-delete one of this engine's own entities.
+    Delete(usize),
+    /// A new line under any report this engine holds (its own or synced).
+    Line(usize, f64),
+}
+
+pub fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => any::<i16>().prop_map(|h| Op::Insert(h.into())),
+        3 => (any::<usize>(), any::<i16>()).prop_map(|(p, h)| Op::Update(p, h.into())),
+        1 => any::<usize>().prop_map(Op::Delete),
+        2 => (any::<usize>(), -400i32..400).prop_map(|(p, q)| Op::Line(p, f64::from(q) / 4.0)),
+    ]
+}
+
+/// What one engine wrote itself: it alone changes these, so runs built from
+/// [`Op`]s have no conflicts.
+#[derive(Clone, Debug, Default)]
+pub struct Owned {
+    pub reports: Vec<Uuid>,
+    pub lines: Vec<Uuid>,
+}
+
+impl Owned {
+    /// Every key this engine created.
+    pub fn keys(&self) -> Vec<EntityKey> {
+        let reports = self.reports.iter().map(|id| report_key(*id));
+        reports
+            .chain(self.lines.iter().map(|id| line_key(*id)))
+            .collect()
+    }
+
+    /// Performs `op` on `engine` at `now` and returns the key it wrote. A
+    /// write needing something that does not exist yet becomes an insert.
+    pub fn apply(&mut self, engine: &mut MemEngine, op: &Op, now: Timestamp) -> EntityKey {
+        match *op {
+            Op::Update(pick, hours) if !self.reports.is_empty() => {
+                let key = report_key(self.reports[pick % self.reports.len()]);
+                engine
+                    .put(key.clone(), report("2025-12-13", hours), now)
+                    .expect("an update of an own report succeeds");
+                key
+            }
+            Op::Delete(pick) if !(self.reports.is_empty() && self.lines.is_empty()) => {
+                let keys = self.keys();
+                let key = keys[pick % keys.len()].clone();
+                engine
+                    .delete(key.clone(), now)
+                    .expect("deleting an existing entity succeeds");
+                key
+            }
+            Op::Line(pick, qty) => {
+                let parents: Vec<Uuid> = engine
+                    .store()
+                    .all_entities()
+                    .filter(|s| s.entity.key.entity_type == "DailyReport")
+                    .map(|s| s.entity.key.id)
+                    .collect();
+                if parents.is_empty() {
+                    return self.apply(engine, &Op::Insert(0), now);
+                }
+                let parent = parents[pick % parents.len()];
+                let id = engine
+                    .insert("DailyReportLine", line(parent, "task", qty), now)
+                    .expect("a line under an existing report is accepted");
+                self.lines.push(id);
+                line_key(id)
+            }
+            Op::Insert(hours) | Op::Update(_, hours) => {
+                let id = engine
+                    .insert("DailyReport", report("2025-12-12", hours), now)
+                    .expect("an insert succeeds");
+                self.reports.push(id);
+                report_key(id)
+            }
+            Op::Delete(_) => self.apply(engine, &Op::Insert(0), now),
+        }
+    }
+}
+
+/// A fault for the link: mostly delivered.
+pub fn arb_fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        5 => Just(Fault::Deliver),
+        2 => Just(Fault::Drop),
+        2 => Just(Fault::Duplicate),
+        2 => Just(Fault::Delay),
+    ]
+}
+
+/// One step of a multi-node run.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Engine `e` writes (0 is the hub, `i + 1` is node `i`).
+    Write(usize, Op),
+    /// Node `i` syncs over a link playing these faults.
+    Sync(usize, Vec<Fault>),
+}
+
+pub fn arb_steps(nodes: usize, len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        3 => (0..=nodes, arb_op()).prop_map(|(e, op)| Step::Write(e, op)),
+        1 => (0..nodes, prop::collection::vec(arb_fault(), 0..6)).prop_map(|(i, f)| Step::Sync(i, f)),
+    ];
+    prop::collection::vec(step, len)
+}
+
+/// The engine a step names: 0 is the hub, `i + 1` is node `i`.
+pub fn engine(net: &mut Net, e: usize) -> &mut MemEngine {
+    if e == 0 {
+        &mut net.hub
+    } else {
+        &mut net.nodes[e - 1]
+    }
+}
+
+/// Plays `steps` on `net`, one second apart (a sync may advance the clock
+/// through its retry deadlines). Every message goes through `link` (the
+/// steps' faults are appended to its script). Returns what each engine
+/// wrote and the time at the end.
+pub fn run(net: &mut Net, steps: &[Step], link: &mut Link) -> (Vec<Owned>, Timestamp) {
+    let mut owned = vec![Owned::default(); net.nodes.len() + 1];
+    let mut now = super::t(0);
+    for step in steps {
+        now = now.add_millis(1_000);
+        match step {
+            Step::Write(e, op) => {
+                owned[*e].apply(engine(net, *e), op, now);
+            }
+            Step::Sync(i, faults) => {
+                link.push(faults.iter().copied());
+                now = net
+                    .sync_faulty(*i, now, link)
+                    .expect("a faulty sync fails no call");
+            }
+        }
+    }
+    (owned, now)
+}
