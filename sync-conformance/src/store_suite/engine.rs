@@ -1,0 +1,566 @@
+//! Engine-level cases on the store under test: a hub and nodes syncing,
+//! every conflict strategy, crashes (a dropped uncommitted transaction, a
+//! failure at every store operation of an apply or a session), restarts.
+
+use sync_core::{
+    ConflictSide, ConflictStrategy, Engine, EngineConfig, EntityKey, Event, LocalWrite,
+    ManualChoice, Record, Store, StoreErrorKind, StoreTxn, SyncError, Uuid, Value, WriteError,
+};
+
+use crate::crash::CrashingStore;
+use crate::fixtures::{
+    LINE, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS, NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, REPORT,
+    hub_id, node_id, record, registry, t,
+};
+use crate::harness::{Net, drain, session, synced_state};
+
+fn report_fields(hours: i64) -> Record {
+    record([
+        ("date", "2025-12-12".into()),
+        ("brigade", "B-7".into()),
+        ("hours", Value::Int(hours)),
+        ("local_note", "never leaves this node".into()),
+    ])
+}
+
+fn note(title: &str) -> Record {
+    record([("title", title.into()), ("rev", title.into())])
+}
+
+fn net<S: Store>(n: usize, make: impl Fn() -> S) -> Net<S> {
+    Net::new(n, registry(ConflictStrategy::ServerWins), make)
+}
+
+/// Node 0 writes an entity, everyone syncs, then nodes 1 and 2 edit it
+/// concurrently and sync in that order. Returns the net and the key.
+fn concurrent_edit<S: Store>(make: impl Fn() -> S, ty: &str) -> (Net<S>, EntityKey) {
+    let mut net = net(3, make);
+    let id = net.nodes[0].insert(ty, note("base"), t(0)).expect("insert");
+    let key = EntityKey::new(ty, id);
+    net.sync_all(t(1)).expect("sync");
+    net.nodes[1]
+        .put(key.clone(), note("one"), t(10))
+        .expect("put");
+    net.nodes[2]
+        .put(key.clone(), note("two"), t(11))
+        .expect("put");
+    net.sync(1, t(20)).expect("sync");
+    net.sync(2, t(21)).expect("sync");
+    net.sync_all(t(30)).expect("sync");
+    assert!(net.converged(), "{ty}: nodes did not converge");
+    (net, key)
+}
+
+fn title<S: Store>(engine: &mut Engine<S>, key: &EntityKey) -> Value {
+    let entity = engine.get(key).expect("get").expect("present");
+    entity.fields.get("title").cloned().unwrap_or(Value::Null)
+}
+
+/// Three nodes write reports, lines and notes offline; after syncing, every
+/// node holds the hub's entities and nothing is pending anywhere.
+pub fn engine_hub_and_nodes_converge<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(3, make);
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        let report = node
+            .insert(REPORT, report_fields(i as i64), t(i as i64))
+            .expect("insert report");
+        for n in 0..3 {
+            let line = record([
+                ("report_id", Value::Uuid(report)),
+                ("text", format!("line {n}").into()),
+                ("qty", Value::Float(n as f64)),
+            ]);
+            node.insert(LINE, line, t(10 + n)).expect("insert line");
+        }
+        node.insert(NOTE_SERVER_WINS, note(&format!("n{i}")), t(20))
+            .expect("insert note");
+    }
+    net.sync_all(t(100)).expect("sync");
+    assert!(net.converged());
+    assert_eq!(synced_state(&mut net.hub).expect("state").len(), 15);
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        assert_eq!(node.pending_count(hub_id()).expect("pending"), 0);
+        assert_eq!(net.hub.pending_count(node_id(i)).expect("pending"), 0);
+        assert!(node.parked().expect("parked").is_empty());
+    }
+    assert!(net.hub.parked().expect("parked").is_empty());
+}
+
+/// Packet numbers and acknowledgements as the store keeps them: one number
+/// per packet each way, everything acknowledged at the end, and the same
+/// peer states after reopening the stores.
+pub fn engine_packet_numbers_and_acks_persist<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+        c.batch(3, 1 << 20)
+    });
+    for n in 0..10 {
+        net.nodes[0]
+            .insert(NOTE_SERVER_WINS, note(&format!("n{n}")), t(n))
+            .expect("insert");
+    }
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let mut sent = 0;
+    while let Some(packet) = net.nodes[0].poll_transmit(t(20)).expect("poll") {
+        sent += 1;
+        assert_eq!(packet.packet_no, sent);
+        let reply = net.hub.respond(&packet.bytes, t(20)).expect("respond");
+        let incoming = net.nodes[0]
+            .handle_incoming(&reply, t(20))
+            .expect("incoming");
+        assert_eq!(incoming.packet_no, sent, "the hub numbers its replies too");
+        assert!(!incoming.duplicate);
+        let node_view = net.nodes[0].peer(hub_id()).expect("peer");
+        let hub_view = net.hub.peer(node_id(0)).expect("peer");
+        assert_eq!(node_view.sent_packet_no, sent);
+        assert_eq!(hub_view.received_packet_no, sent);
+        assert_eq!(node_view.received_packet_no, hub_view.sent_packet_no);
+        assert!(node_view.in_flight.iter().all(|f| f.packet_no > sent));
+    }
+    assert!(
+        sent >= 4,
+        "ten changes in batches of three take four packets"
+    );
+    assert_eq!(net.nodes[0].pending_count(hub_id()).expect("pending"), 0);
+    let node_before = net.nodes[0].peer(hub_id()).expect("peer");
+    let hub_before = net.hub.peer(node_id(0)).expect("peer");
+    let config = net.hub.config().clone();
+    let reg = net.hub.registry().clone();
+    let node = Engine::open(
+        net.nodes.remove(0).into_store(),
+        reg.clone(),
+        config.clone(),
+    )
+    .expect("reopen node");
+    let hub = Engine::open(net.hub.into_store(), reg, config).expect("reopen hub");
+    let (mut node, mut hub) = (node, hub);
+    assert_eq!(node.peer(hub_id()).expect("peer"), node_before);
+    assert_eq!(hub.peer(node_id(0)).expect("peer"), hub_before);
+    session(&mut node, &mut hub, t(30)).expect("sync after reopen");
+    assert_eq!(
+        node.peer(hub_id()).expect("peer").sent_packet_no,
+        node_before.sent_packet_no + 1
+    );
+}
+
+/// The same packet delivered twice is applied once: the second delivery is
+/// a duplicate and changes no entity.
+pub fn engine_duplicate_packet_changes_nothing<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(1, make);
+    net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("once"), t(0))
+        .expect("insert");
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let packet = net.nodes[0]
+        .poll_transmit(t(1))
+        .expect("poll")
+        .expect("packet");
+    let first = net.hub.handle_incoming(&packet.bytes, t(1)).expect("first");
+    assert!(!first.duplicate);
+    assert_eq!(first.applied, 1);
+    let state = synced_state(&mut net.hub).expect("state");
+    let peer = net.hub.peer(node_id(0)).expect("peer");
+    let again = net.hub.handle_incoming(&packet.bytes, t(2)).expect("again");
+    assert!(again.duplicate);
+    assert_eq!(again.applied, 0);
+    assert_eq!(synced_state(&mut net.hub).expect("state"), state);
+    assert_eq!(net.hub.peer(node_id(0)).expect("peer"), peer);
+    let reply = net.hub.build_packet(node_id(0), t(3)).expect("reply").bytes;
+    assert!(
+        !net.nodes[0]
+            .handle_incoming(&reply, t(3))
+            .expect("reply")
+            .duplicate
+    );
+    assert!(
+        net.nodes[0]
+            .handle_incoming(&reply, t(3))
+            .expect("again")
+            .duplicate
+    );
+}
+
+/// With one change per packet, a child whose parent was changed later is
+/// sent together with the parent, parent first: nothing is ever parked.
+pub fn engine_parents_travel_before_children<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::with_config(2, registry(ConflictStrategy::ServerWins), make, |c| {
+        c.batch(1, 1 << 20)
+    });
+    let report = net.nodes[0]
+        .insert(REPORT, report_fields(1), t(0))
+        .expect("insert");
+    let line = record([("report_id", Value::Uuid(report)), ("text", "dig".into())]);
+    let line = net.nodes[0].insert(LINE, line, t(1)).expect("insert");
+    net.nodes[0]
+        .put(EntityKey::new(REPORT, report), report_fields(2), t(2))
+        .expect("update");
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let packet = net.nodes[0]
+        .poll_transmit(t(3))
+        .expect("poll")
+        .expect("packet");
+    let incoming = net.hub.handle_incoming(&packet.bytes, t(3)).expect("apply");
+    assert_eq!((incoming.applied, incoming.parked), (2, 0));
+    assert!(net.hub.parked().expect("parked").is_empty());
+    net.sync_all(t(4)).expect("sync");
+    assert!(net.converged());
+    assert!(
+        net.nodes[1]
+            .get(&EntityKey::new(LINE, line))
+            .expect("get")
+            .is_some()
+    );
+    assert!(net.nodes[1].parked().expect("parked").is_empty());
+}
+
+/// Server-wins: the hub's version stands everywhere; the loser is in the
+/// hub's version history and the audit log.
+pub fn engine_server_wins<S: Store>(make: impl Fn() -> S) {
+    let (mut net, key) = concurrent_edit(make, NOTE_SERVER_WINS);
+    assert_eq!(title(&mut net.hub, &key), Value::from("one"));
+    let versions = net.hub.versions(&key).expect("versions");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].data.fields["title"], Value::from("two"));
+    assert_eq!(versions[0].source_node, node_id(2));
+    let audit = net.hub.audit_log().expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].strategy, "server-wins");
+    assert_eq!(audit[0].winner, ConflictSide::Local);
+}
+
+/// Last-writer-wins by UTC `updated_at`, whatever the sync order and clock
+/// skew: the node whose clock says later wins, on every node.
+pub fn engine_last_writer_wins_with_skewed_clocks<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(2, make);
+    let id = net.nodes[0]
+        .insert(NOTE_LAST_WRITER_WINS, note("base"), t(0))
+        .expect("insert");
+    let key = EntityKey::new(NOTE_LAST_WRITER_WINS, id);
+    net.sync_all(t(1)).expect("sync");
+    // Node 0's clock runs an hour fast; node 1 writes later in real time
+    // and syncs first, but its timestamp is earlier.
+    net.nodes[0]
+        .put(key.clone(), note("fast clock"), t(3_600))
+        .expect("put");
+    net.nodes[1]
+        .put(key.clone(), note("slow clock"), t(20))
+        .expect("put");
+    net.sync(1, t(30)).expect("sync");
+    net.sync(0, t(31)).expect("sync");
+    net.sync_all(t(40)).expect("sync");
+    assert!(net.converged());
+    assert_eq!(title(&mut net.hub, &key), Value::from("fast clock"));
+    let audit = net.hub.audit_log().expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].winner, ConflictSide::Incoming);
+}
+
+/// Keep-both: the hub's version stands and the loser lives on as a copy
+/// under a new id, on every node.
+pub fn engine_keep_both_keeps_loser_copy<S: Store>(make: impl Fn() -> S) {
+    let (mut net, key) = concurrent_edit(make, NOTE_KEEP_BOTH);
+    assert_eq!(title(&mut net.hub, &key), Value::from("one"));
+    let conflict = drain(&mut net.hub)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Conflict(c) => Some(c),
+            _ => None,
+        })
+        .expect("a conflict event");
+    let copy = EntityKey::new(NOTE_KEEP_BOTH, conflict.copy.expect("a copy"));
+    assert_ne!(copy, key);
+    for node in &mut net.nodes {
+        assert_eq!(title(node, &copy), Value::from("two"));
+    }
+}
+
+/// Manual: the current version stays, the other waits in the hub's queue;
+/// a person's decision syncs to every node and empties the queue.
+pub fn engine_manual_queues_and_resolves<S: Store>(make: impl Fn() -> S) {
+    let (mut net, key) = concurrent_edit(make, NOTE_MANUAL);
+    assert_eq!(title(&mut net.hub, &key), Value::from("one"));
+    let open = net.hub.open_conflicts().expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].incoming.fields["title"], Value::from("two"));
+    net.hub
+        .resolve_conflict(open[0].id, ManualChoice::TakeIncoming, t(50))
+        .expect("resolve");
+    assert!(net.hub.open_conflicts().expect("open").is_empty());
+    assert!(matches!(
+        net.hub
+            .resolve_conflict(open[0].id, ManualChoice::KeepCurrent, t(51)),
+        Err(SyncError::ConflictNotFound(_))
+    ));
+    net.sync_all(t(60)).expect("sync");
+    assert!(net.converged());
+    for node in &mut net.nodes {
+        assert_eq!(title(node, &key), Value::from("two"));
+    }
+}
+
+/// A custom resolver's merge is stored and synced everywhere.
+pub fn engine_custom_resolver_merges<S: Store>(make: impl Fn() -> S) {
+    let (mut net, key) = concurrent_edit(make, NOTE_MERGE);
+    let merged = net.hub.get(&key).expect("get").expect("present");
+    assert_eq!(merged.fields["body"], Value::from("merged one + two"));
+    assert_eq!(net.hub.versions(&key).expect("versions").len(), 2);
+    for node in &mut net.nodes {
+        assert_eq!(node.get(&key).expect("get"), Some(merged.clone()));
+    }
+}
+
+/// A batch whose second write is refused writes nothing at all.
+pub fn engine_failed_batch_writes_nothing<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(1, make);
+    let node = &mut net.nodes[0];
+    let good = EntityKey::new(NOTE_SERVER_WINS, Uuid::from_u128(1));
+    let orphan = EntityKey::new(LINE, Uuid::from_u128(2));
+    let result = node.write_batch(
+        vec![
+            LocalWrite::Put {
+                key: good.clone(),
+                fields: note("good"),
+            },
+            LocalWrite::Put {
+                key: orphan,
+                fields: record([("report_id", Value::Uuid(Uuid::from_u128(3)))]),
+            },
+        ],
+        t(0),
+    );
+    assert!(matches!(
+        result,
+        Err(SyncError::Write(WriteError::MissingParent { .. }))
+    ));
+    assert_eq!(node.get(&good).expect("get"), None);
+    assert_eq!(node.pending_count(hub_id()).expect("pending"), 0);
+    assert!(synced_state(node).expect("state").is_empty());
+}
+
+/// A crash is a dropped uncommitted transaction: after reopening, the
+/// committed writes are there, the uncommitted ones are not, and sync
+/// carries exactly the committed ones.
+pub fn engine_crash_dropping_txn_loses_only_uncommitted<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(1, make);
+    let kept = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("committed"), t(0))
+        .expect("insert");
+    let config = net.nodes[0].config().clone();
+    let reg = net.nodes[0].registry().clone();
+    let mut store = net.nodes.remove(0).into_store();
+    {
+        let mut txn = store.begin().expect("begin");
+        let mut lost = sync_core::Entity {
+            key: EntityKey::new(NOTE_SERVER_WINS, Uuid::from_u128(99)),
+            updated_at: t(1),
+            is_deleted: false,
+            origin: node_id(0),
+            fields: note("uncommitted"),
+        };
+        txn.put_entity(&lost, node_id(0)).expect("put_entity");
+        lost.key.id = kept;
+        txn.put_entity(&lost, node_id(0)).expect("put_entity");
+        let mut peer = txn.peer(hub_id()).expect("peer").expect("registered");
+        peer.sent_packet_no = 50;
+        txn.put_peer(&peer).expect("put_peer");
+        // The process dies here: the transaction is dropped uncommitted.
+    }
+    let mut node = Engine::open(store, reg, config).expect("reopen");
+    assert_eq!(node.peer(hub_id()).expect("peer").sent_packet_no, 0);
+    session(&mut node, &mut net.hub, t(10)).expect("sync");
+    let hub_state = synced_state(&mut net.hub).expect("state");
+    assert_eq!(hub_state.len(), 1);
+    assert_eq!(hub_state[0].fields["title"], Value::from("committed"));
+}
+
+/// The hub crashes at every store operation of applying a packet and
+/// answering it, in turn: after each crash and restart the packet is either
+/// wholly applied or not at all, and delivering it again converges with
+/// every change applied once.
+pub fn engine_crash_at_every_point_of_apply<S: Store>(make: impl Fn() -> S) {
+    for crash_at in 0.. {
+        let mut hub = crashing_hub(&make);
+        let mut node = writer_node(&make);
+        node.start_sync(hub_id()).expect("start");
+        let packet = node.poll_transmit(t(10)).expect("poll").expect("packet");
+        hub.store_mut().crash_after(crash_at);
+        let result = hub.respond(&packet.bytes, t(10));
+        if !hub.store().crashed() {
+            let reply = result.expect("no crash, no error");
+            node.handle_incoming(&reply, t(10)).expect("reply");
+            assert!(crash_at > 10, "the apply touches the store");
+            return;
+        }
+        let error = result.expect_err("a crash is an error");
+        assert!(matches!(&error, SyncError::Store(e) if e.kind() == StoreErrorKind::Backend));
+        let mut hub = restart(hub);
+        let received = hub.peer(node_id(0)).expect("peer").received_packet_no;
+        let count = synced_state(&mut hub).expect("state").len();
+        assert!(
+            (received, count) == (0, 0) || (received, count) == (1, 4),
+            "crash at {crash_at}: half applied ({received}, {count})"
+        );
+        let reply = hub.respond(&packet.bytes, t(11)).expect("respond again");
+        node.handle_incoming(&reply, t(11)).expect("reply");
+        session(&mut node, &mut hub, t(12)).expect("sync");
+        assert_eq!(synced_state(&mut hub).expect("state").len(), 4);
+        assert_eq!(synced_state(&mut node).expect("state").len(), 4);
+        assert_eq!(node.pending_count(hub_id()).expect("pending"), 0);
+    }
+}
+
+/// A node crashes at every store operation of a whole sync session, in
+/// turn (building packets, applying replies, processing acks): after a
+/// restart and a clean session, hub and node agree and nothing is pending.
+pub fn engine_crash_at_every_point_of_build<S: Store>(make: impl Fn() -> S) {
+    for crash_at in 0.. {
+        let mut hub = Engine::new(
+            make(),
+            registry(ConflictStrategy::ServerWins),
+            EngineConfig::default().seed(1),
+            crate::fixtures::hub_info(),
+        )
+        .expect("hub");
+        hub.register_peer(crate::fixtures::node_info(0))
+            .expect("register");
+        hub.insert(NOTE_SERVER_WINS, note("from hub"), t(0))
+            .expect("insert");
+        let mut node = crashing_writer_node(&make);
+        node.store_mut().crash_after(crash_at);
+        let result = session(&mut node, &mut hub, t(10));
+        if !node.store().crashed() {
+            result.expect("no crash, no error");
+            assert!(crash_at > 10, "a session touches the store");
+            return;
+        }
+        assert!(result.is_err(), "crash at {crash_at} was not reported");
+        let mut node = restart(node);
+        session(&mut node, &mut hub, t(20)).expect("sync after restart");
+        session(&mut node, &mut hub, t(21)).expect("second sync");
+        let hub_state = synced_state(&mut hub).expect("state");
+        assert_eq!(hub_state.len(), 5, "crash at {crash_at}");
+        assert_eq!(synced_state(&mut node).expect("state"), hub_state);
+        assert_eq!(node.pending_count(hub_id()).expect("pending"), 0);
+        assert_eq!(hub.pending_count(node_id(0)).expect("pending"), 0);
+    }
+}
+
+/// Engines rebuilt from their stores in the middle of a multi-packet
+/// session finish it.
+pub fn engine_restart_resumes_sync<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+        c.batch(2, 1 << 20)
+    });
+    for n in 0..7 {
+        net.nodes[0]
+            .insert(NOTE_SERVER_WINS, note(&format!("n{n}")), t(n))
+            .expect("insert");
+        net.hub
+            .insert(NOTE_SERVER_WINS, note(&format!("h{n}")), t(n))
+            .expect("insert");
+    }
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let packet = net.nodes[0]
+        .poll_transmit(t(10))
+        .expect("poll")
+        .expect("packet");
+    let reply = net.hub.respond(&packet.bytes, t(10)).expect("respond");
+    net.nodes[0].handle_incoming(&reply, t(10)).expect("reply");
+    let config = net.hub.config().clone();
+    let reg = net.hub.registry().clone();
+    let mut node = Engine::open(
+        net.nodes.remove(0).into_store(),
+        reg.clone(),
+        config.clone(),
+    )
+    .expect("reopen node");
+    let mut hub = Engine::open(net.hub.into_store(), reg, config).expect("reopen hub");
+    session(&mut node, &mut hub, t(20)).expect("sync");
+    session(&mut node, &mut hub, t(21)).expect("sync");
+    assert_eq!(synced_state(&mut hub).expect("state").len(), 14);
+    assert_eq!(
+        synced_state(&mut node).expect("state"),
+        synced_state(&mut hub).expect("state")
+    );
+}
+
+/// An entity with 8 MiB of bytes and 4 MiB of text syncs whole.
+pub fn engine_large_entity_syncs<S: Store>(make: impl Fn() -> S) {
+    let mut net = net(2, make);
+    let text: String = "large ✓ ".chars().cycle().take(4 << 20).collect();
+    let fields = record([
+        ("title", "large".into()),
+        ("data", Value::Bytes(super::values::noise(8 << 20, 3))),
+        ("body", Value::Text(text)),
+    ]);
+    let id = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, fields.clone(), t(0))
+        .expect("insert");
+    net.sync_all(t(1)).expect("sync");
+    let key = EntityKey::new(NOTE_SERVER_WINS, id);
+    let mut synced = net.nodes[1].get(&key).expect("get").expect("synced").fields;
+    synced.retain(|_, v| !v.is_null());
+    assert!(synced == fields, "the large entity changed on the way");
+}
+
+fn crashing_hub<S: Store>(make: &impl Fn() -> S) -> Engine<CrashingStore<S>> {
+    let mut hub = Engine::new(
+        CrashingStore::new(make()),
+        registry(ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(1),
+        crate::fixtures::hub_info(),
+    )
+    .expect("hub");
+    hub.register_peer(crate::fixtures::node_info(0))
+        .expect("register");
+    hub
+}
+
+/// Writes a report with two lines and a note (four entities).
+fn write_four<S: Store>(node: &mut Engine<S>) {
+    let report = node.insert(REPORT, report_fields(8), t(0)).expect("insert");
+    for n in 0..2 {
+        let line = record([
+            ("report_id", Value::Uuid(report)),
+            ("qty", Value::Float(1.5)),
+        ]);
+        node.insert(LINE, line, t(1 + n)).expect("insert");
+    }
+    node.insert(NOTE_SERVER_WINS, note("node"), t(3))
+        .expect("insert");
+}
+
+fn writer_node<S: Store>(make: &impl Fn() -> S) -> Engine<S> {
+    let mut node = Engine::new(
+        make(),
+        registry(ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(100),
+        crate::fixtures::node_info(0),
+    )
+    .expect("node");
+    node.register_peer(crate::fixtures::hub_info())
+        .expect("register");
+    write_four(&mut node);
+    node
+}
+
+fn crashing_writer_node<S: Store>(make: &impl Fn() -> S) -> Engine<CrashingStore<S>> {
+    let mut node = Engine::new(
+        CrashingStore::new(make()),
+        registry(ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(100),
+        crate::fixtures::node_info(0),
+    )
+    .expect("node");
+    node.register_peer(crate::fixtures::hub_info())
+        .expect("register");
+    write_four(&mut node);
+    node
+}
+
+/// Restarts a crashed engine: what its store committed, a fresh engine.
+fn restart<S: Store>(engine: Engine<CrashingStore<S>>) -> Engine<CrashingStore<S>> {
+    let config = engine.config().clone();
+    let reg = engine.registry().clone();
+    let store = CrashingStore::new(engine.into_store().into_inner());
+    Engine::open(store, reg, config).expect("reopen")
+}
