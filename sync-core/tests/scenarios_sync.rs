@@ -747,3 +747,49 @@ fn a_new_engine_refuses_a_store_of_another_node() {
         Err(sync_core::SyncError::WrongStore { .. })
     ));
 }
+
+#[test]
+#[ignore = "engine bug: absent declared fields decode as explicit nulls, so a version is no longer the same_version of itself after one trip"]
+fn absent_fields_round_trip_exactly() {
+    let mut net = Net::new(1, server_wins());
+    // `brigade` and `hours` are declared but absent.
+    let id = net.nodes[0]
+        .insert(
+            "DailyReport",
+            fields(&[("date", "2025-12-12".into())]),
+            t(0),
+        )
+        .unwrap();
+    net.sync(0, t(1)).unwrap();
+    let written = net.nodes[0].get(&report_key(id)).unwrap().unwrap();
+    let arrived = net.hub.get(&report_key(id)).unwrap().unwrap();
+    assert!(
+        arrived.same_version(&written),
+        "{:?} became {:?}",
+        written.fields,
+        arrived.fields
+    );
+    assert_eq!(arrived.content_digest(), written.content_digest());
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Stamped {
+    date: String,
+    signed_at: sync_core::Timestamp,
+}
+
+#[test]
+#[ignore = "engine bug: serde_bridge writes a Timestamp member as micros but reads it back as RFC 3339 text, so sync_core::Timestamp does not round-trip"]
+fn a_timestamp_member_round_trips_through_the_serde_bridge() {
+    let ty = sync_core::EntityType::new("Stamped")
+        .field("date", sync_core::FieldKind::Text)
+        .field("signed_at", sync_core::FieldKind::Timestamp);
+    let value = Stamped {
+        date: "2025-12-12".into(),
+        signed_at: t(5),
+    };
+    let record = sync_core::serde_bridge::to_record(&ty, &value).unwrap();
+    assert_eq!(record["signed_at"], Value::Timestamp(t(5)));
+    let back: Result<Stamped, _> = sync_core::serde_bridge::from_record(&ty, &record);
+    assert_eq!(back.unwrap(), value);
+}

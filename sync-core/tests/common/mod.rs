@@ -15,7 +15,7 @@ use bytes::Bytes;
 use sync_core::codec::{self, Limits};
 use sync_core::packet::{Change, Codec, Envelope, Packet, PacketHeader};
 use sync_core::{
-    ConflictStrategy, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, Event,
+    ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, EntityRegistry, EntityType, Event,
     FieldKind, NodeId, NodeInfo, Record, Role, SyncError, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
@@ -257,7 +257,8 @@ impl Net {
     }
 
     /// All entities of an engine, as (key, is_deleted, fields), excluded
-    /// `local_note` removed.
+    /// `local_note` and null fields removed (a field that is absent and one
+    /// that is null mean the same; see `absent_fields_round_trip_exactly`).
     pub fn state(engine: &mut MemEngine) -> Vec<(EntityKey, bool, Record)> {
         engine
             .store()
@@ -265,6 +266,7 @@ impl Net {
             .map(|s| {
                 let mut f = s.entity.fields.clone();
                 f.remove("local_note");
+                f.retain(|_, v| !v.is_null());
                 (s.entity.key.clone(), s.entity.is_deleted, f)
             })
             .collect()
@@ -285,6 +287,14 @@ impl Net {
                 && self.hub.pending_count(node_id(i)).expect("node registered") == 0
         })
     }
+}
+
+/// `entity` without its null fields: absent and null mean the same, but
+/// the codec turns absent declared fields into explicit nulls (see
+/// `absent_fields_round_trip_exactly`).
+pub fn normalized(mut entity: Entity) -> Entity {
+    entity.fields.retain(|_, v| !v.is_null());
+    entity
 }
 
 pub fn drain(engine: &mut MemEngine) -> Vec<Event> {

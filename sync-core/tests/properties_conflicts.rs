@@ -1,0 +1,450 @@
+//! Property tests of conflicts: detection, server-wins, last-writer-wins,
+//! the audit log, and the object version history (preservation, source
+//! node, arrival time, complete fields). Each case lets a random set of
+//! writers (the hub and up to three nodes) edit one entity concurrently at
+//! random (possibly equal, possibly skewed) clock readings, with random
+//! field values of every kind, then lets the nodes sync in a random order.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::strategies::{all_kinds_type, arb_all_kinds_record};
+use common::*;
+use proptest::prelude::*;
+use sync_core::{
+    ConflictContext, ConflictEvent, ConflictSide, ConflictStrategy, Decision, Entity, EntityKey,
+    EntityRegistry, Event, ManualChoice, NodeId, Record, Resolver, Timestamp,
+};
+
+const NODES: usize = 3;
+
+/// Takes, field by field, the value of the version with the larger content
+/// digest (falling back to the other's): deterministic and symmetric.
+struct DigestMerge;
+
+impl Resolver for DigestMerge {
+    fn name(&self) -> &str {
+        "digest-merge"
+    }
+    fn resolve(&self, ctx: &ConflictContext<'_>) -> Decision {
+        let (first, second) = if ctx.local.content_digest() > ctx.incoming.content_digest() {
+            (ctx.local, ctx.incoming)
+        } else {
+            (ctx.incoming, ctx.local)
+        };
+        let mut merged = second.fields.clone();
+        merged.extend(first.fields.clone());
+        Decision::Merge(merged)
+    }
+}
+
+/// Always takes the incoming version.
+struct TakeIncoming;
+
+impl Resolver for TakeIncoming {
+    fn name(&self) -> &str {
+        "take-incoming"
+    }
+    fn resolve(&self, _: &ConflictContext<'_>) -> Decision {
+        Decision::TakeIncoming
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ServerWins,
+    LastWriterWins,
+    KeepBoth,
+    Manual,
+    Merge,
+    Incoming,
+}
+
+fn strategy(kind: Kind) -> ConflictStrategy {
+    match kind {
+        Kind::ServerWins => ConflictStrategy::ServerWins,
+        Kind::LastWriterWins => ConflictStrategy::LastWriterWins,
+        Kind::KeepBoth => ConflictStrategy::KeepBoth,
+        Kind::Manual => ConflictStrategy::Manual,
+        Kind::Merge => ConflictStrategy::Custom(Arc::new(DigestMerge)),
+        Kind::Incoming => ConflictStrategy::Custom(Arc::new(TakeIncoming)),
+    }
+}
+
+fn arb_kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::ServerWins),
+        Just(Kind::LastWriterWins),
+        Just(Kind::KeepBoth),
+        Just(Kind::Manual),
+        Just(Kind::Merge),
+        Just(Kind::Incoming),
+    ]
+}
+
+/// One concurrent edit: writer 0 is the hub, `i + 1` is node `i`; `clock`
+/// is the writer's clock reading in seconds (small range: ties are common,
+/// and a reading before the base version models a clock running behind).
+#[derive(Clone, Debug)]
+struct Edit {
+    writer: usize,
+    clock: i64,
+    fields: Record,
+}
+
+fn arb_edits() -> impl Strategy<Value = Vec<Edit>> {
+    prop::sample::subsequence((0..=NODES).collect::<Vec<_>>(), 1..=NODES + 1).prop_flat_map(
+        |writers| {
+            let edits: Vec<_> = writers
+                .into_iter()
+                .map(|writer| {
+                    (-3i64..6, arb_all_kinds_record()).prop_map(move |(clock, fields)| Edit {
+                        writer,
+                        clock,
+                        fields,
+                    })
+                })
+                .collect();
+            edits
+        },
+    )
+}
+
+fn arb_order() -> impl Strategy<Value = Vec<usize>> {
+    Just((0..NODES).collect::<Vec<_>>()).prop_shuffle()
+}
+
+/// What a conflict run left behind.
+struct Outcome {
+    net: Net,
+    key: EntityKey,
+    /// (writer, the version it wrote).
+    written: Vec<(usize, Entity)>,
+    /// When each node synced (and its packet reached the hub).
+    synced_at: [Timestamp; NODES],
+    /// The hub's conflict events, in order.
+    events: Vec<ConflictEvent>,
+}
+
+impl Outcome {
+    fn version_of(&self, writer: usize) -> Option<&Entity> {
+        self.written
+            .iter()
+            .find(|(w, _)| *w == writer)
+            .map(|(_, e)| e)
+    }
+
+    /// Node writers in the order they reached the hub.
+    fn node_writers_in_sync_order(&self, order: &[usize]) -> Vec<usize> {
+        order
+            .iter()
+            .filter(|i| self.version_of(**i + 1).is_some())
+            .copied()
+            .collect()
+    }
+
+    fn hub_wrote(&self) -> bool {
+        self.version_of(0).is_some()
+    }
+}
+
+fn writer_id(writer: usize) -> NodeId {
+    if writer == 0 {
+        hub_id()
+    } else {
+        node_id(writer - 1)
+    }
+}
+
+fn run_conflict(kind: Kind, edits: &[Edit], order: &[usize]) -> Outcome {
+    let registry = EntityRegistry::new().with(all_kinds_type("Doc").strategy(strategy(kind)));
+    let mut net = Net::new(NODES, registry);
+    let id = net.hub.insert("Doc", Record::new(), t(0)).unwrap();
+    let key = EntityKey::new("Doc", id);
+    net.sync_all(t(1)).unwrap();
+    drain(&mut net.hub);
+    let mut written = Vec::new();
+    for edit in edits {
+        let engine = common::ops::engine(&mut net, edit.writer);
+        engine
+            .put(key.clone(), edit.fields.clone(), t(edit.clock))
+            .unwrap();
+        written.push((edit.writer, normalized(engine.get(&key).unwrap().unwrap())));
+    }
+    let mut synced_at = [t(0); NODES];
+    for (pos, &i) in order.iter().enumerate() {
+        synced_at[i] = t(100 + pos as i64);
+        net.sync(i, synced_at[i]).unwrap();
+    }
+    net.sync_all(t(200)).unwrap();
+    let events = drain(&mut net.hub)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Conflict(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    Outcome {
+        net,
+        key,
+        written,
+        synced_at,
+        events,
+    }
+}
+
+/// How many conflicts the hub sees: every node writer conflicts with the
+/// hub's version unless it is the first to arrive and the hub did not write.
+fn expected_conflicts(out: &Outcome, order: &[usize]) -> usize {
+    let writers = out.node_writers_in_sync_order(order).len();
+    if out.hub_wrote() {
+        writers
+    } else {
+        writers.saturating_sub(1)
+    }
+}
+
+/// The final version on every engine, which must all agree.
+fn final_version(out: &mut Outcome) -> Entity {
+    assert!(out.net.converged());
+    assert!(out.net.quiet());
+    let on_hub = normalized(out.net.hub.get(&out.key).unwrap().unwrap());
+    for node in &mut out.net.nodes {
+        assert_eq!(normalized(node.get(&out.key).unwrap().unwrap()), on_hub);
+    }
+    on_hub
+}
+
+// Feature: sync-system, Property 9: Conflict detection
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn concurrent_edits_are_detected_as_conflicts(
+        kind in arb_kind(),
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        prop_assert_eq!(out.events.len(), expected_conflicts(&out, &order));
+        let arrivals: Vec<NodeId> = out.node_writers_in_sync_order(&order)
+            .into_iter()
+            .skip(usize::from(!out.hub_wrote()))
+            .map(node_id)
+            .collect();
+        let peers: Vec<NodeId> = out.events.iter().map(|e| e.peer).collect();
+        prop_assert_eq!(peers, arrivals);
+        prop_assert!(out.events.iter().all(|e| e.key == out.key));
+        for node in out.net.nodes.iter_mut() {
+            prop_assert!(node.audit_log().unwrap().is_empty(), "detected at the hub");
+        }
+    }
+}
+
+// Feature: sync-system, Property 10: Server-wins conflict resolution
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn by_default_the_server_version_is_preserved(
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(Kind::ServerWins, &edits, &order);
+        let hub_version = if out.hub_wrote() {
+            out.version_of(0).cloned()
+        } else {
+            out.node_writers_in_sync_order(&order).first().and_then(|i| out.version_of(i + 1)).cloned()
+        };
+        let expected = hub_version.expect("someone wrote");
+        prop_assert_eq!(final_version(&mut out), expected.clone());
+        prop_assert!(out.events.iter().all(|e| e.winner == ConflictSide::Local));
+        // Every other version is kept in the hub's history.
+        let kept: Vec<Entity> = out.net.hub.versions(&out.key).unwrap().into_iter().map(|v| normalized(v.data)).collect();
+        for (_, version) in out.written.iter().filter(|(_, v)| *v != expected) {
+            prop_assert!(kept.contains(version), "{:?} lost", version.origin);
+        }
+    }
+}
+
+// Feature: sync-system, Property 11: Timestamp-based resolution
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn last_writer_wins_selects_the_most_recent_utc_timestamp(
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(Kind::LastWriterWins, &edits, &order);
+        let expected = out
+            .written
+            .iter()
+            .map(|(_, v)| v)
+            .max_by_key(|v| (v.updated_at, v.origin, v.content_digest()))
+            .cloned()
+            .unwrap();
+        let latest = out.written.iter().map(|(_, v)| v.updated_at).max().unwrap();
+        prop_assert_eq!(expected.updated_at, latest);
+        prop_assert_eq!(final_version(&mut out), expected);
+    }
+}
+
+// Feature: sync-system, Property 12: Conflict resolution audit logging
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_resolution_leaves_an_audit_record(
+        kind in arb_kind(),
+        edits in arb_edits(),
+        order in arb_order(),
+        choices in prop::collection::vec(0usize..3, NODES + 1),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        let audit = out.net.hub.audit_log().unwrap();
+        prop_assert_eq!(audit.len(), out.events.len());
+        for (record, event) in audit.iter().zip(&out.events) {
+            prop_assert_eq!(&record.key, &event.key);
+            prop_assert_eq!((record.peer, record.winner), (event.peer, event.winner));
+            prop_assert_eq!(&record.strategy, &strategy(kind).name());
+            let peer = (0..NODES).find(|i| node_id(*i) == record.peer).unwrap();
+            let incoming = out.version_of(peer + 1).unwrap();
+            prop_assert_eq!((record.incoming_origin, record.incoming_updated_at), (incoming.origin, incoming.updated_at));
+            prop_assert_eq!(record.at, out.synced_at[peer]);
+            prop_assert!(!record.detail.is_empty());
+        }
+        // A person's decision on a manual conflict is audited too.
+        let open = out.net.hub.open_conflicts().unwrap();
+        prop_assert_eq!(open.len(), if kind == Kind::Manual { out.events.len() } else { 0 });
+        for (conflict, choice) in open.iter().zip(&choices) {
+            let choice = match choice {
+                0 => ManualChoice::KeepCurrent,
+                1 => ManualChoice::TakeIncoming,
+                _ => ManualChoice::Merge(conflict.incoming.fields.clone()),
+            };
+            out.net.hub.resolve_conflict(conflict.id, choice, t(300)).unwrap();
+        }
+        let audit_after = out.net.hub.audit_log().unwrap();
+        prop_assert_eq!(audit_after.len(), audit.len() + open.len());
+        prop_assert!(audit_after[audit.len()..].iter().all(|a| a.strategy == "manual" && a.at == t(300)));
+        prop_assert!(out.net.hub.open_conflicts().unwrap().is_empty());
+        out.net.sync_all(t(301)).unwrap();
+        final_version(&mut out);
+    }
+}
+
+/// Whether the network still holds `version` somewhere a person can find
+/// it: as the current version, in the hub's history, in an open conflict,
+/// or as a keep-both copy.
+fn kept_somewhere(out: &mut Outcome, version: &Entity) -> bool {
+    let hub = &mut out.net.hub;
+    let mut kept = vec![hub.get(&out.key).unwrap().unwrap()];
+    kept.extend(hub.versions(&out.key).unwrap().into_iter().map(|v| v.data));
+    for conflict in hub.open_conflicts().unwrap() {
+        kept.extend([conflict.incoming, conflict.current]);
+    }
+    let copies: Vec<Entity> = out
+        .events
+        .iter()
+        .filter_map(|e| e.copy)
+        .filter_map(|id| hub.get(&EntityKey::new("Doc", id)).unwrap())
+        .map(normalized)
+        .collect();
+    kept.into_iter().map(normalized).any(|v| v == *version)
+        || copies.iter().any(|c| c.fields == version.fields)
+}
+
+// Feature: sync-system, Property 31: Version history preservation
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn conflicting_versions_are_preserved_in_the_version_history(
+        kind in arb_kind(),
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        let history = out.net.hub.versions(&out.key).unwrap();
+        for event in &out.events {
+            let id = event.version_record.expect("versioning is on: the loser is recorded");
+            prop_assert!(history.iter().any(|v| v.id == id));
+        }
+        let losers_per_conflict = if kind == Kind::Merge { 2 } else { 1 };
+        prop_assert_eq!(history.len(), out.events.len() * losers_per_conflict);
+        for (_, version) in out.written.clone() {
+            prop_assert!(kept_somewhere(&mut out, &version), "a version of {:?} was lost", version.origin);
+        }
+    }
+}
+
+// Feature: sync-system, Property 32: Source node recording
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_stored_version_names_its_source_node(
+        kind in arb_kind(),
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        for record in out.net.hub.versions(&out.key).unwrap() {
+            prop_assert_eq!(record.source_node, record.data.origin);
+            let writer = (0..=NODES).find(|w| writer_id(*w) == record.source_node);
+            let data = normalized(record.data.clone());
+            let known = writer.and_then(|w| out.version_of(w)).is_some_and(|v| *v == data);
+            // A merged version may lose a later conflict; it names its writer too.
+            let merged = kind == Kind::Merge && out.written.iter().all(|(_, v)| *v != data);
+            prop_assert!(known || merged, "{:?} is not what {:?} wrote", record.data, record.source_node);
+        }
+    }
+}
+
+// Feature: sync-system, Property 33: Arrival timestamp recording
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_stored_version_records_its_arrival_time(
+        kind in arb_kind(),
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        let audit = out.net.hub.audit_log().unwrap();
+        for record in out.net.hub.versions(&out.key).unwrap() {
+            let resolved = audit.iter().find(|a| a.key == record.key && a.at == record.arrival_time);
+            prop_assert!(resolved.is_some(), "arrival {:?} matches no resolution", record.arrival_time);
+            let resolved = resolved.unwrap();
+            if record.data.origin == resolved.incoming_origin && record.data.updated_at == resolved.incoming_updated_at {
+                // The version that arrived: recorded when its packet arrived.
+                let peer = (0..NODES).find(|i| node_id(*i) == resolved.peer).unwrap();
+                prop_assert_eq!(record.arrival_time, out.synced_at[peer]);
+            } else {
+                // The version that was here: it arrived no later than that.
+                prop_assert!(record.arrival_time <= resolved.at);
+            }
+        }
+    }
+}
+
+// Feature: sync-system, Property 34: Complete field serialization
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn a_stored_conflicting_version_keeps_every_field_value(
+        kind in prop_oneof![Just(Kind::ServerWins), Just(Kind::LastWriterWins), Just(Kind::KeepBoth), Just(Kind::Incoming)],
+        edits in arb_edits(),
+        order in arb_order(),
+    ) {
+        let mut out = run_conflict(kind, &edits, &order);
+        let history = out.net.hub.versions(&out.key).unwrap();
+        let current = normalized(out.net.hub.get(&out.key).unwrap().unwrap());
+        for (writer, version) in &out.written {
+            if *version == current {
+                continue;
+            }
+            let record = history.iter().find(|r| r.source_node == writer_id(*writer));
+            prop_assert!(record.is_some(), "no stored version of writer {}", writer);
+            let data = normalized(record.unwrap().data.clone());
+            prop_assert_eq!(&data.fields, &version.fields, "every field, every kind");
+            prop_assert_eq!(&data, version);
+        }
+    }
+}

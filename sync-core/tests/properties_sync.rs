@@ -1,0 +1,809 @@
+//! Property tests of change tracking, packets, acknowledgement, retries,
+//! delivery under faults, batching, progress and queue integrity, each
+//! driving the real engine through its public API with generated inputs.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::ops::{Op, Owned, Step, arb_op, arb_steps, run};
+use common::*;
+use proptest::prelude::*;
+use sync_core::codec;
+use sync_core::{
+    ConflictStrategy, EntityKey, EntityRegistry, Event, LocalWrite, Operation, PeerError,
+    SyncError, Timestamp, Uuid, WriteError,
+};
+
+fn server_wins() -> EntityRegistry {
+    registry(ConflictStrategy::ServerWins)
+}
+
+/// Whether the entity is a tombstone on `engine`.
+fn is_deleted(engine: &mut MemEngine, key: &EntityKey) -> bool {
+    engine.get(key).unwrap().unwrap().is_deleted
+}
+
+/// Asserts that every key every engine wrote has reached every engine in
+/// the writer's version, and that nothing is pending anywhere.
+fn assert_delivered(net: &mut Net, owned: &[Owned]) {
+    for (e, own) in owned.iter().enumerate() {
+        for key in own.keys() {
+            let written = ops::engine(net, e).get(&key).unwrap().unwrap();
+            for other in 0..owned.len() {
+                let there = ops::engine(net, other).get(&key).unwrap();
+                assert_eq!(there.as_ref(), Some(&written), "{key} on engine {other}");
+            }
+        }
+    }
+    assert!(net.converged());
+    assert!(net.quiet());
+}
+
+use common::ops;
+
+// Feature: sync-system, Property 1: Offline operation support
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn offline_operations_succeed_and_are_queued(ops in prop::collection::vec(arb_op(), 1..30)) {
+        let mut net = Net::new(1, server_wins());
+        let mut owned = Owned::default();
+        let mut touched = BTreeSet::new();
+        for (i, op) in ops.iter().enumerate() {
+            let key = owned.apply(&mut net.nodes[0], op, t(i as i64));
+            touched.insert(key.clone());
+            let node = &mut net.nodes[0];
+            prop_assert_eq!(node.pending_count(hub_id()).unwrap(), touched.len() as u64);
+            let view = node.sync_changes(hub_id(), usize::MAX).unwrap();
+            let row = view.iter().find(|c| c.entity_uuid == key.id).expect("queued");
+            let expected = if is_deleted(node, &key) { Operation::Delete } else { Operation::Insert };
+            prop_assert_eq!(row.operation, expected);
+            prop_assert_eq!(row.packet_no, None);
+        }
+        // Reconnected: what was queued is what arrives.
+        net.sync(0, t(100)).unwrap();
+        for key in &touched {
+            prop_assert_eq!(net.hub.get(key).unwrap(), net.nodes[0].get(key).unwrap());
+        }
+        prop_assert_eq!(net.nodes[0].pending_count(hub_id()).unwrap(), 0);
+    }
+}
+
+// Feature: sync-system, Property 2: Automatic synchronization completeness
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn reconnecting_transmits_and_acknowledges_every_offline_change(
+        writes in prop::collection::vec((0usize..4, arb_op()), 1..40),
+    ) {
+        let mut net = Net::new(3, server_wins());
+        let mut owned = vec![Owned::default(); 4];
+        for (i, (e, op)) in writes.iter().enumerate() {
+            owned[*e].apply(ops::engine(&mut net, *e), op, t(i as i64));
+        }
+        for i in 0..3 {
+            net.sync(i, t(100)).unwrap();
+            prop_assert_eq!(net.nodes[i].pending_count(hub_id()).unwrap(), 0);
+            for key in owned[i + 1].keys() {
+                prop_assert_eq!(net.hub.get(&key).unwrap(), net.nodes[i].get(&key).unwrap());
+            }
+        }
+        net.sync_all(t(101)).unwrap();
+        assert_delivered(&mut net, &owned);
+    }
+}
+
+// Feature: sync-system, Property 4: Universal change tracking
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_write_on_every_node_is_registered_for_every_peer(
+        steps in arb_steps(3, 1..40),
+    ) {
+        let mut net = Net::new(3, server_wins());
+        let mut owned = vec![Owned::default(); 4];
+        let mut link = Link::perfect();
+        for (i, step) in steps.iter().enumerate() {
+            let now = t(i as i64);
+            match step {
+                Step::Write(e, op) => {
+                    let key = owned[*e].apply(ops::engine(&mut net, *e), op, now);
+                    let peers: Vec<_> = if *e == 0 { (0..3).map(node_id).collect() } else { vec![hub_id()] };
+                    let engine = ops::engine(&mut net, *e);
+                    let stored = engine.store().all_entities().find(|s| s.entity.key == key).cloned().unwrap();
+                    for peer in peers {
+                        let view = engine.sync_changes(peer, usize::MAX).unwrap();
+                        let rows: Vec<_> = view.iter().filter(|c| c.entity_uuid == key.id).collect();
+                        prop_assert_eq!(rows.len(), 1, "{} registered once for {:?}", key, peer);
+                        prop_assert_eq!(rows[0].seq, stored.seq);
+                        prop_assert_eq!(&rows[0].entity_type, &key.entity_type);
+                        prop_assert_eq!(rows[0].operation == Operation::Delete, stored.entity.is_deleted);
+                        prop_assert_eq!(engine.pending_count(peer).unwrap(), view.len() as u64);
+                    }
+                }
+                Step::Sync(n, _) => {
+                    net.sync_faulty(*n, now, &mut link).unwrap();
+                }
+            }
+        }
+    }
+}
+
+// Feature: sync-system, Property 5: Packet-based delivery protocol
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_transmission_is_a_numbered_hashed_packet_that_needs_an_ack(
+        node_ops in prop::collection::vec(arb_op(), 0..20),
+        hub_ops in prop::collection::vec(arb_op(), 0..10),
+        batch in 1usize..6,
+    ) {
+        let mut net = Net::with_config(1, server_wins(), |c| c.batch(batch, 1 << 20));
+        let (mut mine, mut theirs) = (Owned::default(), Owned::default());
+        for op in &node_ops { mine.apply(&mut net.nodes[0], op, t(0)); }
+        for op in &hub_ops { theirs.apply(&mut net.hub, op, t(0)); }
+        net.nodes[0].start_sync(hub_id()).unwrap();
+        let (mut node_no, mut hub_no) = (0, 0);
+        let mut rounds = 0;
+        while let Some(transmit) = net.nodes[0].poll_transmit(t(1)).unwrap() {
+            rounds += 1;
+            prop_assert!(rounds < MAX_ROUNDS);
+            let pending = net.nodes[0].pending_count(hub_id()).unwrap();
+            check_packet(&transmit.bytes, node_id(0), hub_id(), node_no + 1)?;
+            prop_assert_eq!(transmit.packet_no, node_no + 1);
+            prop_assert_eq!(header(&transmit.bytes).entity_count, transmit.entity_count);
+            node_no += 1;
+            let reply = net.hub.respond(&transmit.bytes, t(1)).unwrap();
+            check_packet(&reply, hub_id(), node_id(0), hub_no + 1)?;
+            hub_no += 1;
+            prop_assert_eq!(header(&reply).ack_packet_no, transmit.packet_no);
+            // Sent but not yet acknowledged: still pending on the node; the
+            // hub's reply is pending on the hub until the node acknowledges.
+            prop_assert_eq!(net.nodes[0].pending_count(hub_id()).unwrap(), pending);
+            prop_assert!(net.hub.pending_count(node_id(0)).unwrap() >= u64::from(header(&reply).entity_count));
+            net.nodes[0].handle_incoming(&reply, t(1)).unwrap();
+            // The acknowledgement releases what the packet carried.
+            let after = net.nodes[0].pending_count(hub_id()).unwrap();
+            if transmit.entity_count > 0 {
+                prop_assert!(after < pending);
+            } else {
+                prop_assert_eq!(after, pending);
+            }
+        }
+        prop_assert!(net.converged());
+    }
+}
+
+/// A packet from `sender` to `recipient` numbered `packet_no`, whose body
+/// matches its hash and its announced entity count.
+fn check_packet(
+    bytes: &[u8],
+    sender: sync_core::NodeId,
+    recipient: sync_core::NodeId,
+    packet_no: u64,
+) -> Result<(), TestCaseError> {
+    let packet = decode(bytes);
+    let h = &packet.header;
+    prop_assert_eq!(
+        (h.sender, h.recipient, h.packet_no),
+        (sender, recipient, packet_no)
+    );
+    prop_assert_eq!(h.protocol_version, 1);
+    prop_assert_eq!(h.schema_version.as_str(), "1.0.0");
+    prop_assert_eq!(codec::sha256(&packet.body), h.body_sha256);
+    prop_assert_eq!(body(bytes).len(), h.entity_count as usize);
+    prop_assert!(h.pending_total >= u64::from(h.entity_count));
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+enum RetentionStep {
+    Write(Op),
+    /// A packet is built and sent; no answer comes back.
+    Send,
+}
+
+fn arb_retention_step() -> impl Strategy<Value = RetentionStep> {
+    prop_oneof![
+        3 => arb_op().prop_map(RetentionStep::Write),
+        1 => Just(RetentionStep::Send),
+    ]
+}
+
+// Feature: sync-system, Property 6: Packet retention until acknowledgment
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn changes_stay_queued_until_a_packet_carrying_them_is_acknowledged(
+        steps in prop::collection::vec(arb_retention_step(), 1..30),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let mut net = Net::new(1, server_wins());
+        let mut owned = Owned::default();
+        // key -> step of its latest write; packets as (step built, bytes).
+        let mut last_write: BTreeMap<EntityKey, usize> = BTreeMap::new();
+        let mut sent: Vec<(usize, sync_core::Transmit)> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                RetentionStep::Write(op) => {
+                    let key = owned.apply(&mut net.nodes[0], op, t(i as i64));
+                    last_write.insert(key, i);
+                }
+                RetentionStep::Send => {
+                    sent.push((i, net.nodes[0].build_packet(hub_id(), t(i as i64)).unwrap()));
+                }
+            }
+            let view = net.nodes[0].sync_changes(hub_id(), usize::MAX).unwrap();
+            prop_assert_eq!(view.len(), last_write.len(), "nothing leaves the queue unacknowledged");
+            // The engine remembers the last 16 unacknowledged packets.
+            let in_flight = &sent[sent.len().saturating_sub(16)..];
+            for row in &view {
+                let written = last_write.iter().find(|(k, _)| k.id == row.entity_uuid).map(|(_, s)| *s).unwrap();
+                let carried_by = in_flight.iter().find(|(built, _)| *built > written).map(|(_, p)| p.packet_no);
+                prop_assert_eq!(row.packet_no, carried_by);
+            }
+        }
+        prop_assume!(!sent.is_empty());
+        let which = pick.index(sent.len());
+        let (built, packet) = &sent[which];
+        let reply = net.hub.respond(&packet.bytes, t(100)).unwrap();
+        net.nodes[0].handle_incoming(&reply, t(100)).unwrap();
+        let still: BTreeSet<Uuid> = net.nodes[0]
+            .sync_changes(hub_id(), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.entity_uuid)
+            .collect();
+        let expected: BTreeSet<Uuid> = last_write
+            .iter()
+            .filter(|(_, s)| which + 16 < sent.len() || **s > *built)
+            .map(|(k, _)| k.id)
+            .collect();
+        prop_assert_eq!(still, expected);
+    }
+}
+
+// Feature: sync-system, Property 7: Retry on timeout
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn a_timed_out_exchange_is_retried_by_the_timers(
+        node_ops in prop::collection::vec(arb_op(), 0..12),
+        hub_ops in prop::collection::vec(arb_op(), 0..6),
+        losses in prop::collection::vec(any::<bool>(), 1..7),
+    ) {
+        let mut net = Net::new(1, server_wins());
+        let (mut mine, mut theirs) = (Owned::default(), Owned::default());
+        for op in &node_ops { mine.apply(&mut net.nodes[0], op, t(0)); }
+        for op in &hub_ops { theirs.apply(&mut net.hub, op, t(0)); }
+        let mut now = t(10);
+        net.nodes[0].start_sync(hub_id()).unwrap();
+        let mut packet = net.nodes[0].poll_transmit(now).unwrap().unwrap();
+        let keys = keys_in(&packet.bytes);
+        let mut last_delay = 0;
+        for reply_lost in losses {
+            if reply_lost {
+                // The hub got it; its answer is lost.
+                net.hub.respond(&packet.bytes, now).unwrap();
+            }
+            let deadline = net.nodes[0].poll_timeout().expect("an unanswered exchange arms a timer");
+            let delay = deadline.as_micros() - now.as_micros();
+            prop_assert!(delay > last_delay, "backoff grows: {} then {}", last_delay, delay);
+            last_delay = delay;
+            net.nodes[0].handle_timeout(now); // early: nothing happens
+            prop_assert!(net.nodes[0].poll_transmit(now).unwrap().is_none());
+            now = deadline;
+            net.nodes[0].handle_timeout(now);
+            let retry = net.nodes[0].poll_transmit(now).unwrap().expect("the timer resends");
+            prop_assert_eq!(retry.packet_no, packet.packet_no + 1);
+            prop_assert_eq!(keys_in(&retry.bytes), keys.clone());
+            packet = retry;
+        }
+        let reply = net.hub.respond(&packet.bytes, now).unwrap();
+        net.nodes[0].handle_incoming(&reply, now).unwrap();
+        while let Some(p) = net.nodes[0].poll_transmit(now).unwrap() {
+            let reply = net.hub.respond(&p.bytes, now).unwrap();
+            net.nodes[0].handle_incoming(&reply, now).unwrap();
+        }
+        prop_assert_eq!(net.nodes[0].poll_timeout(), None);
+        prop_assert!(net.converged());
+        prop_assert!(net.quiet());
+    }
+}
+
+// Feature: sync-system, Property 8: At-least-once delivery guarantee
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn every_change_reaches_every_node_despite_loss_duplication_and_reordering(
+        steps in arb_steps(3, 1..40),
+    ) {
+        let mut net = Net::new(3, server_wins());
+        let mut link = Link::perfect();
+        let (owned, now) = run(&mut net, &steps, &mut link);
+        // Faults stop: a bounded number of clean exchanges converges.
+        net.sync_all(now.add_millis(1_000)).unwrap();
+        assert_delivered(&mut net, &owned);
+    }
+}
+
+// Feature: sync-system, Property 23: Batch processing optimization
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn changes_travel_in_batches_within_the_limits(
+        node_changes in 1usize..40,
+        hub_changes in 0usize..20,
+        batch in 1usize..9,
+        tiny_bytes in any::<bool>(),
+    ) {
+        let bytes = if tiny_bytes { 1 } else { 1 << 20 };
+        let mut net = Net::with_config(1, server_wins(), |c| c.batch(batch, bytes));
+        for i in 0..node_changes {
+            net.nodes[0].insert("DailyReport", report("2025-12-12", i as i64), t(0)).unwrap();
+        }
+        for i in 0..hub_changes {
+            net.hub.insert("DailyReport", report("2025-12-13", i as i64), t(0)).unwrap();
+        }
+        let limit = if tiny_bytes { 1 } else { batch };
+        let mut link = Link::perfect();
+        net.sync_faulty(0, t(1), &mut link).unwrap();
+        let mut carried = [0usize; 2];
+        let mut packets_with_changes = [0usize; 2];
+        for seen in &link.log {
+            let (side, bytes) = match seen {
+                Seen::NodeSent(_, b) => (0, b),
+                Seen::HubSent(_, b) => (1, b),
+                _ => continue,
+            };
+            let h = header(bytes);
+            prop_assert!(h.entity_count as usize <= limit, "{} > {}", h.entity_count, limit);
+            if h.more {
+                prop_assert_eq!(h.entity_count as usize, limit, "a packet is only cut at the limit");
+            }
+            carried[side] += h.entity_count as usize;
+            packets_with_changes[side] += usize::from(h.entity_count > 0);
+        }
+        prop_assert_eq!(carried, [node_changes, hub_changes], "nothing sent twice on a clean link");
+        prop_assert_eq!(packets_with_changes[0], node_changes.div_ceil(limit));
+        prop_assert_eq!(packets_with_changes[1], hub_changes.div_ceil(limit));
+        prop_assert!(net.converged());
+        prop_assert!(net.quiet());
+    }
+}
+
+/// Every version (key, timestamp, writer) a packet carries.
+fn versions(bytes: &[u8]) -> BTreeSet<(EntityKey, Timestamp, sync_core::NodeId)> {
+    body(bytes)
+        .into_iter()
+        .map(|c| (c.entity.key, c.entity.updated_at, c.entity.origin))
+        .collect()
+}
+
+// Feature: sync-system, Property 24: Redundant transmission avoidance
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn an_acknowledged_change_is_never_sent_again(
+        steps in arb_steps(2, 1..40),
+        batch in 1usize..6,
+    ) {
+        // Reports only: see `pulled_parent_is_resent_after_its_ack` for lines.
+        let steps: Vec<Step> = steps
+            .into_iter()
+            .map(|s| match s {
+                Step::Write(e, Op::Line(_, q)) => Step::Write(e, Op::Insert(q as i64)),
+                other => other,
+            })
+            .collect();
+        let mut net = Net::with_config(2, server_wins(), |c| c.batch(batch, 1 << 20));
+        let mut link = Link::perfect();
+        let (_, now) = run(&mut net, &steps, &mut link);
+        net.sync_all(now).unwrap();
+        for node in 0..2 {
+            // [node -> hub, hub -> node]: packets by number, acknowledged versions.
+            let mut packets = [BTreeMap::new(), BTreeMap::new()];
+            let mut acked = [BTreeSet::new(), BTreeSet::new()];
+            for seen in &link.log {
+                let (dir, bytes, sent) = match seen {
+                    Seen::NodeSent(i, b) if *i == node => (0, b, true),
+                    Seen::HubSent(i, b) if *i == node => (1, b, true),
+                    Seen::NodeApplied(i, b) if *i == node => (0, b, false),
+                    Seen::HubApplied(i, b) if *i == node => (1, b, false),
+                    _ => continue,
+                };
+                if sent {
+                    let carried = versions(bytes);
+                    let again: Vec<_> = carried.intersection(&acked[dir]).collect();
+                    prop_assert!(again.is_empty(), "direction {}: acknowledged {:?} sent again", dir, again);
+                    packets[dir].insert(header(bytes).packet_no, carried);
+                    // The engine remembers the last 16 unacknowledged packets.
+                    while packets[dir].len() > 16 {
+                        packets[dir].pop_first();
+                    }
+                } else {
+                    // `bytes` came the other way and acknowledges a packet of `dir`.
+                    let ack = header(bytes).ack_packet_no;
+                    if let Some(carried) = packets[dir].get(&ack) {
+                        acked[dir].extend(carried.iter().cloned());
+                        packets[dir].retain(|no, _| *no > ack);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Feature: sync-system, Property 25: Progress feedback provision
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn a_large_sync_reports_its_progress(
+        node_changes in 1u64..60,
+        hub_changes in 0u64..30,
+        batch in 1usize..10,
+    ) {
+        let mut net = Net::with_config(1, server_wins(), |c| c.batch(batch, 1 << 20));
+        for i in 0..node_changes {
+            net.nodes[0].insert("DailyReport", report("2025-12-12", i as i64), t(0)).unwrap();
+        }
+        for i in 0..hub_changes {
+            net.hub.insert("DailyReport", report("2025-12-13", i as i64), t(0)).unwrap();
+        }
+        let rounds = net.sync(0, t(1)).unwrap();
+        let progress: Vec<_> = drain(&mut net.nodes[0])
+            .into_iter()
+            .filter_map(|e| match e { Event::Progress(p) => Some(p), _ => None })
+            .collect();
+        prop_assert!(progress.len() >= rounds, "at least one report per packet");
+        prop_assert!(progress.iter().all(|p| p.peer == hub_id() && p.total_to_send == node_changes));
+        for w in progress.windows(2) {
+            prop_assert!(w[0].sent <= w[1].sent && w[0].received <= w[1].received);
+        }
+        let last = progress.last().unwrap();
+        prop_assert_eq!((last.sent, last.received, last.remaining_to_receive), (node_changes, hub_changes, 0));
+        let batch = batch as u64;
+        let expected_remaining: Vec<u64> = (1..=hub_changes.div_ceil(batch))
+            .map(|k| hub_changes.saturating_sub(k * batch))
+            .collect();
+        let mut seen_remaining: Vec<u64> = progress.iter().map(|p| p.remaining_to_receive).collect();
+        seen_remaining.dedup();
+        for r in expected_remaining {
+            prop_assert!(seen_remaining.contains(&r), "{} missing from {:?}", r, seen_remaining);
+        }
+    }
+}
+
+// --- queue integrity --------------------------------------------------------------
+
+/// One operation on the queue of node 0 towards the hub.
+#[derive(Clone, Debug)]
+enum QueueOp {
+    Put(u8, i16),
+    Delete(u8),
+    /// A batch whose last write is invalid: the transaction rolls back.
+    FailedBatch(u8),
+    /// A packet is built (and kept "in the air").
+    Build,
+    Deliver(usize),
+    Duplicate(usize),
+    Lose(usize),
+    DeliverReply(usize),
+    DuplicateReply(usize),
+    LoseReply(usize),
+    CorruptReply(usize),
+    HubPut(u8),
+    Restart,
+}
+
+fn arb_queue_op() -> impl Strategy<Value = QueueOp> {
+    type Index = usize;
+    prop_oneof![
+        4 => (any::<u8>(), any::<i16>()).prop_map(|(k, h)| QueueOp::Put(k, h)),
+        1 => any::<u8>().prop_map(QueueOp::Delete),
+        1 => any::<u8>().prop_map(QueueOp::FailedBatch),
+        3 => Just(QueueOp::Build),
+        2 => any::<Index>().prop_map(QueueOp::Deliver),
+        1 => any::<Index>().prop_map(QueueOp::Duplicate),
+        1 => any::<Index>().prop_map(QueueOp::Lose),
+        2 => any::<Index>().prop_map(QueueOp::DeliverReply),
+        1 => any::<Index>().prop_map(QueueOp::DuplicateReply),
+        1 => any::<Index>().prop_map(QueueOp::LoseReply),
+        1 => any::<Index>().prop_map(QueueOp::CorruptReply),
+        1 => any::<u8>().prop_map(QueueOp::HubPut),
+        1 => Just(QueueOp::Restart),
+    ]
+}
+
+/// The reference model of node 0's queue for the hub: which of its own
+/// writes the hub is still owed, and the packets that may acknowledge them.
+#[derive(Debug, Default)]
+struct QueueModel {
+    /// Local writes so far.
+    clock: u64,
+    /// key -> (order of its latest write, order of its first write, deleted).
+    keys: BTreeMap<Uuid, (u64, u64, bool)>,
+    /// Everything written up to this order is acknowledged.
+    acked: u64,
+    sent: u64,
+    received: u64,
+    /// (packet number, covers writes up to this order), oldest first.
+    in_flight: Vec<(u64, u64)>,
+}
+
+const BATCH: usize = 3;
+const IN_FLIGHT: usize = 16;
+
+impl QueueModel {
+    fn write(&mut self, key: Uuid, deleted: bool) {
+        self.clock += 1;
+        let first = self.keys.get(&key).map_or(self.clock, |k| k.1);
+        self.keys.insert(key, (self.clock, first, deleted));
+    }
+
+    /// Pending keys by write order.
+    fn pending(&self) -> Vec<(u64, Uuid)> {
+        let mut out: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.0 > self.acked)
+            .map(|(id, k)| (k.0, *id))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A packet is built: the first `BATCH` pending keys.
+    fn build(&mut self) -> (BTreeSet<Uuid>, bool) {
+        let pending = self.pending();
+        let more = pending.len() > BATCH;
+        let upto = if more {
+            pending[BATCH - 1].0
+        } else {
+            self.clock
+        };
+        self.sent += 1;
+        self.in_flight.push((self.sent, upto));
+        if self.in_flight.len() > IN_FLIGHT {
+            self.in_flight.remove(0);
+        }
+        (pending.iter().take(BATCH).map(|p| p.1).collect(), more)
+    }
+
+    /// A reply arrives; returns whether it is a duplicate.
+    fn receive(&mut self, packet_no: u64, ack: u64) -> bool {
+        if packet_no <= self.received {
+            return true;
+        }
+        self.received = packet_no;
+        if let Some(&(_, upto)) = self.in_flight.iter().find(|f| f.0 == ack) {
+            self.acked = self.acked.max(upto);
+            self.in_flight.retain(|f| f.0 > ack);
+        }
+        false
+    }
+}
+
+fn node_key(k: u8) -> EntityKey {
+    report_key(Uuid::from_u128(0x100 + u128::from(k % 5)))
+}
+
+fn hub_key(k: u8) -> EntityKey {
+    report_key(Uuid::from_u128(0x200 + u128::from(k % 3)))
+}
+
+/// Checks node 0's queue, `sync_changes` view and counters against `model`.
+fn check_queue(node: &mut MemEngine, model: &QueueModel) -> Result<(), TestCaseError> {
+    let pending = model.pending();
+    prop_assert_eq!(node.pending_count(hub_id()).unwrap(), pending.len() as u64);
+    let view = node.sync_changes(hub_id(), usize::MAX).unwrap();
+    let ids: Vec<Uuid> = view.iter().map(|c| c.entity_uuid).collect();
+    let expected: Vec<Uuid> = pending.iter().map(|p| p.1).collect();
+    prop_assert_eq!(ids, expected, "same changes, same order");
+    for (row, (order, id)) in view.iter().zip(&pending) {
+        let (_, first, deleted) = model.keys[id];
+        let operation = if deleted {
+            Operation::Delete
+        } else if first > model.acked {
+            Operation::Insert
+        } else {
+            Operation::Update
+        };
+        prop_assert_eq!(row.operation, operation);
+        let carried_by = model.in_flight.iter().find(|f| f.1 >= *order).map(|f| f.0);
+        prop_assert_eq!(row.packet_no, carried_by);
+    }
+    let hub = node.peer(hub_id()).unwrap();
+    prop_assert_eq!(
+        (hub.sent_packet_no, hub.received_packet_no),
+        (model.sent, model.received)
+    );
+    let numbers: Vec<u64> = hub.in_flight.iter().map(|f| f.packet_no).collect();
+    prop_assert_eq!(
+        numbers,
+        model.in_flight.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Plays one queue operation on the engines and the model.
+fn play(
+    net: &mut Net,
+    model: &mut QueueModel,
+    air: &mut [Vec<bytes::Bytes>; 2],
+    op: &QueueOp,
+    now: Timestamp,
+) -> Result<(), TestCaseError> {
+    let node = &mut net.nodes[0];
+    match op {
+        QueueOp::Put(k, h) => {
+            node.put(node_key(*k), report("2025-12-12", (*h).into()), now)
+                .unwrap();
+            model.write(node_key(*k).id, false);
+        }
+        QueueOp::Delete(k) => match node.delete(node_key(*k), now) {
+            Ok(()) => model.write(node_key(*k).id, true),
+            Err(e) => prop_assert!(
+                matches!(e, SyncError::Write(WriteError::NotFound(_))),
+                "{:?}",
+                e
+            ),
+        },
+        QueueOp::FailedBatch(k) => {
+            let mut bad = report("2025-12-12", 1);
+            bad.insert("no_such_field".into(), 1.into());
+            let writes = vec![
+                LocalWrite::Put {
+                    key: node_key(*k),
+                    fields: report("2025-12-12", 2),
+                },
+                LocalWrite::Put {
+                    key: node_key(k.wrapping_add(1)),
+                    fields: bad,
+                },
+            ];
+            let err = node.write_batch(writes, now).unwrap_err();
+            prop_assert!(
+                matches!(err, SyncError::Write(WriteError::UnknownField { .. })),
+                "{:?}",
+                err
+            );
+        }
+        QueueOp::Build => {
+            let packet = node.build_packet(hub_id(), now).unwrap();
+            let (keys, more) = model.build();
+            prop_assert_eq!(packet.packet_no, model.sent);
+            prop_assert_eq!(packet.more, more);
+            let carried: BTreeSet<Uuid> =
+                keys_in(&packet.bytes).into_iter().map(|k| k.id).collect();
+            prop_assert_eq!(carried, keys);
+            air[0].push(packet.bytes);
+        }
+        QueueOp::Deliver(i) | QueueOp::Duplicate(i) | QueueOp::Lose(i) if !air[0].is_empty() => {
+            let at = i % air[0].len();
+            let request = if matches!(op, QueueOp::Duplicate(_)) {
+                air[0][at].clone()
+            } else {
+                air[0].remove(at)
+            };
+            if !matches!(op, QueueOp::Lose(_)) {
+                air[1].push(net.hub.respond(&request, now).unwrap());
+            }
+        }
+        QueueOp::DeliverReply(i)
+        | QueueOp::DuplicateReply(i)
+        | QueueOp::LoseReply(i)
+        | QueueOp::CorruptReply(i)
+            if !air[1].is_empty() =>
+        {
+            let at = i % air[1].len();
+            let keep = matches!(op, QueueOp::DuplicateReply(_) | QueueOp::CorruptReply(_));
+            let reply = if keep {
+                air[1][at].clone()
+            } else {
+                air[1].remove(at)
+            };
+            match op {
+                QueueOp::LoseReply(_) => {}
+                QueueOp::CorruptReply(_) => {
+                    let err = node
+                        .handle_incoming(&flip_body_byte(&reply, at), now)
+                        .unwrap_err();
+                    prop_assert!(
+                        matches!(err, SyncError::Peer(PeerError::BodyHashMismatch { .. })),
+                        "{:?}",
+                        err
+                    );
+                }
+                _ => {
+                    let h = header(&reply);
+                    let incoming = node.handle_incoming(&reply, now).unwrap();
+                    prop_assert_eq!(
+                        incoming.duplicate,
+                        model.receive(h.packet_no, h.ack_packet_no)
+                    );
+                    prop_assert!(!incoming.reinitialized);
+                }
+            }
+        }
+        QueueOp::HubPut(k) => net
+            .hub
+            .put(hub_key(*k), report("2025-12-14", 1), now)
+            .unwrap(),
+        QueueOp::Restart => net.restart_node(0),
+        _ => {}
+    }
+    Ok(())
+}
+
+// Feature: sync-system, Property 37: Queue integrity maintenance
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    #[test]
+    fn the_queue_matches_a_reference_model_under_any_operations(
+        ops in prop::collection::vec(arb_queue_op(), 1..60),
+    ) {
+        let mut net = Net::with_config(1, server_wins(), |c| c.batch(BATCH, 1 << 20));
+        let mut model = QueueModel::default();
+        let mut air: [Vec<bytes::Bytes>; 2] = [Vec::new(), Vec::new()];
+        for (i, op) in ops.iter().enumerate() {
+            play(&mut net, &mut model, &mut air, op, t(i as i64))?;
+            check_queue(&mut net.nodes[0], &model)?;
+            assert_no_dangling(&mut net.hub);
+        }
+        // Then a clean link empties the queue and the hub holds every write.
+        for _ in 0..20 {
+            if model.pending().is_empty() {
+                break;
+            }
+            play(&mut net, &mut model, &mut air, &QueueOp::Build, t(1_000))?;
+            let last = air[0].len() - 1;
+            play(&mut net, &mut model, &mut air, &QueueOp::Deliver(last), t(1_000))?;
+            let last = air[1].len() - 1;
+            play(&mut net, &mut model, &mut air, &QueueOp::DeliverReply(last), t(1_000))?;
+            check_queue(&mut net.nodes[0], &model)?;
+        }
+        prop_assert!(model.pending().is_empty());
+        for id in model.keys.keys() {
+            let key = report_key(*id);
+            prop_assert_eq!(net.hub.get(&key).unwrap(), net.nodes[0].get(&key).unwrap());
+        }
+    }
+}
+
+/// A parent pulled into a batch beyond the batch's acknowledged range is
+/// acknowledged with the packet but sent again in the next one.
+#[test]
+#[ignore = "engine bug: a parent pulled into a packet past its upto_seq is resent after the packet is acknowledged"]
+fn pulled_parent_is_resent_after_its_ack() {
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(1, 1 << 20));
+    let node = &mut net.nodes[0];
+    let r = node
+        .insert("DailyReport", report("2025-12-12", 1), t(0))
+        .unwrap();
+    node.insert("DailyReportLine", line(r, "dig", 1.0), t(0))
+        .unwrap();
+    node.put(report_key(r), report("2025-12-12", 2), t(1))
+        .unwrap();
+    let mut link = Link::perfect();
+    net.sync_faulty(0, t(2), &mut link).unwrap();
+    let sent: Vec<_> = link
+        .log
+        .iter()
+        .filter_map(|s| match s {
+            Seen::NodeSent(_, b) => Some(versions(b)),
+            _ => None,
+        })
+        .collect();
+    // The first packet carries the line and, pulled in, the report; the hub
+    // acknowledges it; the report must not travel again.
+    assert!(sent[0].iter().any(|v| v.0 == report_key(r)));
+    for later in &sent[1..] {
+        assert!(
+            later.intersection(&sent[0]).next().is_none(),
+            "acknowledged {:?} sent again",
+            later.intersection(&sent[0]).collect::<Vec<_>>()
+        );
+    }
+}
