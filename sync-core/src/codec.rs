@@ -64,10 +64,14 @@ pub fn packet_digest(header: &PacketHeader) -> [u8; 32] {
 /// Encodes an envelope to wire bytes. Deterministic.
 pub fn encode_envelope(envelope: &Envelope) -> Bytes {
     let kind = match envelope {
-        Envelope::Packet(p) => pb::envelope::Kind::Packet(pb::Packet {
-            header: Some(header_to_pb(&p.header)),
-            body: p.body.to_vec(),
-        }),
+        Envelope::Packet(p) => {
+            let header = header_to_pb(&p.header).encode_to_vec();
+            pb::envelope::Kind::Packet(pb::Packet {
+                header_sha256: sha256(&header).to_vec(),
+                header,
+                body: p.body.to_vec(),
+            })
+        }
         Envelope::Error(e) => pb::envelope::Kind::Error(error_to_pb(e)),
     };
     Bytes::from(pb::Envelope { kind: Some(kind) }.encode_to_vec())
@@ -80,9 +84,14 @@ pub fn decode_envelope(bytes: &[u8], limits: &Limits) -> Result<Envelope, PeerEr
     let envelope = pb::Envelope::decode(bytes).map_err(|e| decode_error("envelope", e))?;
     match envelope.kind {
         Some(pb::envelope::Kind::Packet(p)) => {
-            let header = p
-                .header
-                .ok_or_else(|| malformed(NodeId::NIL, "packet has no header"))?;
+            if p.header.is_empty() {
+                return Err(malformed(NodeId::NIL, "packet has no header"));
+            }
+            if sha256(&p.header).as_slice() != p.header_sha256.as_slice() {
+                return Err(PeerError::HeaderHashMismatch);
+            }
+            let header = pb::PacketHeader::decode(p.header.as_slice())
+                .map_err(|e| decode_error("packet header", e))?;
             Ok(Envelope::Packet(Packet {
                 header: header_from_pb(header)?,
                 body: Bytes::from(p.body),
@@ -426,7 +435,12 @@ fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, Pee
             let operation = operation_from_pb(c.operation, sender)?;
             let mut fields = Record::new();
             for (name, value) in schema.field_names.iter().zip(c.values) {
-                fields.insert(name.clone(), value_from_pb(value, sender)?);
+                let value = value_from_pb(value, sender)?;
+                // Positional encoding sends absent fields as nulls; absent
+                // and null are the same, and records never store null.
+                if !value.is_null() {
+                    fields.insert(name.clone(), value);
+                }
             }
             Ok(Change {
                 operation,

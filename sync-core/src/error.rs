@@ -124,6 +124,11 @@ pub enum PeerError {
         /// The limit.
         limit: u64,
     },
+    /// The header does not match its SHA-256.
+    #[error(
+        "a packet header does not match its hash; it was damaged in transit and must be sent again"
+    )]
+    HeaderHashMismatch,
     /// The body does not match its SHA-256.
     #[error(
         "packet {packet_no} from {sender} does not match its body hash; it was damaged in transit and must be sent again"
@@ -197,14 +202,18 @@ impl PeerError {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            PeerError::Decode { .. } | PeerError::BodyHashMismatch { .. }
+            PeerError::Decode { .. }
+                | PeerError::HeaderHashMismatch
+                | PeerError::BodyHashMismatch { .. }
         )
     }
 
     /// The wire code that tells the sender about this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            PeerError::Decode { .. } | PeerError::BodyHashMismatch { .. } => ErrorCode::Corrupt,
+            PeerError::Decode { .. }
+            | PeerError::HeaderHashMismatch
+            | PeerError::BodyHashMismatch { .. } => ErrorCode::Corrupt,
             PeerError::TooLarge { .. } => ErrorCode::TooLarge,
             PeerError::WrongRecipient { .. } => ErrorCode::WrongRecipient,
             PeerError::UnknownSender { .. } | PeerError::RevokedSender { .. } => {

@@ -41,10 +41,46 @@ impl fmt::Debug for NodeId {
 ///
 /// The engine never reads a clock: every entry point takes `now: Timestamp`
 /// from its driver, which is what makes runs reproducible.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+///
+/// With serde it serializes as an integer of microseconds and deserializes
+/// from either that or an RFC 3339 string, so typed structs round-trip through
+/// the serde bridge and JSON views.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
 pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Parses an RFC 3339 instant (e.g. `2025-12-12T10:30:00Z`).
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let format = time::format_description::well_known::Rfc3339;
+        let parsed = time::OffsetDateTime::parse(text, &format).ok()?;
+        i64::try_from(parsed.unix_timestamp_nanos() / 1_000)
+            .ok()
+            .map(Timestamp)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("microseconds since the UNIX epoch or an RFC 3339 timestamp")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v).map(Timestamp).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(v)
+                    .ok_or_else(|| E::custom(format!("{v:?} is not an RFC 3339 timestamp")))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
 
 impl Timestamp {
     /// The UNIX epoch.

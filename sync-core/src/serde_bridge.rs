@@ -134,11 +134,7 @@ fn timestamp_from_json(json: &Json) -> Result<Timestamp, String> {
         return Ok(Timestamp::from_micros(micros));
     }
     let text = json.as_str().ok_or("expected a timestamp")?;
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("expected an RFC 3339 timestamp: {e}"))?;
-    i64::try_from(parsed.unix_timestamp_nanos() / 1_000)
-        .map(Timestamp::from_micros)
-        .map_err(|_| "timestamp out of range".into())
+    Timestamp::parse_rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 timestamp"))
 }
 
 /// JSON without a declared kind: numbers become Int or Float, strings Text.

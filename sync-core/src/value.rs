@@ -8,6 +8,12 @@ use crate::ids::Timestamp;
 
 /// A record of named values. A `BTreeMap`, so iteration order, and therefore
 /// encoded bytes, are deterministic.
+///
+/// At the top level of an entity, an absent field and a `Null` field mean the
+/// same thing, and stored records hold no top-level nulls: the engine drops
+/// them from local writes and from decoded packets, and stores must return
+/// records the same way (a SQL `NULL` column is an absent field). Nulls inside
+/// lists and nested records are kept.
 pub type Record = BTreeMap<String, Value>;
 
 /// One typed value of an entity field.

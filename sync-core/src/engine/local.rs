@@ -197,7 +197,9 @@ fn local_write<T: StoreTxn>(
     now: Timestamp,
 ) -> Result<(), SyncError> {
     let (key, existing, fields, is_deleted) = match write {
-        LocalWrite::Put { key, fields } => {
+        LocalWrite::Put { key, mut fields } => {
+            // Absent and null are the same: top-level nulls are not stored.
+            fields.retain(|_, value| !value.is_null());
             let ty = ctx.registry.require(&key.entity_type)?;
             ty.validate(&fields)?;
             check_parents(txn, ctx, &key, &fields)?;

@@ -1,13 +1,11 @@
 //! Building packets: batch selection from the change registry, parents
 //! before children, numbering, and in-flight bookkeeping.
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 
 use super::{Ctx, Engine};
 use crate::codec::{self, sha256};
-use crate::entity::{EntityKey, StoredEntity};
+use crate::entity::StoredEntity;
 use crate::error::SyncError;
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{InFlight, PeerState};
@@ -138,8 +136,10 @@ struct Batch {
     more: bool,
 }
 
-/// Takes pending changes in sequence order up to the batch limits, pulls in
-/// pending parents of the chosen children, and orders parents first.
+/// Takes pending changes in sequence order up to the batch limits and orders
+/// parents first. A child whose pending parent falls beyond the batch is
+/// parked by the receiver until the parent arrives in a later packet; pulling
+/// the parent forward would resend it after this packet is acknowledged.
 fn select_batch<T: StoreTxn>(txn: &T, ctx: &Ctx<'_>, peer: &PeerState) -> Result<Batch, SyncError> {
     let limit = ctx.config.batch_entities;
     let candidates = txn.pending(&PendingQuery::for_peer(peer, limit.saturating_add(1)))?;
@@ -161,56 +161,12 @@ fn select_batch<T: StoreTxn>(txn: &T, ctx: &Ctx<'_>, peer: &PeerState) -> Result
     } else {
         entities.last().map_or(peer.acked_seq, |e| e.seq)
     };
-    pull_parents(txn, ctx, peer, &mut entities)?;
     entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
     Ok(Batch {
         entities,
         upto_seq,
         more: !complete,
     })
-}
-
-/// Adds pending parents that are referenced by chosen entities but were left
-/// out by the batch limits, so a packet is self-contained.
-fn pull_parents<T: StoreTxn>(
-    txn: &T,
-    ctx: &Ctx<'_>,
-    peer: &PeerState,
-    entities: &mut Vec<StoredEntity>,
-) -> Result<(), SyncError> {
-    let mut present: BTreeSet<EntityKey> = entities.iter().map(|e| e.entity.key.clone()).collect();
-    let mut next = 0;
-    while next < entities.len() {
-        let parents: Vec<EntityKey> = ctx
-            .registry
-            .get(&entities[next].entity.key.entity_type)
-            .map(|ty| {
-                ty.references()
-                    .filter_map(|(field, target)| {
-                        let id = entities[next]
-                            .entity
-                            .fields
-                            .get(field)
-                            .and_then(Value::as_uuid)?;
-                        Some(EntityKey::new(target, id))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for key in parents {
-            if present.contains(&key) {
-                continue;
-            }
-            if let Some(parent) = txn.entity(&key)? {
-                if peer.is_pending(parent.seq, parent.source) {
-                    present.insert(key);
-                    entities.push(parent);
-                }
-            }
-        }
-        next += 1;
-    }
-    Ok(())
 }
 
 fn strip_excluded(ctx: &Ctx<'_>, stored: &StoredEntity) -> crate::entity::Entity {
