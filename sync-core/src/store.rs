@@ -20,6 +20,9 @@
 //!   is strictly greater than every sequence ever committed by this store.
 //! - **Errors.** A failed write may poison the store: later writes then fail
 //!   with [`StoreError::Poisoned`] rather than guess.
+//! - **Records.** An absent field and a null field are the same: records
+//!   returned by the store hold no top-level `Null` (a SQL `NULL` column is an
+//!   absent field), and records the engine passes in hold none either.
 
 use uuid::Uuid;
 
