@@ -1,1 +1,535 @@
-//! SQLite store for syncplan (being built: see issue 4).
+//! # sync-store-sqlite
+//!
+//! A [`Store`] on SQLite (bundled: nothing to install) that syncs the
+//! application's own tables. Register a table with
+//! [`SqliteStore::track_table`] and keep writing plain SQL: triggers register
+//! every insert, update and delete, and the engine sends the rows to the hub.
+//!
+//! ```
+//! use sync_core::{Engine, EngineConfig, EntityKey, EntityRegistry, NodeId, NodeInfo, Role, Timestamp, Uuid};
+//! use sync_store_memory::MemoryStore;
+//! use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("app.db");
+//! // An existing application database with its own table and rows.
+//! let app = rusqlite::Connection::open(&path)?;
+//! app.execute_batch(
+//!     "CREATE TABLE daily_report(id INTEGER PRIMARY KEY, date TEXT NOT NULL, hours INTEGER);
+//!      INSERT INTO daily_report(date, hours) VALUES ('2025-12-11', 7);",
+//! )?;
+//! drop(app);
+//!
+//! // Track it: sync_uuid, updated_at and is_deleted are added, existing rows
+//! // get UUIDv7 keys, triggers capture every write from now on.
+//! let mut store = SqliteStore::open(&path, SqliteOptions::default())?;
+//! let report_type = store.track_table(
+//!     "daily_report",
+//!     TrackOptions::new().entity_type_name("DailyReport"),
+//! )?;
+//! let registry = EntityRegistry::new().with(report_type);
+//!
+//! let hub_info = NodeInfo::new(NodeId(Uuid::from_u128(1)), "HUB", "Hub", Role::Hub);
+//! let node_info = NodeInfo::new(NodeId(Uuid::from_u128(2)), "DESKTOP-1", "Desktop", Role::Node);
+//! let mut hub = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(1), hub_info.clone())?;
+//! let mut node = Engine::new(store, registry, EngineConfig::default().seed(2), node_info.clone())?;
+//! hub.register_peer(node_info)?;
+//! node.register_peer(hub_info.clone())?;
+//!
+//! // The application keeps writing plain SQL.
+//! node.store().connection().execute(
+//!     "INSERT INTO daily_report(date, hours) VALUES ('2025-12-12', 8)", [])?;
+//! node.store().connection().execute(
+//!     "UPDATE daily_report SET hours = 6 WHERE date = '2025-12-11'", [])?;
+//!
+//! // Sync with the hub.
+//! let now = Timestamp::from_secs(1_765_535_400);
+//! node.start_sync(hub_info.id)?;
+//! while let Some(packet) = node.poll_transmit(now)? {
+//!     let reply = hub.respond(&packet.bytes, now)?;
+//!     node.handle_incoming(&reply, now)?;
+//! }
+//! let key: String = node.store().connection().query_row(
+//!     "SELECT sync_uuid FROM daily_report WHERE date = '2025-12-12'", [], |r| r.get(0))?;
+//! let on_hub = hub.get(&EntityKey::new("DailyReport", key.parse()?))?.expect("synced");
+//! assert_eq!(on_hub.fields["hours"], sync_core::Value::Int(8));
+//! assert_eq!(hub.store().entity_count(), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works
+//!
+//! - **Sync state** lives in the store's own tables, all named `_sync_*`
+//!   (see [`schema`] for how they mirror the spec's data model). They are
+//!   versioned in `_sync_meta` and migrated on open; `PRAGMA user_version`
+//!   stays the application's.
+//! - **Tracking** ([`SqliteStore::track_table`]) adds a sync key column
+//!   (`sync_uuid`, text, separate from the primary key), `updated_at`
+//!   (microseconds since the UNIX epoch) and `is_deleted` when missing, gives
+//!   existing rows UUIDv7 keys, and installs triggers that log only the
+//!   changed row's key. Rows are read when a packet is built, so repeated
+//!   writes to one row send its latest state once. A hard `DELETE` becomes a
+//!   tombstone that travels. See [`tracking`] for the triggers.
+//! - **Entity types**: by default derived from the table's columns (rules in
+//!   [`table`]), named after the table or as
+//!   [`TrackOptions::entity_type_name`] says; foreign keys to other tracked
+//!   tables become references, sent as the parent's sync UUID and written
+//!   back as the parent's local key. A caller may supply its own type with
+//!   [`TrackOptions::with_entity_type`]. Register the returned type in the
+//!   engine's registry. Entity types without a table are stored whole in the
+//!   sync tables.
+//! - **Applying** a packet is one SQLite transaction (`BEGIN IMMEDIATE` ...
+//!   `COMMIT`, `ROLLBACK` when the transaction is dropped), with
+//!   `foreign_keys = ON`; the store's own writes are never re-captured as
+//!   local changes. A version whose parent row does not exist here (the
+//!   parent is only a tombstone) is kept in the sync tables until it can be
+//!   written.
+//! - **Durability**: WAL mode; `synchronous = FULL` by default (the hub must
+//!   keep it: it acknowledges right after commit), `NORMAL` as an option for
+//!   nodes ([`Durability`]). After a write fails in a way that leaves the
+//!   database in doubt (I/O error, full disk...), the store refuses further
+//!   writes with [`StoreError::Poisoned`]; reopen it to recover.
+//! - **Connections**: the store holds one connection; reach it with
+//!   [`SqliteStore::connection`] for the application's SQL, or open others:
+//!   triggers use only built-in SQL functions (SQLite 3.42 or newer), so
+//!   every connection's writes are captured. Do not hold a transaction open
+//!   on the store's connection while calling the engine.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod blob;
+mod error;
+mod nodes;
+mod options;
+mod records;
+mod registry;
+mod rows;
+pub mod schema;
+mod sql;
+pub mod table;
+pub mod tracking;
+mod txn;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags};
+use sync_core::{EntityRegistry, EntityType, Store, StoreError};
+
+pub use error::{OpenError, TrackError};
+pub use options::{
+    DEFAULT_IS_DELETED_COLUMN, DEFAULT_KEY_COLUMN, DEFAULT_UPDATED_AT_COLUMN, Durability,
+    SqliteOptions, TrackOptions,
+};
+pub use tracking::{NOW_MICROS_SQL, UUID_V7_SQL};
+pub use txn::SqliteTxn;
+
+use crate::table::TrackedTable;
+use crate::tracking::{Peers, Remembered};
+
+/// A [`Store`] in one SQLite database file. See the crate docs.
+pub struct SqliteStore {
+    conn: Connection,
+    path: Option<PathBuf>,
+    options: SqliteOptions,
+    poisoned: Option<String>,
+    types: Types,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered entity type: its id in the sync tables and its table, if
+/// tracked.
+#[derive(Clone, Debug)]
+pub(crate) struct TypeEntry {
+    pub id: i64,
+    pub name: String,
+    pub table: Option<Arc<TrackedTable>>,
+}
+
+/// The registered types, cached; reloaded after a transaction that may have
+/// registered one was rolled back.
+#[derive(Default)]
+pub(crate) struct Types {
+    by_name: BTreeMap<String, TypeEntry>,
+    by_id: HashMap<i64, String>,
+    pub stale: bool,
+}
+
+impl Types {
+    pub fn by_name(&self, name: &str) -> Option<TypeEntry> {
+        self.by_name.get(name).cloned()
+    }
+
+    pub fn by_id(&self, id: i64) -> Result<TypeEntry, StoreError> {
+        self.by_id
+            .get(&id)
+            .and_then(|name| self.by_name.get(name))
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt {
+                detail: format!("_sync_changes names entity type id {id}, which _sync_types lacks"),
+            })
+    }
+
+    fn insert(&mut self, entry: TypeEntry) {
+        self.by_id.insert(entry.id, entry.name.clone());
+        self.by_name.insert(entry.name.clone(), entry);
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`: WAL mode, foreign keys on,
+    /// the sync tables created or migrated, tracked tables mapped again.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Self::connect(&path, &options)?;
+        Self::assemble(conn, Some(path), options)
+    }
+
+    /// A store in memory (for tests: nothing survives the handle, and there
+    /// is no WAL).
+    pub fn open_in_memory(options: SqliteOptions) -> Result<Self, OpenError> {
+        let conn = Connection::open_in_memory()
+            .map_err(OpenError::sqlite("opening an in-memory database"))?;
+        configure(&conn, &options, false)?;
+        Self::assemble(conn, None, options)
+    }
+
+    fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, OpenError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(OpenError::sqlite("opening the database file"))?;
+        configure(&conn, options, true)?;
+        Ok(conn)
+    }
+
+    fn assemble(
+        mut conn: Connection,
+        path: Option<PathBuf>,
+        options: SqliteOptions,
+    ) -> Result<Self, OpenError> {
+        schema::migrate(&mut conn)?;
+        let mut store = SqliteStore {
+            conn,
+            path,
+            options,
+            poisoned: None,
+            types: Types::default(),
+        };
+        store.load_types()?;
+        Ok(store)
+    }
+
+    /// The store's connection, for the application's own SQL. Writes to
+    /// tracked tables are captured.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The database file, if not in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// Tracks `table`: adds the sync columns it lacks, gives existing rows
+    /// sync keys (they become changes to send), and installs the capture
+    /// triggers. Idempotent: call it again after altering the table so new
+    /// columns sync. Returns the entity type to register in the engine's
+    /// registry. Nothing changes when it fails.
+    pub fn track_table(
+        &mut self,
+        table: &str,
+        options: TrackOptions,
+    ) -> Result<EntityType, TrackError> {
+        self.check_poison()?;
+        if tracking::reserved(table) {
+            return Err(TrackError::Reserved {
+                table: table.to_owned(),
+            });
+        }
+        let type_name = options
+            .entity_type_name
+            .clone()
+            .or_else(|| options.entity_type.as_ref().map(|t| t.name().to_owned()))
+            .unwrap_or_else(|| table.to_owned());
+        if let Some(t) = &options.entity_type {
+            if t.name() != type_name {
+                return Err(TrackError::TypeMismatch {
+                    entity_type: t.name().to_owned(),
+                    table: table.to_owned(),
+                    reason: format!("TrackOptions names the type {type_name}; use one name"),
+                });
+            }
+        }
+        let remembered = Remembered::from_options(&options);
+        let mut tracked = self.tracked_tables();
+        tracked.insert(
+            table.to_owned(),
+            (type_name.clone(), remembered.key.clone()),
+        );
+        let edited = {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(TrackError::sqlite(table, "starting a transaction"))?;
+            let (_, edited) =
+                tracking::install(&tx, table, &type_name, &remembered, self.path.is_some())?;
+            // Map it before committing, so a table that cannot be mapped is
+            // not left half tracked.
+            tracking::describe(
+                &tx,
+                &type_name,
+                table,
+                &remembered,
+                Some(&options),
+                &Peers { tracked: &tracked },
+            )?;
+            tx.commit()
+                .map_err(TrackError::sqlite(table, "committing"))?;
+            edited
+        };
+        if edited {
+            self.reconnect()?;
+        }
+        self.load_types_with(Some((table, &options)))?;
+        self.types
+            .by_name(&type_name)
+            .and_then(|t| t.table)
+            .map(|t| t.entity_type.clone())
+            .ok_or_else(|| TrackError::NoSuchTable {
+                table: table.to_owned(),
+            })
+    }
+
+    /// The entity type of a tracked table, by type name.
+    pub fn entity_type(&self, name: &str) -> Option<EntityType> {
+        self.types
+            .by_name(name)?
+            .table
+            .map(|t| t.entity_type.clone())
+    }
+
+    /// A registry with the entity types of every tracked table.
+    pub fn registry(&self) -> EntityRegistry {
+        let mut registry = EntityRegistry::new();
+        for entry in self.types.by_name.values() {
+            if let Some(table) = &entry.table {
+                registry.register(table.entity_type.clone());
+            }
+        }
+        registry
+    }
+
+    /// Tracked tables: table name to (type name, key column).
+    fn tracked_tables(&self) -> BTreeMap<String, (String, String)> {
+        self.types
+            .by_name
+            .values()
+            .filter_map(|e| e.table.as_ref())
+            .map(|t| (t.table.clone(), (t.type_name.clone(), t.key.clone())))
+            .collect()
+    }
+
+    fn reconnect(&mut self) -> Result<(), TrackError> {
+        if let Some(path) = &self.path {
+            let conn = Self::connect(path, &self.options).map_err(|e| {
+                TrackError::Store(StoreError::backend(
+                    "reopening the database after tracking a table",
+                    e,
+                ))
+            })?;
+            self.conn = conn;
+        }
+        Ok(())
+    }
+
+    fn load_types(&mut self) -> Result<(), OpenError> {
+        self.load_types_with(None).map_err(OpenError::from)
+    }
+
+    /// Reloads the registered types, mapping every tracked table again (the
+    /// one being tracked with the caller's options).
+    fn load_types_with(
+        &mut self,
+        current: Option<(&str, &TrackOptions)>,
+    ) -> Result<(), TrackError> {
+        let previous: HashMap<String, EntityType> = self
+            .types
+            .by_name
+            .values()
+            .filter_map(|e| e.table.as_ref())
+            .map(|t| (t.table.clone(), t.entity_type.clone()))
+            .collect();
+        let rows: Vec<(i64, String, Option<String>, Option<String>)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT type_id, name, table_name, options FROM _sync_types ORDER BY type_id",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let tracked: BTreeMap<String, (String, String)> = rows
+            .iter()
+            .filter_map(|(_, name, table, options)| {
+                let remembered = Remembered::from_json(options.as_deref()?)?;
+                Some((table.clone()?, (name.clone(), remembered.key)))
+            })
+            .collect();
+        let mut types = Types::default();
+        for (id, name, table, options) in rows {
+            let table = match (table, options) {
+                (Some(table), Some(options)) => {
+                    let remembered = Remembered::from_json(&options).ok_or_else(|| {
+                        TrackError::TypeMismatch {
+                            entity_type: name.clone(),
+                            table: table.clone(),
+                            reason:
+                                "its registration in _sync_types is damaged; track the table again"
+                                    .into(),
+                        }
+                    })?;
+                    let track_options = current.filter(|(t, _)| *t == table).map(|(_, o)| o);
+                    let mut mapped = tracking::describe(
+                        &self.conn,
+                        &name,
+                        &table,
+                        &remembered,
+                        track_options,
+                        &Peers { tracked: &tracked },
+                    )?;
+                    // Keep a caller-supplied type (strategy, resolver) across reloads.
+                    if track_options.is_none() {
+                        if let Some(t) = previous.get(&table) {
+                            mapped.entity_type = t.clone();
+                        }
+                    }
+                    Some(Arc::new(mapped))
+                }
+                _ => None,
+            };
+            types.insert(TypeEntry { id, name, table });
+        }
+        self.types = types;
+        Ok(())
+    }
+
+    /// Reloads the type cache if a rolled-back transaction may have left it
+    /// out of date.
+    pub(crate) fn refresh_types(&mut self) -> Result<(), StoreError> {
+        if self.types.stale {
+            self.load_types_with(None).map_err(|e| match e {
+                TrackError::Store(e) => e,
+                other => StoreError::Corrupt {
+                    detail: other.to_string(),
+                },
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The type named `name`, registering it (without a table) if new.
+    pub(crate) fn type_for_write(&mut self, name: &str) -> Result<TypeEntry, StoreError> {
+        if let Some(entry) = self.types.by_name(name) {
+            return Ok(entry);
+        }
+        let inserted = self
+            .conn
+            .prepare_cached("INSERT INTO _sync_types(name) VALUES (?1)")
+            .and_then(|mut s| s.execute([name]));
+        if let Err(e) = inserted {
+            return Err(self.failed("registering a new entity type", e));
+        }
+        let entry = TypeEntry {
+            id: self.conn.last_insert_rowid(),
+            name: name.to_owned(),
+            table: None,
+        };
+        self.types.insert(entry.clone());
+        Ok(entry)
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<(), StoreError> {
+        match &self.poisoned {
+            Some(reason) => Err(StoreError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn poison(&mut self, reason: String) {
+        self.poisoned.get_or_insert(reason);
+    }
+
+    /// Converts a failed write, poisoning the store when the database is in
+    /// doubt.
+    pub(crate) fn failed(&mut self, context: &str, e: rusqlite::Error) -> StoreError {
+        if error::poisons(&e) {
+            self.poison(format!("{context} failed: {e}"));
+        }
+        StoreError::backend(context.to_owned(), e)
+    }
+
+    pub(crate) fn poison_if_backend(&mut self, e: &StoreError) {
+        if let StoreError::Backend { source, context } = e {
+            if let Some(sqlite) = source.downcast_ref::<rusqlite::Error>() {
+                if error::poisons(sqlite) {
+                    self.poison(format!("{context} failed: {sqlite}"));
+                }
+            }
+        }
+    }
+}
+
+fn configure(conn: &Connection, options: &SqliteOptions, wal: bool) -> Result<(), OpenError> {
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(OpenError::sqlite("setting the busy timeout"))?;
+    conn.set_prepared_statement_cache_capacity(options.statement_cache);
+    if wal {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(OpenError::sqlite("switching to WAL mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenError::NoWal { mode });
+        }
+    }
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(OpenError::sqlite("setting synchronous and foreign_keys"))
+}
+
+impl Store for SqliteStore {
+    type Txn<'a> = SqliteTxn<'a>;
+
+    fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError> {
+        SqliteTxn::begin(self)
+    }
+}

@@ -1,0 +1,190 @@
+//! The node registry: this node (`_sync_local`), its peers with their
+//! counters (`_sync_nodes`) and their unacknowledged packets
+//! (`_sync_in_flight`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sync_core::{InFlight, NodeId, NodeInfo, PeerState, Role, StoreError};
+
+use crate::sql::{n, node_at, read_error, u64_at};
+
+const PEER_COLUMNS: &str = "id, code, name, role, revoked, sent_packet_no, received_packet_no,
+    received_digest, peer_ack_high, acked_seq, resend_own_upto, resync_requested, last_sync_in,
+    last_sync_out, schema_version";
+
+pub(crate) fn local_node(conn: &Connection) -> Result<Option<NodeInfo>, StoreError> {
+    conn.prepare_cached("SELECT id, code, name, role FROM _sync_local WHERE slot = 1")
+        .and_then(|mut s| {
+            s.query_row([], |r| {
+                Ok(NodeInfo::new(
+                    node_at(r, 0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    role_from(&r.get::<_, String>(3)?),
+                ))
+            })
+            .optional()
+        })
+        .map_err(read_error("reading the local node"))
+}
+
+pub(crate) fn set_local_node(conn: &Connection, node: &NodeInfo) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO _sync_local(slot, id, code, name, role) VALUES (1, ?1, ?2, ?3, ?4)
+         ON CONFLICT(slot) DO UPDATE SET id = excluded.id, code = excluded.code,
+             name = excluded.name, role = excluded.role",
+    )?
+    .execute(params![
+        node.id.as_bytes(),
+        node.code,
+        node.name,
+        role_name(node.role)
+    ])
+    .map(drop)
+}
+
+pub(crate) fn peer(conn: &Connection, id: NodeId) -> Result<Option<PeerState>, StoreError> {
+    let sql = format!("SELECT {PEER_COLUMNS} FROM _sync_nodes WHERE id = ?1");
+    let peer = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id.as_bytes()], peer_row).optional())
+        .map_err(read_error("reading a peer"))?;
+    peer.map(|p| with_in_flight(conn, p)).transpose()
+}
+
+pub(crate) fn peers(conn: &Connection) -> Result<Vec<PeerState>, StoreError> {
+    let sql = format!("SELECT {PEER_COLUMNS} FROM _sync_nodes ORDER BY id");
+    let peers = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_map([], peer_row)?.collect::<Result<Vec<_>, _>>())
+        .map_err(read_error("reading the peers"))?;
+    peers.into_iter().map(|p| with_in_flight(conn, p)).collect()
+}
+
+pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()> {
+    // Destructured so that a field added to `PeerState` fails to compile here
+    // instead of silently not being persisted.
+    let PeerState {
+        info,
+        revoked,
+        sent_packet_no,
+        received_packet_no,
+        received_digest,
+        peer_ack_high,
+        acked_seq,
+        resend_own_upto,
+        in_flight,
+        resync_requested,
+        last_sync_in,
+        last_sync_out,
+        schema_version,
+    } = p;
+    let sql = format!(
+        "INSERT OR REPLACE INTO _sync_nodes({PEER_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    );
+    conn.prepare_cached(&sql)?.execute(params![
+        info.id.as_bytes(),
+        info.code,
+        info.name,
+        role_name(info.role),
+        revoked,
+        n(*sent_packet_no),
+        n(*received_packet_no),
+        &received_digest[..],
+        n(*peer_ack_high),
+        n(*acked_seq),
+        n(*resend_own_upto),
+        resync_requested,
+        last_sync_in.map(|t| t.as_micros()),
+        last_sync_out.map(|t| t.as_micros()),
+        schema_version,
+    ])?;
+    conn.prepare_cached("DELETE FROM _sync_in_flight WHERE node_id = ?1")?
+        .execute([info.id.as_bytes()])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO _sync_in_flight(node_id, position, packet_no, upto_seq, digest, resync)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (i, flight) in in_flight.iter().enumerate() {
+        let InFlight {
+            packet_no,
+            upto_seq,
+            digest,
+            resync,
+        } = flight;
+        insert.execute(params![
+            info.id.as_bytes(),
+            i as i64,
+            n(*packet_no),
+            n(*upto_seq),
+            &digest[..],
+            resync
+        ])?;
+    }
+    Ok(())
+}
+
+fn with_in_flight(conn: &Connection, mut peer: PeerState) -> Result<PeerState, StoreError> {
+    peer.in_flight = conn
+        .prepare_cached(
+            "SELECT packet_no, upto_seq, digest, resync FROM _sync_in_flight
+             WHERE node_id = ?1 ORDER BY position",
+        )
+        .and_then(|mut s| {
+            s.query_map([peer.id().as_bytes()], |r| {
+                Ok(InFlight {
+                    packet_no: u64_at(r, 0)?,
+                    upto_seq: u64_at(r, 1)?,
+                    digest: hash_at(r, 2)?,
+                    resync: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(read_error("reading packets in flight"))?;
+    Ok(peer)
+}
+
+fn peer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerState> {
+    let info = NodeInfo::new(
+        node_at(r, 0)?,
+        r.get::<_, String>(1)?,
+        r.get::<_, String>(2)?,
+        role_from(&r.get::<_, String>(3)?),
+    );
+    let mut peer = PeerState::new(info);
+    peer.revoked = r.get(4)?;
+    peer.sent_packet_no = u64_at(r, 5)?;
+    peer.received_packet_no = u64_at(r, 6)?;
+    peer.received_digest = hash_at(r, 7)?;
+    peer.peer_ack_high = u64_at(r, 8)?;
+    peer.acked_seq = u64_at(r, 9)?;
+    peer.resend_own_upto = u64_at(r, 10)?;
+    peer.resync_requested = r.get(11)?;
+    peer.last_sync_in = r.get::<_, Option<i64>>(12)?.map(sync_core::Timestamp);
+    peer.last_sync_out = r.get::<_, Option<i64>>(13)?.map(sync_core::Timestamp);
+    peer.schema_version = r.get(14)?;
+    Ok(peer)
+}
+
+fn hash_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let bytes: Vec<u8> = r.get(i)?;
+    bytes.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            "a SHA-256 must be 32 bytes".into(),
+        )
+    })
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Hub => "hub",
+        Role::Node => "node",
+    }
+}
+
+fn role_from(text: &str) -> Role {
+    if text == "hub" { Role::Hub } else { Role::Node }
+}

@@ -1,0 +1,485 @@
+//! Store transactions: one SQLite transaction each (`BEGIN IMMEDIATE`,
+//! `COMMIT`, `ROLLBACK` on drop), with the capture log folded in at the start
+//! and the store's own echoes dropped before commit.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use sync_core::{
+    AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
+    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Uuid, VersionRecord,
+};
+
+use crate::blob;
+use crate::error::poisons;
+use crate::registry::{self, Meta};
+use crate::rows::{self, Written};
+use crate::table::TrackedTable;
+use crate::{SqliteStore, TypeEntry, nodes, records};
+
+/// What `_sync_changes.doc` holds for an entity.
+enum Doc {
+    /// Fields without a column, kept beside the row.
+    Extras(Record),
+    /// The whole version; the row (if any) is not authoritative.
+    Whole(Entity),
+}
+
+const DOC_EXTRAS: u8 = 1;
+const DOC_WHOLE: u8 = 2;
+
+fn encode_doc(doc: &Doc) -> Vec<u8> {
+    let (tag, body) = match doc {
+        Doc::Extras(record) => (DOC_EXTRAS, blob::encode_record(record)),
+        Doc::Whole(entity) => (DOC_WHOLE, blob::encode_entity(entity)),
+    };
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(tag);
+    out.extend(body);
+    out
+}
+
+fn decode_doc(bytes: &[u8]) -> Result<Doc, StoreError> {
+    match bytes.split_first() {
+        Some((&DOC_EXTRAS, rest)) => blob::decode_record(rest).map(Doc::Extras),
+        Some((&DOC_WHOLE, rest)) => blob::decode_entity(rest).map(Doc::Whole),
+        _ => Err(StoreError::Corrupt {
+            detail: "an entity document in _sync_changes has an unknown tag".into(),
+        }),
+    }
+}
+
+/// A transaction on a [`SqliteStore`]. Dropping it without committing rolls
+/// back every write made through it.
+pub struct SqliteTxn<'a> {
+    store: &'a mut SqliteStore,
+    finished: bool,
+    wrote: bool,
+    applying: bool,
+    local: Cell<Option<NodeId>>,
+    last_seq: Cell<Option<u64>>,
+}
+
+impl<'a> SqliteTxn<'a> {
+    pub(crate) fn begin(store: &'a mut SqliteStore) -> Result<Self, StoreError> {
+        store.refresh_types()?;
+        store
+            .conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| StoreError::backend("starting a transaction", e))?;
+        let txn = SqliteTxn {
+            store,
+            finished: false,
+            wrote: false,
+            applying: false,
+            local: Cell::new(None),
+            last_seq: Cell::new(None),
+        };
+        if let Err(e) = registry::fold(&txn.store.conn) {
+            // Dropping `txn` rolls back.
+            return Err(txn.store.failed("registering captured changes", e));
+        }
+        Ok(txn)
+    }
+
+    fn conn(&self) -> &Connection {
+        &self.store.conn
+    }
+
+    /// This node's id (NULL sources and origins in the registry stand for
+    /// it), or nil before the store has a local node.
+    fn local_id(&self) -> Result<NodeId, StoreError> {
+        if let Some(id) = self.local.get() {
+            return Ok(id);
+        }
+        let id = nodes::local_node(self.conn())?.map_or(NodeId::NIL, |n| n.id);
+        self.local.set(Some(id));
+        Ok(id)
+    }
+
+    /// Runs a write, refusing it on a poisoned store and poisoning the store
+    /// when the failure leaves the database in doubt.
+    fn write<T>(
+        &mut self,
+        context: &str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.store.check_poison()?;
+        self.wrote = true;
+        f(&self.store.conn).map_err(|e| self.store.failed(context, e))
+    }
+
+    /// Like [`Self::write`] for helpers that already return `StoreError`.
+    fn write_with<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.store.check_poison()?;
+        self.wrote = true;
+        f(&self.store.conn).inspect_err(|e| self.store.poison_if_backend(e))
+    }
+
+    fn next_seq(&self) -> Result<u64, StoreError> {
+        let last = match self.last_seq.get() {
+            Some(last) => last,
+            None => registry::last_seq(self.conn())?,
+        };
+        Ok(last + 1)
+    }
+
+    fn set_applying(&mut self) -> Result<(), StoreError> {
+        if !self.applying {
+            self.write("marking the store's own writes", |c| {
+                c.prepare_cached("INSERT OR IGNORE INTO _sync_applying(flag) VALUES (1)")?
+                    .execute([])
+                    .map(drop)
+            })?;
+            self.applying = true;
+        }
+        Ok(())
+    }
+
+    /// Assembles an entity from its registry row (and its table row).
+    fn load(
+        &self,
+        ty: &TypeEntry,
+        id: Uuid,
+        meta: Meta,
+        for_sending: bool,
+    ) -> Result<StoredEntity, StoreError> {
+        let local = self.local_id()?;
+        let doc = meta.doc.as_deref().map(decode_doc).transpose()?;
+        let entity = match (&ty.table, doc) {
+            (_, Some(Doc::Whole(entity))) => entity,
+            (None, _) => {
+                return Err(StoreError::Corrupt {
+                    detail: format!("entity {} {id} has no stored version", ty.name),
+                });
+            }
+            (Some(_), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => Entity {
+                key: EntityKey::new(ty.name.clone(), id),
+                updated_at: sync_core::Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
+                is_deleted: true,
+                origin: meta.origin.unwrap_or(local),
+                fields: Record::new(),
+            },
+            (Some(table), extras) => {
+                let extras = match extras {
+                    Some(Doc::Extras(r)) => r,
+                    _ => Record::new(),
+                };
+                self.load_row(table, id, meta.origin.unwrap_or(local), extras, for_sending)?
+            }
+        };
+        Ok(StoredEntity {
+            entity,
+            seq: meta.seq,
+            created_seq: meta.created_seq,
+            source: meta.source.unwrap_or(local),
+        })
+    }
+
+    fn load_row(
+        &self,
+        table: &TrackedTable,
+        id: Uuid,
+        origin: NodeId,
+        extras: Record,
+        for_sending: bool,
+    ) -> Result<Entity, StoreError> {
+        let row = rows::read(self.conn(), table, id)?.ok_or_else(|| StoreError::Corrupt {
+            detail: format!(
+                "the row with {} = {id} of tracked table {} is gone but its deletion was not captured; were the triggers dropped? track the table again",
+                table.key, table.table
+            ),
+        })?;
+        let mut fields = row.fields;
+        fields.extend(extras);
+        if for_sending {
+            for column in table.columns.iter().filter(|c| c.excluded) {
+                fields.remove(&column.name);
+            }
+        }
+        Ok(Entity {
+            key: EntityKey::new(table.type_name.clone(), id),
+            updated_at: row.updated_at,
+            is_deleted: row.is_deleted,
+            origin,
+            fields,
+        })
+    }
+
+    fn load_entries(
+        &self,
+        entries: Vec<registry::Entry>,
+        for_sending: bool,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        entries
+            .into_iter()
+            .map(|e| {
+                let ty = self.store.types.by_id(e.type_id)?;
+                self.load(&ty, e.id, e.meta, for_sending)
+            })
+            .collect()
+    }
+
+    fn finish(&mut self, sql: &str) -> rusqlite::Result<()> {
+        self.finished = true;
+        if self.store.conn.is_autocommit() {
+            // SQLite already ended the transaction (after some I/O errors).
+            return Ok(());
+        }
+        self.store.conn.execute_batch(sql)
+    }
+}
+
+impl Drop for SqliteTxn<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // A transaction that wrote nothing through the API still keeps the
+        // fold of the capture log, so it is not redone on every read.
+        let end = if self.wrote || self.applying {
+            "ROLLBACK"
+        } else {
+            "COMMIT"
+        };
+        if let Err(e) = self.finish(end) {
+            if end == "COMMIT" && self.finish("ROLLBACK").is_ok() && !poisons(&e) {
+                return;
+            }
+            self.store
+                .poison(format!("ending a transaction failed: {e}"));
+        }
+        if self.wrote {
+            self.store.types.stale = true;
+        }
+    }
+}
+
+impl StoreTxn for SqliteTxn<'_> {
+    fn commit(mut self) -> Result<(), StoreError> {
+        if let Err(e) = self.store.check_poison() {
+            let _ = self.finish("ROLLBACK");
+            return Err(e);
+        }
+        if self.applying {
+            let cleared = registry::drop_echoes(&self.store.conn).and_then(|()| {
+                self.store
+                    .conn
+                    .prepare_cached("DELETE FROM _sync_applying")?
+                    .execute([])
+                    .map(drop)
+            });
+            if let Err(e) = cleared {
+                return Err(self
+                    .store
+                    .failed("clearing the apply flag before commit", e));
+            }
+        }
+        match self.finish("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let constraint = !poisons(&e);
+                let rolled_back = self.finish("ROLLBACK").is_ok();
+                self.store.types.stale = true;
+                if !(constraint && rolled_back) {
+                    self.store.poison(format!("commit failed: {e}"));
+                }
+                Err(StoreError::backend("committing a transaction", e))
+            }
+        }
+    }
+
+    fn local_node(&self) -> Result<Option<NodeInfo>, StoreError> {
+        nodes::local_node(self.conn())
+    }
+
+    fn set_local_node(&mut self, node: &NodeInfo) -> Result<(), StoreError> {
+        self.write("recording the local node", |c| {
+            nodes::set_local_node(c, node)
+        })?;
+        self.local.set(Some(node.id));
+        Ok(())
+    }
+
+    fn peer(&self, id: NodeId) -> Result<Option<PeerState>, StoreError> {
+        nodes::peer(self.conn(), id)
+    }
+
+    fn peers(&self) -> Result<Vec<PeerState>, StoreError> {
+        nodes::peers(self.conn())
+    }
+
+    fn put_peer(&mut self, peer: &PeerState) -> Result<(), StoreError> {
+        self.write("storing a peer", |c| nodes::put_peer(c, peer))
+    }
+
+    fn entity(&self, key: &EntityKey) -> Result<Option<StoredEntity>, StoreError> {
+        let Some(ty) = self.store.types.by_name(&key.entity_type) else {
+            return Ok(None);
+        };
+        let Some(meta) = registry::get(self.conn(), ty.id, key.id)? else {
+            return Ok(None);
+        };
+        self.load(&ty, key.id, meta, false).map(Some)
+    }
+
+    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError> {
+        self.store.check_poison()?;
+        self.wrote = true;
+        let ty = self.store.type_for_write(&entity.key.entity_type)?;
+        let id = entity.key.id;
+        let seq = self.next_seq()?;
+        let previous = registry::get(self.conn(), ty.id, id)?;
+        let doc = match &ty.table {
+            None => Some(Doc::Whole(entity.clone())),
+            Some(table) => {
+                self.set_applying()?;
+                self.write_row(table, entity)?
+            }
+        };
+        let meta = Meta {
+            seq,
+            created_seq: previous.map_or(seq, |p| p.created_seq),
+            source: Some(source),
+            origin: Some(entity.origin),
+            deleted: entity.is_deleted,
+            deleted_at: None,
+            doc: doc.as_ref().map(encode_doc),
+        };
+        self.write("registering a change", |c| {
+            registry::put(c, ty.id, id, &meta)
+        })?;
+        self.last_seq.set(Some(seq));
+        Ok(seq)
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        match self.last_seq.get() {
+            Some(seq) => Ok(seq),
+            None => registry::last_seq(self.conn()),
+        }
+    }
+
+    fn pending(&self, query: &PendingQuery) -> Result<Vec<StoredEntity>, StoreError> {
+        let entries = registry::pending(self.conn(), query, self.local_id()?)?;
+        self.load_entries(entries, true)
+    }
+
+    fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError> {
+        registry::count_pending(self.conn(), query, self.local_id()?)
+    }
+
+    fn entities(
+        &self,
+        entity_type: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        let Some(ty) = self.store.types.by_name(entity_type) else {
+            return Ok(Vec::new());
+        };
+        let entries = registry::by_type(self.conn(), ty.id, after, limit)?;
+        self.load_entries(entries, false)
+    }
+
+    fn add_version(&mut self, record: &VersionRecord) -> Result<(), StoreError> {
+        self.write("adding to the version history", |c| {
+            records::add_version(c, record)
+        })
+    }
+
+    fn versions(&self, key: &EntityKey) -> Result<Vec<VersionRecord>, StoreError> {
+        records::versions(self.conn(), key)
+    }
+
+    fn add_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.write("adding to the audit log", |c| records::add_audit(c, record))
+    }
+
+    fn audit_log(&self, offset: usize, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        records::audit_log(self.conn(), offset, limit)
+    }
+
+    fn put_open_conflict(&mut self, conflict: &OpenConflict) -> Result<(), StoreError> {
+        self.write("adding an open conflict", |c| {
+            records::put_open_conflict(c, conflict)
+        })
+    }
+
+    fn open_conflicts(&self) -> Result<Vec<OpenConflict>, StoreError> {
+        records::open_conflicts(self.conn())
+    }
+
+    fn take_open_conflict(&mut self, id: Uuid) -> Result<Option<OpenConflict>, StoreError> {
+        let Some((position, conflict)) = records::find_open_conflict(self.conn(), id)? else {
+            return Ok(None);
+        };
+        self.write("removing an open conflict", |c| {
+            records::delete_open_conflict(c, position)
+        })?;
+        Ok(Some(conflict))
+    }
+
+    fn park(&mut self, parked: &ParkedChange) -> Result<(), StoreError> {
+        self.write("parking a change", |c| records::park(c, parked))
+    }
+
+    fn take_parked(&mut self, parent: &EntityKey) -> Result<Vec<ParkedChange>, StoreError> {
+        if !records::any_parked(self.conn())? {
+            return Ok(Vec::new());
+        }
+        let taken = records::parked_for(self.conn(), parent)?;
+        if !taken.is_empty() {
+            self.write("releasing parked changes", |c| {
+                records::delete_parked_for(c, parent)
+            })?;
+        }
+        Ok(taken)
+    }
+
+    fn unpark(&mut self, child: &EntityKey) -> Result<(), StoreError> {
+        if !records::any_parked(self.conn())? {
+            return Ok(());
+        }
+        self.write("dropping a parked change", |c| records::unpark(c, child))
+            .map(drop)
+    }
+
+    fn parked(&self) -> Result<Vec<ParkedChange>, StoreError> {
+        records::parked(self.conn())
+    }
+
+    fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
+        self.write("recording a security event", |c| {
+            records::add_security_event(c, event)
+        })
+    }
+
+    fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
+        records::security_events(self.conn())
+    }
+}
+
+impl SqliteTxn<'_> {
+    /// Writes a version into its tracked table; returns the document to keep
+    /// in the registry beside it.
+    fn write_row(
+        &mut self,
+        table: &Arc<TrackedTable>,
+        entity: &Entity,
+    ) -> Result<Option<Doc>, StoreError> {
+        if entity.is_deleted {
+            self.write_with(|c| rows::write_tombstone(c, table, entity.key.id, entity.updated_at))?;
+            return Ok(Some(Doc::Whole(entity.clone())));
+        }
+        match self.write_with(|c| rows::write_live(c, table, entity))? {
+            Written::Row { extras } if extras.is_empty() => Ok(None),
+            Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
+            Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
+        }
+    }
+}
