@@ -1,0 +1,212 @@
+//! Shared test helpers: an application schema with a parent/child pair of
+//! tables, SQLite node stores that track it, and a hub (memory or SQLite)
+//! syncing with them in-process through the real engine.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use sync_core::{
+    Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeId, NodeInfo, Record, Role,
+    Store, StoreTxn, SyncError, Timestamp, Uuid, Value,
+};
+use sync_store_memory::MemoryStore;
+use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
+
+/// The application's own tables, before syncplan touches them.
+pub const APP_SCHEMA: &str = "
+    CREATE TABLE daily_report(
+        id INTEGER PRIMARY KEY,
+        date TEXT NOT NULL,
+        brigade TEXT,
+        hours INTEGER,
+        local_note TEXT
+    );
+    CREATE TABLE daily_report_line(
+        id INTEGER PRIMARY KEY,
+        report_id INTEGER NOT NULL REFERENCES daily_report(id),
+        text TEXT,
+        qty REAL
+    );";
+
+pub fn hub_id() -> NodeId {
+    NodeId(Uuid::from_u128(0x1000))
+}
+
+pub fn node_id(i: usize) -> NodeId {
+    NodeId(Uuid::from_u128(0x2000 + i as u128))
+}
+
+pub fn hub_info() -> NodeInfo {
+    NodeInfo::new(hub_id(), "HUB", "Central hub", Role::Hub)
+}
+
+pub fn node_info(i: usize) -> NodeInfo {
+    NodeInfo::new(node_id(i), format!("DESKTOP-{i}"), format!("Desktop {i}"), Role::Node)
+}
+
+pub fn t(secs: i64) -> Timestamp {
+    Timestamp::from_secs(1_765_535_400 + secs)
+}
+
+/// Creates the app schema in `store` and tracks both tables.
+pub fn track_app(store: &mut SqliteStore) -> EntityRegistry {
+    store.connection().execute_batch(APP_SCHEMA).expect("app schema");
+    store
+        .track_table(
+            "daily_report",
+            TrackOptions::new()
+                .entity_type_name("DailyReport")
+                .exclude("local_note"),
+        )
+        .expect("track daily_report");
+    store
+        .track_table(
+            "daily_report_line",
+            TrackOptions::new().entity_type_name("DailyReportLine"),
+        )
+        .expect("track daily_report_line");
+    store.registry()
+}
+
+/// A fresh in-memory SQLite store with the app schema tracked.
+pub fn memory_sqlite() -> (SqliteStore, EntityRegistry) {
+    let mut store = SqliteStore::open_in_memory(SqliteOptions::default()).expect("open");
+    let registry = track_app(&mut store);
+    (store, registry)
+}
+
+/// A fresh SQLite file store with the app schema tracked.
+pub fn file_sqlite(path: &Path) -> (SqliteStore, EntityRegistry) {
+    let mut store = SqliteStore::open(path, SqliteOptions::default()).expect("open");
+    let registry = track_app(&mut store);
+    (store, registry)
+}
+
+/// Inserts a report with plain SQL; returns its sync key.
+pub fn sql_report(store: &SqliteStore, date: &str, hours: i64) -> Uuid {
+    let conn = store.connection();
+    conn.execute(
+        "INSERT INTO daily_report(date, brigade, hours) VALUES (?1, 'B-7', ?2)",
+        (date, hours),
+    )
+    .expect("insert report");
+    let id = conn.last_insert_rowid();
+    key_of(store, "daily_report", id)
+}
+
+/// Inserts a line under the report with sync key `report` using plain SQL.
+pub fn sql_line(store: &SqliteStore, report: Uuid, text: &str, qty: f64) -> Uuid {
+    let conn = store.connection();
+    conn.execute(
+        "INSERT INTO daily_report_line(report_id, text, qty)
+         VALUES ((SELECT id FROM daily_report WHERE sync_uuid = ?1), ?2, ?3)",
+        (report.to_string(), text, qty),
+    )
+    .expect("insert line");
+    let id = conn.last_insert_rowid();
+    key_of(store, "daily_report_line", id)
+}
+
+pub fn key_of(store: &SqliteStore, table: &str, rowid: i64) -> Uuid {
+    let key: String = store
+        .connection()
+        .query_row(
+            &format!("SELECT sync_uuid FROM {table} WHERE id = ?1"),
+            [rowid],
+            |r| r.get(0),
+        )
+        .expect("key");
+    key.parse().expect("uuid")
+}
+
+pub fn report_fields(date: &str, hours: i64) -> Record {
+    Record::from([
+        ("date".to_owned(), Value::from(date)),
+        ("brigade".to_owned(), Value::from("B-7")),
+        ("hours".to_owned(), Value::Int(hours)),
+    ])
+}
+
+pub fn line_fields(report: Uuid, text: &str, qty: f64) -> Record {
+    Record::from([
+        ("report_id".to_owned(), Value::Uuid(report)),
+        ("text".to_owned(), Value::from(text)),
+        ("qty".to_owned(), Value::Float(qty)),
+    ])
+}
+
+/// Every entity of the app's two types, with excluded fields removed, in
+/// key order: what convergence compares.
+pub fn state<S: Store>(engine: &mut Engine<S>) -> Vec<(EntityKey, bool, Record)> {
+    let mut out = Vec::new();
+    for ty in ["DailyReport", "DailyReportLine"] {
+        let txn = engine.store_mut().begin().expect("begin");
+        for s in txn.entities(ty, None, usize::MAX).expect("entities") {
+            let Entity {
+                key,
+                is_deleted,
+                mut fields,
+                ..
+            } = s.entity;
+            fields.remove("local_note");
+            out.push((key, is_deleted, fields));
+        }
+    }
+    out
+}
+
+/// Runs one sync session of `node` with `hub` over a perfect network.
+pub fn sync<A: Store, B: Store>(
+    node: &mut Engine<A>,
+    hub: &mut Engine<B>,
+    now: Timestamp,
+) -> Result<usize, SyncError> {
+    node.start_sync(hub_id())?;
+    let mut rounds = 0;
+    while let Some(packet) = node.poll_transmit(now)? {
+        rounds += 1;
+        assert!(rounds < 1_000, "sync session does not end");
+        let reply = hub.respond(&packet.bytes, now)?;
+        node.handle_incoming(&reply, now)?;
+    }
+    Ok(rounds)
+}
+
+pub fn memory_hub(registry: EntityRegistry) -> Engine<MemoryStore> {
+    Engine::new(
+        MemoryStore::new(),
+        registry,
+        EngineConfig::default().seed(1),
+        hub_info(),
+    )
+    .expect("hub")
+}
+
+pub fn engine<S: Store>(store: S, registry: EntityRegistry, info: NodeInfo, seed: u64) -> Engine<S> {
+    Engine::new(store, registry, EngineConfig::default().seed(seed), info).expect("engine")
+}
+
+/// Registers `nodes` with `hub` and the hub with each node.
+pub fn connect<H: Store, N: Store>(hub: &mut Engine<H>, nodes: &mut [&mut Engine<N>]) {
+    for node in nodes.iter_mut() {
+        hub.register_peer(node.local_node().clone()).expect("register node");
+        node.register_peer(hub_info()).expect("register hub");
+    }
+}
+
+/// Rows violating foreign keys in a SQLite store (must stay empty).
+pub fn foreign_key_violations(store: &SqliteStore) -> i64 {
+    store
+        .connection()
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+        .expect("foreign_key_check")
+}
+
+pub fn integrity_ok(store: &SqliteStore) -> bool {
+    let result: String = store
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    result == "ok"
+}
