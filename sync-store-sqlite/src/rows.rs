@@ -1,7 +1,8 @@
 //! Rows of tracked tables to entity fields and back.
 //!
-//! Reading: each data column becomes a field of its mapped kind; a NULL
-//! column is an absent field (the engine treats absent as null). A foreign
+//! Reading: each data column becomes a field of its mapped kind; a NULL in a
+//! declared, synced column is a null field (as the packet codec delivers it),
+//! elsewhere an absent one. A foreign
 //! key column is read as the parent's sync UUID. A value that cannot be read
 //! as its column's kind (text in an integer column...) is reported with the
 //! table, row and column, so a person can fix it; it is never guessed at.
@@ -105,8 +106,16 @@ fn decode_row(
             }
             ColumnKind::Dynamic => dynamic(cell),
         };
-        if let Some(value) = value {
-            fields.insert(column.name.clone(), value);
+        match value {
+            Some(value) => {
+                fields.insert(column.name.clone(), value);
+            }
+            // The packet codec sends every declared field, NULL as null:
+            // read the same way so versions compare equal on every node.
+            None if column.travels_as_null() => {
+                fields.insert(column.name.clone(), Value::Null);
+            }
+            None => {}
         }
     }
     Ok(RowVersion {

@@ -157,12 +157,19 @@ impl<'a> SqliteTxn<'a> {
                     detail: format!("entity {} {id} has no stored version", ty.name),
                 });
             }
-            (Some(_), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => Entity {
+            // A row deleted with SQL: its tombstone carries nulls, as the
+            // packet codec would deliver it.
+            (Some(table), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => Entity {
                 key: EntityKey::new(ty.name.clone(), id),
                 updated_at: sync_core::Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
                 is_deleted: true,
                 origin: meta.origin.unwrap_or(local),
-                fields: Record::new(),
+                fields: table
+                    .columns
+                    .iter()
+                    .filter(|c| c.travels_as_null())
+                    .map(|c| (c.name.clone(), sync_core::Value::Null))
+                    .collect(),
             },
             (Some(table), extras) => {
                 let extras = match extras {

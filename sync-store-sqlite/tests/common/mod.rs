@@ -210,3 +210,133 @@ pub fn integrity_ok(store: &SqliteStore) -> bool {
         .expect("integrity_check");
     result == "ok"
 }
+
+/// Faults for one exchange, decided by the caller's generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    pub drop_request: bool,
+    pub drop_reply: bool,
+    pub duplicate_request: bool,
+    pub duplicate_reply: bool,
+}
+
+/// A tiny deterministic generator for test scenarios.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn faults(&mut self, percent: u64) -> Faults {
+        Faults {
+            drop_request: self.chance(percent),
+            drop_reply: self.chance(percent),
+            duplicate_request: self.chance(percent),
+            duplicate_reply: self.chance(percent),
+        }
+    }
+}
+
+/// One sync session over a faulty network: lost packets are retried after
+/// the retry deadline. Returns whether the session completed.
+pub fn sync_faulty<A: Store, B: Store>(
+    node: &mut Engine<A>,
+    hub: &mut Engine<B>,
+    now: &mut Timestamp,
+    rng: &mut Rng,
+    percent: u64,
+) -> Result<bool, SyncError> {
+    node.start_sync(hub_id())?;
+    for _ in 0..200 {
+        let Some(packet) = node.poll_transmit(*now)? else {
+            if !node.is_syncing(hub_id()) {
+                return Ok(true);
+            }
+            *now = node.poll_timeout().unwrap_or(*now).add_millis(1);
+            node.handle_timeout(*now);
+            continue;
+        };
+        let f = rng.faults(percent);
+        if f.drop_request {
+            continue;
+        }
+        let reply = hub.respond(&packet.bytes, *now)?;
+        if f.duplicate_request {
+            let _ = hub.respond(&packet.bytes, *now)?;
+        }
+        if f.drop_reply {
+            continue;
+        }
+        ignore_refusal(node.handle_incoming(&reply, *now))?;
+        if f.duplicate_reply {
+            ignore_refusal(node.handle_incoming(&reply, *now))?;
+        }
+    }
+    Ok(false)
+}
+
+/// A refused packet (the peer sent an error envelope) is not a test failure
+/// in a faulty network; store failures are.
+fn ignore_refusal<T>(result: Result<T, SyncError>) -> Result<(), SyncError> {
+    match result {
+        Ok(_) | Err(SyncError::Rejected { .. }) | Err(SyncError::Peer(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Syncs until nothing moves: every node twice around, perfect network.
+pub fn settle<A: Store, B: Store>(nodes: &mut [Engine<A>], hub: &mut Engine<B>, now: Timestamp) {
+    for _ in 0..3 {
+        for node in nodes.iter_mut() {
+            sync(node, hub, now).expect("sync");
+        }
+    }
+}
+
+/// Every reference of every line entity resolves to a report entity, and
+/// every line row references the report row with that sync key.
+pub fn references_hold(engine: &mut Engine<SqliteStore>) -> Result<(), String> {
+    let txn = engine.store_mut().begin().map_err(|e| e.to_string())?;
+    let lines = txn.entities("DailyReportLine", None, usize::MAX).map_err(|e| e.to_string())?;
+    for line in &lines {
+        let Some(Value::Uuid(parent)) = line.entity.fields.get("report_id") else {
+            if line.entity.is_deleted {
+                continue; // a hard-deleted line's tombstone carries no values
+            }
+            return Err(format!("line {} has no report", line.entity.key));
+        };
+        if txn.entity(&EntityKey::new("DailyReport", *parent)).map_err(|e| e.to_string())?.is_none() {
+            return Err(format!("line {} references missing report {parent}", line.entity.key));
+        }
+    }
+    drop(txn);
+    let conn = engine.store().connection();
+    let bad: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM daily_report_line l
+             JOIN _sync_changes c ON c.uuid = unhex(replace(l.sync_uuid, '-', ''))
+             WHERE c.doc IS NULL AND NOT EXISTS (SELECT 1 FROM daily_report r WHERE r.id = l.report_id)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    if bad > 0 {
+        return Err(format!("{bad} line rows reference missing report rows"));
+    }
+    if foreign_key_violations(engine.store()) > 0 {
+        return Err("PRAGMA foreign_key_check reports violations".into());
+    }
+    Ok(())
+}
