@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::ops::{arb_steps, run};
+use common::ops::{self, arb_steps, run};
 use common::strategies::{all_kinds_type, arb_all_kinds_record, arb_float, arb_value_of};
 use common::*;
 use proptest::prelude::*;
@@ -47,8 +47,6 @@ proptest! {
         }
     }
 }
-
-use common::ops;
 
 /// Projects hold reports, reports hold lines, and a line may also name a
 /// material: a three-level hierarchy with a child of two parents.
@@ -605,8 +603,8 @@ proptest! {
             let text = expected.to_string();
             prop_assert_eq!(json["header"]["schema_version"].as_str(), Some(text.as_str()));
         }
-        for i in 0..2 {
-            prop_assert_eq!(net.hub.peer(node_id(i)).unwrap().schema_version, Some(nodes[i].to_string()));
+        for (i, version) in nodes.iter().enumerate() {
+            prop_assert_eq!(net.hub.peer(node_id(i)).unwrap().schema_version, Some(version.to_string()));
             prop_assert_eq!(net.nodes[i].peer(hub_id()).unwrap().schema_version, Some(own.to_string()));
         }
     }

@@ -1,3 +1,5 @@
+//! Smoke test: three nodes and a hub converge after a conflict.
+
 mod common;
 
 use common::*;

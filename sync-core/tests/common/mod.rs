@@ -391,7 +391,7 @@ impl Link {
             Fault::Duplicate => 2,
         };
         for _ in 0..copies {
-            let reply = self.to_hub(i, hub, &bytes, now)?;
+            let reply = self.hub_handles(i, hub, &bytes, now)?;
             self.reply(i, hub, node, reply, now)?;
         }
         Ok(())
@@ -415,7 +415,7 @@ impl Link {
             Fault::Duplicate => 2,
         };
         for _ in 0..copies {
-            self.to_node(i, node, &bytes, now)?;
+            self.node_handles(i, node, &bytes, now)?;
         }
         if copies > 0 {
             self.flush(i, hub, node, now)?;
@@ -434,17 +434,17 @@ impl Link {
         for held in std::mem::take(&mut self.held) {
             match held {
                 Held::Request(bytes) => {
-                    let reply = self.to_hub(i, hub, &bytes, now)?;
-                    self.to_node(i, node, &reply, now)?;
+                    let reply = self.hub_handles(i, hub, &bytes, now)?;
+                    self.node_handles(i, node, &reply, now)?;
                 }
-                Held::Reply(bytes) => self.to_node(i, node, &bytes, now)?,
+                Held::Reply(bytes) => self.node_handles(i, node, &bytes, now)?,
             }
         }
         Ok(())
     }
 
     /// What `Engine::respond` does, with the duplicate flag kept for the log.
-    fn to_hub(
+    fn hub_handles(
         &mut self,
         i: usize,
         hub: &mut MemEngine,
@@ -464,7 +464,7 @@ impl Link {
         Ok(reply)
     }
 
-    fn to_node(
+    fn node_handles(
         &mut self,
         i: usize,
         node: &mut MemEngine,
