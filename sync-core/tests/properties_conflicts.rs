@@ -170,7 +170,7 @@ fn run_conflict(kind: Kind, edits: &[Edit], order: &[usize]) -> Outcome {
         engine
             .put(key.clone(), edit.fields.clone(), t(edit.clock))
             .unwrap();
-        written.push((edit.writer, normalized(engine.get(&key).unwrap().unwrap())));
+        written.push((edit.writer, engine.get(&key).unwrap().unwrap()));
     }
     let mut synced_at = [t(0); NODES];
     for (pos, &i) in order.iter().enumerate() {
@@ -209,9 +209,9 @@ fn expected_conflicts(out: &Outcome, order: &[usize]) -> usize {
 fn final_version(out: &mut Outcome) -> Entity {
     assert!(out.net.converged());
     assert!(out.net.quiet());
-    let on_hub = normalized(out.net.hub.get(&out.key).unwrap().unwrap());
+    let on_hub = out.net.hub.get(&out.key).unwrap().unwrap();
     for node in &mut out.net.nodes {
-        assert_eq!(normalized(node.get(&out.key).unwrap().unwrap()), on_hub);
+        assert_eq!(node.get(&out.key).unwrap().unwrap(), on_hub);
     }
     on_hub
 }
@@ -259,7 +259,7 @@ proptest! {
         prop_assert_eq!(final_version(&mut out), expected.clone());
         prop_assert!(out.events.iter().all(|e| e.winner == ConflictSide::Local));
         // Every other version is kept in the hub's history.
-        let kept: Vec<Entity> = out.net.hub.versions(&out.key).unwrap().into_iter().map(|v| normalized(v.data)).collect();
+        let kept: Vec<Entity> = out.net.hub.versions(&out.key).unwrap().into_iter().map(|v| v.data).collect();
         for (_, version) in out.written.iter().filter(|(_, v)| *v != expected) {
             prop_assert!(kept.contains(version), "{:?} lost", version.origin);
         }
@@ -346,10 +346,8 @@ fn kept_somewhere(out: &mut Outcome, version: &Entity) -> bool {
         .iter()
         .filter_map(|e| e.copy)
         .filter_map(|id| hub.get(&EntityKey::new("Doc", id)).unwrap())
-        .map(normalized)
         .collect();
-    kept.into_iter().map(normalized).any(|v| v == *version)
-        || copies.iter().any(|c| c.fields == version.fields)
+    kept.into_iter().any(|v| v == *version) || copies.iter().any(|c| c.fields == version.fields)
 }
 
 // Feature: sync-system, Property 31: Version history preservation
@@ -388,7 +386,7 @@ proptest! {
         for record in out.net.hub.versions(&out.key).unwrap() {
             prop_assert_eq!(record.source_node, record.data.origin);
             let writer = (0..=NODES).find(|w| writer_id(*w) == record.source_node);
-            let data = normalized(record.data.clone());
+            let data = record.data.clone();
             let known = writer.and_then(|w| out.version_of(w)).is_some_and(|v| *v == data);
             // A merged version may lose a later conflict; it names its writer too.
             let merged = kind == Kind::Merge && out.written.iter().all(|(_, v)| *v != data);
@@ -435,14 +433,14 @@ proptest! {
     ) {
         let mut out = run_conflict(kind, &edits, &order);
         let history = out.net.hub.versions(&out.key).unwrap();
-        let current = normalized(out.net.hub.get(&out.key).unwrap().unwrap());
+        let current = out.net.hub.get(&out.key).unwrap().unwrap();
         for (writer, version) in &out.written {
             if *version == current {
                 continue;
             }
             let record = history.iter().find(|r| r.source_node == writer_id(*writer));
             prop_assert!(record.is_some(), "no stored version of writer {}", writer);
-            let data = normalized(record.unwrap().data.clone());
+            let data = record.unwrap().data.clone();
             prop_assert_eq!(&data.fields, &version.fields, "every field, every kind");
             prop_assert_eq!(&data, version);
         }

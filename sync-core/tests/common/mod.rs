@@ -15,7 +15,7 @@ use bytes::Bytes;
 use sync_core::codec::{self, Limits};
 use sync_core::packet::{Change, Codec, Envelope, Packet, PacketHeader};
 use sync_core::{
-    ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, EntityRegistry, EntityType, Event,
+    ConflictStrategy, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, Event,
     FieldKind, NodeId, NodeInfo, Record, Role, SyncError, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
@@ -257,8 +257,7 @@ impl Net {
     }
 
     /// All entities of an engine, as (key, is_deleted, fields), excluded
-    /// `local_note` and null fields removed (a field that is absent and one
-    /// that is null mean the same; see `absent_fields_round_trip_exactly`).
+    /// `local_note` removed.
     pub fn state(engine: &mut MemEngine) -> Vec<(EntityKey, bool, Record)> {
         engine
             .store()
@@ -266,7 +265,6 @@ impl Net {
             .map(|s| {
                 let mut f = s.entity.fields.clone();
                 f.remove("local_note");
-                f.retain(|_, v| !v.is_null());
                 (s.entity.key.clone(), s.entity.is_deleted, f)
             })
             .collect()
@@ -287,14 +285,6 @@ impl Net {
                 && self.hub.pending_count(node_id(i)).expect("node registered") == 0
         })
     }
-}
-
-/// `entity` without its null fields: absent and null mean the same, but
-/// the codec turns absent declared fields into explicit nulls (see
-/// `absent_fields_round_trip_exactly`).
-pub fn normalized(mut entity: Entity) -> Entity {
-    entity.fields.retain(|_, v| !v.is_null());
-    entity
 }
 
 pub fn drain(engine: &mut MemEngine) -> Vec<Event> {
@@ -545,6 +535,9 @@ pub fn forge(
         packet_no,
         ack_packet_no: 0,
         ack_digest: [0; 32],
+        prev_digest: forged_digest(sender, recipient, packet_no.wrapping_sub(1)),
+        gap_check_packet_no: 0,
+        gap_check_digest: [0; 32],
         protocol_version: sync_proto::PROTOCOL_VERSION,
         schema_version: "1.0.0".into(),
         timestamp: t(0),
@@ -556,10 +549,30 @@ pub fn forge(
         pending_total: changes.len() as u64,
         body_raw_len,
     };
+    FORGED.with(|f| {
+        f.borrow_mut()
+            .insert((sender, recipient, packet_no), codec::packet_digest(&header))
+    });
     codec::encode_envelope(&Envelope::Packet(Packet {
         header,
         body: Bytes::from(body),
     }))
+}
+
+thread_local! {
+    /// Digests of the packets `forge` made in this test, so that a forged
+    /// packet chains onto the previous one like a real sender's.
+    static FORGED: std::cell::RefCell<std::collections::HashMap<(NodeId, NodeId, u64), [u8; 32]>> =
+        Default::default();
+}
+
+fn forged_digest(sender: NodeId, recipient: NodeId, packet_no: u64) -> [u8; 32] {
+    FORGED.with(|f| {
+        f.borrow()
+            .get(&(sender, recipient, packet_no))
+            .copied()
+            .unwrap_or([0; 32])
+    })
 }
 
 /// Every entity whose reference names a parent that is not in the store.
