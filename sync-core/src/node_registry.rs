@@ -53,6 +53,32 @@ pub struct InFlight {
     pub resync: bool,
 }
 
+/// How many digests of packets sent to a peer are remembered, to answer the
+/// peer's gap checks.
+pub const SENT_HISTORY: usize = 64;
+
+/// A packet sent to a peer, remembered by number and digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentDigest {
+    /// Its number.
+    pub packet_no: u64,
+    /// Its digest ([`crate::codec::packet_digest`]).
+    pub digest: [u8; 32],
+}
+
+/// A packet from the peer this node held before a gap in the peer's
+/// numbering: the peer is asked to confirm it really sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapCheck {
+    /// The packet's number.
+    pub packet_no: u64,
+    /// Its digest as received here.
+    pub digest: [u8; 32],
+    /// The first packet of ours that carried the question; once the peer
+    /// acknowledges it (or a later one), the peer has checked.
+    pub announced_in: u64,
+}
+
 /// Everything this node remembers about one peer. Persisted by the store; a
 /// plain struct so every field's meaning is documented in one place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +105,12 @@ pub struct PeerState {
     pub resend_own_upto: u64,
     /// Unacknowledged packets, oldest first, bounded in length.
     pub in_flight: Vec<InFlight>,
+    /// Digests of the last [`SENT_HISTORY`] packets sent to the peer, oldest
+    /// first (acknowledged or not).
+    pub sent_digests: Vec<SentDigest>,
+    /// A question for the peer after a gap in its numbering, carried in every
+    /// packet until the peer has seen it.
+    pub gap_check: Option<GapCheck>,
     /// This node was found restored relative to the peer and must ask it to
     /// resend everything, until a packet carrying the request is acknowledged.
     pub resync_requested: bool,
@@ -103,6 +135,8 @@ impl PeerState {
             acked_seq: 0,
             resend_own_upto: 0,
             in_flight: Vec::new(),
+            sent_digests: Vec::new(),
+            gap_check: None,
             resync_requested: false,
             last_sync_in: None,
             last_sync_out: None,
@@ -127,5 +161,14 @@ impl PeerState {
         self.acked_seq = 0;
         self.resend_own_upto = last_seq;
         self.in_flight.clear();
+        self.gap_check = None;
+    }
+
+    /// Digest of the packet sent under `packet_no`, if still remembered.
+    pub fn sent_digest(&self, packet_no: u64) -> Option<[u8; 32]> {
+        self.sent_digests
+            .iter()
+            .find(|d| d.packet_no == packet_no)
+            .map(|d| d.digest)
     }
 }

@@ -32,6 +32,16 @@ pub struct PacketHeader {
     pub ack_packet_no: u64,
     /// Digest of that packet ([`crate::codec::packet_digest`]).
     pub ack_digest: [u8; 32],
+    /// Digest of the sender's previous packet to the recipient (zeros for the
+    /// first): a packet numbered one above the last one received must chain
+    /// onto it.
+    pub prev_digest: [u8; 32],
+    /// After a gap in the recipient's numbering: the recipient's packet the
+    /// sender held before the gap (0 = no question) and its digest, which the
+    /// recipient checks against what it really sent.
+    pub gap_check_packet_no: u64,
+    /// Digest for `gap_check_packet_no`.
+    pub gap_check_digest: [u8; 32],
     /// Wire protocol version.
     pub protocol_version: u32,
     /// Sender's schema version, `major.minor.patch`.

@@ -11,7 +11,7 @@ use crate::entity::Entity;
 use crate::error::{ErrorCode, PeerError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::PeerState;
+use crate::node_registry::{GapCheck, PeerState};
 use crate::packet::{Change, Envelope, ErrorMessage, Packet, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
@@ -303,41 +303,28 @@ fn check_changes(ctx: &Ctx<'_>, sender: NodeId, changes: &[Change]) -> Result<()
     Ok(())
 }
 
-/// Processes the acknowledgement in a fresh packet. Acknowledging a packet
-/// this node never sent, or one whose body differs from what this node sent
-/// under that number, means this node was restored from an older copy of its
-/// store: its numbering jumps past the peer's and it asks for a resync.
+/// Processes the acknowledgement in a fresh packet, and the peer's gap check.
+/// Acknowledging a packet this node never sent, or one other than what this
+/// node sent under that number, means this node was restored from an older
+/// copy of its store: its numbering jumps past the peer's and it asks for a
+/// resync.
 fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
-    let ack = header.ack_packet_no;
-    if ack == 0 {
-        return AckOutcome::default();
-    }
-    if ack > peer.sent_packet_no {
-        let reason = format!(
-            "{} acknowledges packet {ack} but this node has sent only {} to it: this node's store was restored from an older copy; asking it to resend everything",
-            peer.info.code, peer.sent_packet_no
-        );
-        restart_numbering(peer, ack);
+    if let Some(reason) = check_peer_claims(peer, header) {
+        restart_numbering(peer, header.ack_packet_no.max(header.gap_check_packet_no));
         return AckOutcome {
             advanced: false,
             restore: Some(reason),
         };
+    }
+    let ack = header.ack_packet_no;
+    if peer.gap_check.is_some_and(|g| ack >= g.announced_in) {
+        // The peer has applied a packet carrying our question: answered.
+        peer.gap_check = None;
     }
     let Some(sent) = peer.in_flight.iter().find(|f| f.packet_no == ack).cloned() else {
-        // An acknowledgement older than anything still in flight.
+        // No acknowledgement, or one older than anything still in flight.
         return AckOutcome::default();
     };
-    if sent.digest != header.ack_digest {
-        let reason = format!(
-            "{} acknowledges a packet {ack} other than the one this node sent: this node's store was restored from an older copy; asking it to resend everything",
-            peer.info.code
-        );
-        restart_numbering(peer, ack);
-        return AckOutcome {
-            advanced: false,
-            restore: Some(reason),
-        };
-    }
     let advanced = sent.upto_seq > peer.acked_seq;
     peer.acked_seq = peer.acked_seq.max(sent.upto_seq);
     if sent.resync {
@@ -350,29 +337,77 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
     }
 }
 
-/// Whether the sender of a fresh packet lost what this node sent it: it says
-/// so (`resync`), or it acknowledges less than it already had (its store went
-/// back in time). Updates the acknowledgement high-water mark.
-fn peer_restored(peer: &mut PeerState, header: &PacketHeader) -> Option<String> {
-    let high = peer.peer_ack_high;
-    peer.peer_ack_high = header.ack_packet_no;
-    if header.resync {
-        Some(format!(
-            "{} reports it was restored from an older copy of its store; resending everything to it",
+/// Checks what the peer says it holds from this node (its acknowledgement
+/// and its gap check) against what this node sent. A mismatch means this
+/// node's store went back in time; the reason is returned.
+fn check_peer_claims(peer: &PeerState, header: &PacketHeader) -> Option<String> {
+    let claims = [
+        (header.ack_packet_no, header.ack_digest),
+        (header.gap_check_packet_no, header.gap_check_digest),
+    ];
+    for (packet_no, digest) in claims {
+        if packet_no == 0 {
+            continue;
+        }
+        let problem = match peer.sent_digest(packet_no) {
+            Some(sent) if sent == digest => continue,
+            Some(_) => "a packet other than the one this node sent under that number",
+            None if packet_no > peer.sent_packet_no => "a packet this node never sent",
+            // Older than the remembered history: only a gap check asks about
+            // such a packet, and it cannot be confirmed.
+            None if packet_no == header.gap_check_packet_no => {
+                "a packet too old for this node to confirm"
+            }
+            None => continue,
+        };
+        return Some(format!(
+            "{} holds packet {packet_no} from this node, {problem}: this node's store was restored from an older copy; asking it to resend everything",
             peer.info.code
-        ))
-    } else if header.ack_packet_no < high {
-        Some(format!(
-            "{} acknowledges packet {} after having acknowledged {high}: it was restored from an older copy of its store; resending everything to it",
-            peer.info.code, header.ack_packet_no
-        ))
-    } else {
-        None
+        ));
     }
+    None
 }
 
-fn restart_numbering(peer: &mut PeerState, ack: u64) {
-    peer.sent_packet_no = peer.sent_packet_no.max(ack);
+/// Whether the sender of a fresh packet lost what this node sent it, or its
+/// history changed: it says so (`resync`), it acknowledges less than it
+/// already had, or its packet does not chain onto the one received before.
+/// Also raises a gap check when the sender's numbering skipped packets, and
+/// updates the acknowledgement high-water mark.
+fn peer_restored(peer: &mut PeerState, header: &PacketHeader) -> Option<String> {
+    let code = &peer.info.code;
+    let high = peer.peer_ack_high;
+    peer.peer_ack_high = header.ack_packet_no;
+    let received = peer.received_packet_no;
+    let reason = if header.resync {
+        format!("{code} reports it was restored from an older copy of its store")
+    } else if header.ack_packet_no < high {
+        format!(
+            "{code} acknowledges packet {} after having acknowledged {high}: it was restored from an older copy of its store",
+            header.ack_packet_no
+        )
+    } else if received > 0
+        && header.packet_no == received + 1
+        && header.prev_digest != peer.received_digest
+    {
+        format!(
+            "{code}'s packet {} does not follow the packet {received} received from it: it was restored from an older copy of its store",
+            header.packet_no
+        )
+    } else {
+        if received > 0 && header.packet_no > received + 1 && peer.gap_check.is_none() {
+            peer.gap_check = Some(GapCheck {
+                packet_no: received,
+                digest: peer.received_digest,
+                announced_in: peer.sent_packet_no + 1,
+            });
+        }
+        return None;
+    };
+    Some(format!("{reason}; resending everything to it"))
+}
+
+fn restart_numbering(peer: &mut PeerState, claimed: u64) {
+    peer.sent_packet_no = peer.sent_packet_no.max(claimed);
     peer.in_flight.clear();
     peer.resync_requested = true;
 }

@@ -8,7 +8,7 @@ use crate::codec::{self, sha256};
 use crate::entity::StoredEntity;
 use crate::error::SyncError;
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::{InFlight, PeerState};
+use crate::node_registry::{InFlight, PeerState, SENT_HISTORY, SentDigest};
 use crate::packet::{Change, Envelope, Packet, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 use crate::timer::Armed;
@@ -88,6 +88,9 @@ impl<S: Store> Engine<S> {
             packet_no: state.sent_packet_no + 1,
             ack_packet_no: state.received_packet_no,
             ack_digest: state.received_digest,
+            prev_digest: state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
+            gap_check_packet_no: state.gap_check.map_or(0, |g| g.packet_no),
+            gap_check_digest: state.gap_check.map_or([0; 32], |g| g.digest),
             protocol_version: sync_proto::PROTOCOL_VERSION,
             schema_version: ctx.config.schema.own.to_string(),
             timestamp: now,
@@ -186,10 +189,17 @@ fn record_sent(
 ) {
     state.sent_packet_no = header.packet_no;
     state.last_sync_out = Some(now);
+    let digest = codec::packet_digest(header);
+    state.sent_digests.push(SentDigest {
+        packet_no: header.packet_no,
+        digest,
+    });
+    let excess = state.sent_digests.len().saturating_sub(SENT_HISTORY);
+    state.sent_digests.drain(..excess);
     state.in_flight.push(InFlight {
         packet_no: header.packet_no,
         upto_seq,
-        digest: codec::packet_digest(header),
+        digest,
         resync: header.resync,
     });
     let excess = state.in_flight.len().saturating_sub(max_in_flight.max(1));

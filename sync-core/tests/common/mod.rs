@@ -550,8 +550,10 @@ pub fn forge(
         body_raw_len,
     };
     FORGED.with(|f| {
-        f.borrow_mut()
-            .insert((sender, recipient, packet_no), codec::packet_digest(&header))
+        f.borrow_mut().insert(
+            (sender, recipient, packet_no),
+            codec::packet_digest(&header),
+        )
     });
     codec::encode_envelope(&Envelope::Packet(Packet {
         header,
