@@ -7,12 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::*;
 use common::Rng;
+use common::*;
 use proptest::prelude::*;
 use sync_core::{
-    Engine, EngineConfig, EntityKey, EntityRegistry, PendingQuery, Store, StoreTxn, Timestamp,
-    Uuid,
+    Engine, EngineConfig, EntityKey, EntityRegistry, PendingQuery, Store, StoreTxn, Timestamp, Uuid,
 };
 use sync_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -62,13 +61,19 @@ fn restore_op(nodes: u8) -> impl Strategy<Value = Op> {
 fn pick(store: &SqliteStore, table: &str, k: u8) -> Option<(i64, String)> {
     let conn = store.connection();
     let count: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM {table} WHERE is_deleted = 0"), [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT count(*) FROM {table} WHERE is_deleted = 0"),
+            [],
+            |r| r.get(0),
+        )
         .ok()?;
     if count == 0 {
         return None;
     }
     conn.query_row(
-        &format!("SELECT id, sync_uuid FROM {table} WHERE is_deleted = 0 ORDER BY id LIMIT 1 OFFSET ?1"),
+        &format!(
+            "SELECT id, sync_uuid FROM {table} WHERE is_deleted = 0 ORDER BY id LIMIT 1 OFFSET ?1"
+        ),
         [i64::from(k) % count],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
@@ -97,23 +102,35 @@ fn app_write(store: &SqliteStore, op: &Op) {
         }
         Op::Edit { report, hours, .. } => {
             if let Some((id, _)) = pick(store, "daily_report", report) {
-                conn.execute("UPDATE daily_report SET hours = ?1 WHERE id = ?2", (i64::from(hours), id))
-                    .unwrap();
+                conn.execute(
+                    "UPDATE daily_report SET hours = ?1 WHERE id = ?2",
+                    (i64::from(hours), id),
+                )
+                .unwrap();
             }
         }
         Op::Move { line, report, .. } => {
-            if let (Some((l, _)), Some((r, _))) = (pick(store, "daily_report_line", line), pick(store, "daily_report", report)) {
-                conn.execute("UPDATE daily_report_line SET report_id = ?1 WHERE id = ?2", (r, l)).unwrap();
+            if let (Some((l, _)), Some((r, _))) = (
+                pick(store, "daily_report_line", line),
+                pick(store, "daily_report", report),
+            ) {
+                conn.execute(
+                    "UPDATE daily_report_line SET report_id = ?1 WHERE id = ?2",
+                    (r, l),
+                )
+                .unwrap();
             }
         }
         Op::DeleteLine { line, .. } => {
             if let Some((l, _)) = pick(store, "daily_report_line", line) {
-                conn.execute("DELETE FROM daily_report_line WHERE id = ?1", [l]).unwrap();
+                conn.execute("DELETE FROM daily_report_line WHERE id = ?1", [l])
+                    .unwrap();
             }
         }
         Op::SoftDeleteReport { report, .. } => {
             if let Some((id, _)) = pick(store, "daily_report", report) {
-                conn.execute("UPDATE daily_report SET is_deleted = 1 WHERE id = ?1", [id]).unwrap();
+                conn.execute("UPDATE daily_report SET is_deleted = 1 WHERE id = ?1", [id])
+                    .unwrap();
             }
         }
         Op::HardDeleteReport { report, .. } => {
@@ -184,18 +201,35 @@ impl<H: Store> World<H> {
             | Op::Move { node, .. }
             | Op::DeleteLine { node, .. }
             | Op::SoftDeleteReport { node, .. }
-            | Op::HardDeleteReport { node, .. } => app_write(self.nodes[usize::from(node)].store(), op),
+            | Op::HardDeleteReport { node, .. } => {
+                app_write(self.nodes[usize::from(node)].store(), op)
+            }
             Op::HubReport { hours } => {
-                self.hub.insert("DailyReport", report_fields("2025-12-13", i64::from(hours)), self.now).unwrap();
+                self.hub
+                    .insert(
+                        "DailyReport",
+                        report_fields("2025-12-13", i64::from(hours)),
+                        self.now,
+                    )
+                    .unwrap();
             }
             Op::HubLine { report } => {
                 if let Some(r) = hub_report(&mut self.hub, report) {
-                    self.hub.insert("DailyReportLine", line_fields(r, "hub", 1.0), self.now).unwrap();
+                    self.hub
+                        .insert("DailyReportLine", line_fields(r, "hub", 1.0), self.now)
+                        .unwrap();
                 }
             }
             Op::Sync { node, faults } => {
                 let n = &mut self.nodes[usize::from(node)];
-                sync_faulty(n, &mut self.hub, &mut self.now, &mut self.rng, u64::from(faults)).unwrap();
+                sync_faulty(
+                    n,
+                    &mut self.hub,
+                    &mut self.now,
+                    &mut self.rng,
+                    u64::from(faults),
+                )
+                .unwrap();
             }
             Op::Backup { node } => self.backup(usize::from(node)),
             Op::Restore { node } => self.restore(usize::from(node)),
@@ -203,7 +237,10 @@ impl<H: Store> World<H> {
     }
 
     fn backup(&mut self, i: usize) {
-        let path = self.dir.path().join(format!("backup-{i}-{}.db", self.rng.next()));
+        let path = self
+            .dir
+            .path()
+            .join(format!("backup-{i}-{}.db", self.rng.next()));
         self.nodes[i]
             .store()
             .connection()
@@ -216,7 +253,10 @@ impl<H: Store> World<H> {
         let Some(backup) = self.backups[i].clone() else {
             return;
         };
-        let copy = self.dir.path().join(format!("restored-{i}-{}.db", self.rng.next()));
+        let copy = self
+            .dir
+            .path()
+            .join(format!("restored-{i}-{}.db", self.rng.next()));
         std::fs::copy(&backup, &copy).unwrap();
         let store = open_file(&copy);
         let config = EngineConfig::default().seed(500 + self.restores as u64);
@@ -225,12 +265,20 @@ impl<H: Store> World<H> {
     }
 
     fn check_converged(&mut self) -> Result<(), TestCaseError> {
-        settle(&mut self.nodes, &mut self.hub, self.now.add_millis(1_000_000));
+        settle(
+            &mut self.nodes,
+            &mut self.hub,
+            self.now.add_millis(1_000_000),
+        );
         let hub_state = state(&mut self.hub);
         for (i, node) in self.nodes.iter_mut().enumerate() {
             prop_assert_eq!(&state(node), &hub_state, "node {} differs from the hub", i);
             prop_assert_eq!(node.pending_count(hub_id()).unwrap(), 0);
-            prop_assert!(node.parked().unwrap().is_empty(), "node {} still has parked children", i);
+            prop_assert!(
+                node.parked().unwrap().is_empty(),
+                "node {} still has parked children",
+                i
+            );
             prop_assert!(integrity_ok(node.store()));
             if let Err(e) = references_hold(node) {
                 return Err(TestCaseError::fail(format!("node {i}: {e}")));
@@ -241,7 +289,11 @@ impl<H: Store> World<H> {
 }
 
 fn open_file(path: &Path) -> SqliteStore {
-    SqliteStore::open(path, SqliteOptions::default().durability(sync_store_sqlite::Durability::Normal)).unwrap()
+    SqliteStore::open(
+        path,
+        SqliteOptions::default().durability(sync_store_sqlite::Durability::Normal),
+    )
+    .unwrap()
 }
 
 proptest! {
@@ -285,13 +337,22 @@ proptest! {
 #[derive(Clone, Debug)]
 enum QueueOp {
     App(Op),
-    EngineWrite { report: u8, hours: u8 },
-    EngineDelete { report: u8 },
+    EngineWrite {
+        report: u8,
+        hours: u8,
+    },
+    EngineDelete {
+        report: u8,
+    },
     /// A transaction that writes and is dropped (a crash before commit).
-    Abandon { hours: u8 },
+    Abandon {
+        hours: u8,
+    },
     /// Build packets that are all lost.
     Lose,
-    Sync { faults: u8 },
+    Sync {
+        faults: u8,
+    },
     Reopen,
 }
 
@@ -327,12 +388,14 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
             QueueOp::EngineWrite { report, hours } => {
                 if let Some((_, key)) = pick(node.store(), "daily_report", *report) {
                     let key = EntityKey::new("DailyReport", key.parse().unwrap());
-                    node.put(key, report_fields("2025-12-14", i64::from(*hours)), now).unwrap();
+                    node.put(key, report_fields("2025-12-14", i64::from(*hours)), now)
+                        .unwrap();
                 }
             }
             QueueOp::EngineDelete { report } => {
                 if let Some((_, key)) = pick(node.store(), "daily_report", *report) {
-                    node.delete(EntityKey::new("DailyReport", key.parse().unwrap()), now).unwrap();
+                    node.delete(EntityKey::new("DailyReport", key.parse().unwrap()), now)
+                        .unwrap();
                 }
             }
             QueueOp::Abandon { hours } => {
@@ -352,7 +415,8 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
                 let _ = node.poll_transmit(now).unwrap();
             }
             QueueOp::Sync { faults } => {
-                let done = sync_faulty(&mut node, &mut hub, &mut now, &mut rng, u64::from(*faults)).unwrap();
+                let done = sync_faulty(&mut node, &mut hub, &mut now, &mut rng, u64::from(*faults))
+                    .unwrap();
                 if done && node.pending_count(hub_id()).unwrap() == 0 {
                     dirty.clear();
                 }
@@ -360,14 +424,28 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
             QueueOp::Reopen => {
                 let store = node.into_store();
                 drop(store);
-                node = Engine::open(open_file(&path), registry.clone(), EngineConfig::default().seed(9)).unwrap();
+                node = Engine::open(
+                    open_file(&path),
+                    registry.clone(),
+                    EngineConfig::default().seed(9),
+                )
+                .unwrap();
             }
         }
         let after = changed_keys(&node);
-        dirty.extend(after.iter().filter(|(k, seq)| before.get(k) != Some(seq)).map(|(k, _)| *k));
+        dirty.extend(
+            after
+                .iter()
+                .filter(|(k, seq)| before.get(k) != Some(seq))
+                .map(|(k, _)| *k),
+        );
         check_queue(&mut node, &dirty)?;
     }
-    settle(std::slice::from_mut(&mut node), &mut hub, now.add_millis(1_000_000));
+    settle(
+        std::slice::from_mut(&mut node),
+        &mut hub,
+        now.add_millis(1_000_000),
+    );
     prop_assert_eq!(state(&mut node), state(&mut hub));
     prop_assert_eq!(node.pending_count(hub_id()).unwrap(), 0);
     prop_assert!(integrity_ok(node.store()));
@@ -390,7 +468,10 @@ fn changed_keys(node: &Node) -> std::collections::BTreeMap<Uuid, i64> {
 /// The queue's invariants: ascending unique sequences, one entry per entity,
 /// counts that agree, the `sync_changes` view agreeing, and every locally
 /// written entity still owed to the hub until a sync drained the queue.
-fn check_queue(node: &mut Node, dirty: &std::collections::BTreeSet<Uuid>) -> Result<(), TestCaseError> {
+fn check_queue(
+    node: &mut Node,
+    dirty: &std::collections::BTreeSet<Uuid>,
+) -> Result<(), TestCaseError> {
     let peer = node.peer(hub_id()).unwrap();
     let txn = node.store_mut().begin().unwrap();
     let query = PendingQuery::for_peer(&peer, usize::MAX);
@@ -399,20 +480,37 @@ fn check_queue(node: &mut Node, dirty: &std::collections::BTreeSet<Uuid>) -> Res
     let last = txn.last_seq().unwrap();
     drop(txn);
     prop_assert_eq!(pending.len() as u64, count);
-    prop_assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "sequences ascend");
+    prop_assert!(
+        pending.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequences ascend"
+    );
     prop_assert!(pending.iter().all(|s| s.seq <= last));
-    let keys: std::collections::BTreeSet<_> = pending.iter().map(|s| s.entity.key.clone()).collect();
+    let keys: std::collections::BTreeSet<_> =
+        pending.iter().map(|s| s.entity.key.clone()).collect();
     prop_assert_eq!(keys.len(), pending.len(), "one entry per entity");
     let view: i64 = node
         .store()
         .connection()
-        .query_row("SELECT count(*) FROM sync_changes WHERE node_id = ?1", [hub_id().as_bytes()], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sync_changes WHERE node_id = ?1",
+            [hub_id().as_bytes()],
+            |r| r.get(0),
+        )
         .unwrap();
     prop_assert_eq!(view as u64, count, "the sync_changes view agrees");
-    let pending_ids: std::collections::BTreeSet<Uuid> = pending.iter().map(|s| s.entity.key.id).collect();
+    let pending_ids: std::collections::BTreeSet<Uuid> =
+        pending.iter().map(|s| s.entity.key.id).collect();
     for key in dirty {
-        prop_assert!(pending_ids.contains(key), "{} was written locally but is not pending", key);
+        prop_assert!(
+            pending_ids.contains(key),
+            "{} was written locally but is not pending",
+            key
+        );
     }
-    prop_assert!(pending.iter().all(|s| s.entity.fields.get("local_note").is_none()));
+    prop_assert!(
+        pending
+            .iter()
+            .all(|s| s.entity.fields.get("local_note").is_none())
+    );
     Ok(())
 }

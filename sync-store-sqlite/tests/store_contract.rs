@@ -29,7 +29,10 @@ fn note(id: u128, text: &str, origin: NodeId) -> Entity {
         origin,
         fields: Record::from([
             ("text".to_owned(), Value::from(text)),
-            ("tags".to_owned(), Value::List(vec![Value::Int(1), Value::Null])),
+            (
+                "tags".to_owned(),
+                Value::List(vec![Value::Int(1), Value::Null]),
+            ),
         ]),
     }
 }
@@ -46,8 +49,18 @@ fn peer_state(n: u128) -> PeerState {
     p.last_sync_in = Some(Timestamp::from_secs(9));
     p.schema_version = Some("1.2.0".into());
     p.in_flight = vec![
-        InFlight { packet_no: 6, upto_seq: 10, digest: [1; 32], resync: false },
-        InFlight { packet_no: 7, upto_seq: 12, digest: [2; 32], resync: true },
+        InFlight {
+            packet_no: 6,
+            upto_seq: 10,
+            digest: [1; 32],
+            resync: false,
+        },
+        InFlight {
+            packet_no: 7,
+            upto_seq: 12,
+            digest: [2; 32],
+            resync: true,
+        },
     ];
     p
 }
@@ -57,7 +70,8 @@ fn dropping_a_transaction_discards_every_write() {
     let mut s = store();
     {
         let mut txn = s.begin().unwrap();
-        txn.set_local_node(&NodeInfo::new(node(1), "HUB", "Hub", Role::Hub)).unwrap();
+        txn.set_local_node(&NodeInfo::new(node(1), "HUB", "Hub", Role::Hub))
+            .unwrap();
         txn.put_peer(&peer_state(2)).unwrap();
         txn.put_entity(&note(1, "a", node(1)), node(1)).unwrap();
         txn.add_security_event(&SecurityEvent {
@@ -67,7 +81,10 @@ fn dropping_a_transaction_discards_every_write() {
             detail: "x".into(),
         })
         .unwrap();
-        assert!(txn.entity(&note(1, "", node(1)).key).unwrap().is_some(), "reads see own writes");
+        assert!(
+            txn.entity(&note(1, "", node(1)).key).unwrap().is_some(),
+            "reads see own writes"
+        );
     }
     let txn = s.begin().unwrap();
     assert!(txn.local_node().unwrap().is_none());
@@ -96,7 +113,10 @@ fn committed_writes_survive_reopening() {
     assert_eq!(txn.peer(node(2)).unwrap(), Some(peer_state(2)));
     let stored = txn.entity(&note(1, "", node(1)).key).unwrap().unwrap();
     assert_eq!(stored.entity, note(1, "a", node(2)));
-    assert_eq!((stored.seq, stored.created_seq, stored.source), (1, 1, node(2)));
+    assert_eq!(
+        (stored.seq, stored.created_seq, stored.source),
+        (1, 1, node(2))
+    );
 }
 
 #[test]
@@ -128,7 +148,8 @@ fn pending_follows_the_query() {
         resend_own_upto,
         limit,
     };
-    let seqs = |q: PendingQuery| -> Vec<u64> { txn.pending(&q).unwrap().iter().map(|s| s.seq).collect() };
+    let seqs =
+        |q: PendingQuery| -> Vec<u64> { txn.pending(&q).unwrap().iter().map(|s| s.seq).collect() };
     assert_eq!(seqs(q(0, 0, 10)), vec![1, 3]);
     assert_eq!(seqs(q(1, 0, 10)), vec![3]);
     assert_eq!(seqs(q(0, 2, 10)), vec![1, 2, 3]);
@@ -180,7 +201,11 @@ fn records_round_trip_in_order() {
         key: key.clone(),
         peer: node(2),
         strategy: "last-writer-wins".into(),
-        winner: if i % 2 == 0 { ConflictSide::Local } else { ConflictSide::Merged },
+        winner: if i % 2 == 0 {
+            ConflictSide::Local
+        } else {
+            ConflictSide::Merged
+        },
         local_origin: node(1),
         local_updated_at: Timestamp::from_secs(2),
         incoming_origin: node(2),
@@ -202,7 +227,10 @@ fn records_round_trip_in_order() {
     };
     txn.put_open_conflict(&conflict(1)).unwrap();
     txn.put_open_conflict(&conflict(2)).unwrap();
-    assert_eq!(txn.take_open_conflict(Uuid::from_u128(301)).unwrap(), Some(conflict(1)));
+    assert_eq!(
+        txn.take_open_conflict(Uuid::from_u128(301)).unwrap(),
+        Some(conflict(1))
+    );
     assert_eq!(txn.take_open_conflict(Uuid::from_u128(301)).unwrap(), None);
     assert_eq!(txn.open_conflicts().unwrap(), vec![conflict(2)]);
     let parked = |child: u128, parent: u128| ParkedChange {
@@ -218,7 +246,10 @@ fn records_round_trip_in_order() {
     txn.unpark(&note(11, "", node(1)).key).unwrap();
     assert_eq!(txn.parked().unwrap(), vec![parked(12, 1), parked(13, 1)]);
     let parent = EntityKey::new("Parent", Uuid::from_u128(1));
-    assert_eq!(txn.take_parked(&parent).unwrap(), vec![parked(12, 1), parked(13, 1)]);
+    assert_eq!(
+        txn.take_parked(&parent).unwrap(),
+        vec![parked(12, 1), parked(13, 1)]
+    );
     assert!(txn.parked().unwrap().is_empty());
     let event = SecurityEvent {
         at: Timestamp::from_secs(6),
@@ -254,10 +285,16 @@ fn a_failed_write_poisons_the_store_until_reopened() {
         txn.put_entity(&note(1, "small", node(1)), node(1)).unwrap();
         txn.commit().unwrap();
     }
-    let pages: i64 = s.connection().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-    s.connection().execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
+    let pages: i64 = s
+        .connection()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    s.connection()
+        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+        .unwrap();
     let mut big = note(2, "big", node(1));
-    big.fields.insert("blob".into(), Value::Bytes(vec![7; 1 << 20]));
+    big.fields
+        .insert("blob".into(), Value::Bytes(vec![7; 1 << 20]));
     let first = {
         let mut txn = s.begin().unwrap();
         txn.put_entity(&big, node(1)).and_then(|_| txn.commit())
@@ -265,7 +302,9 @@ fn a_failed_write_poisons_the_store_until_reopened() {
     assert_eq!(first.unwrap_err().kind(), StoreErrorKind::Backend);
     assert!(s.poisoned().is_some());
     let mut txn = s.begin().unwrap();
-    let again = txn.put_entity(&note(3, "more", node(1)), node(1)).unwrap_err();
+    let again = txn
+        .put_entity(&note(3, "more", node(1)), node(1))
+        .unwrap_err();
     assert_eq!(again.kind(), StoreErrorKind::Poisoned);
     assert!(again.to_string().contains("reopen"), "{again}");
     drop(txn);
@@ -282,20 +321,44 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("new.db");
     drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE _sync_meta SET value = 99 WHERE key = 'schema_version'", []).unwrap();
+    conn.execute(
+        "UPDATE _sync_meta SET value = 99 WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
-    assert!(matches!(err, sync_store_sqlite::OpenError::NewerSchema { found: 99, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            sync_store_sqlite::OpenError::NewerSchema { found: 99, .. }
+        ),
+        "{err}"
+    );
 }
 
 /// One operation of the model-based comparison.
 #[derive(Clone, Debug)]
 enum Op {
-    Put { id: u8, text: u8, source: u8, deleted: bool },
-    Park { child: u8, parent: u8 },
-    Unpark { child: u8 },
-    TakeParked { parent: u8 },
-    Version { id: u8 },
+    Put {
+        id: u8,
+        text: u8,
+        source: u8,
+        deleted: bool,
+    },
+    Park {
+        child: u8,
+        parent: u8,
+    },
+    Unpark {
+        child: u8,
+    },
+    TakeParked {
+        parent: u8,
+    },
+    Version {
+        id: u8,
+    },
     Commit,
     Rollback,
 }
@@ -319,23 +382,53 @@ fn snapshot<S: Store>(s: &mut S) -> String {
     let mut out = String::new();
     for peer in 0..3u128 {
         for after in [0, 2, 5] {
-            let q = PendingQuery { peer: node(peer), after_seq: after, resend_own_upto: 3, limit: 4 };
-            out += &format!("{:?} {}\n", txn.pending(&q).unwrap(), txn.count_pending(&q).unwrap());
+            let q = PendingQuery {
+                peer: node(peer),
+                after_seq: after,
+                resend_own_upto: 3,
+                limit: 4,
+            };
+            out += &format!(
+                "{:?} {}\n",
+                txn.pending(&q).unwrap(),
+                txn.count_pending(&q).unwrap()
+            );
         }
     }
-    out += &format!("{:?}\n{:?}\n{}\n", txn.entities("Note", None, 100).unwrap(), txn.parked().unwrap(), txn.last_seq().unwrap());
+    out += &format!(
+        "{:?}\n{:?}\n{}\n",
+        txn.entities("Note", None, 100).unwrap(),
+        txn.parked().unwrap(),
+        txn.last_seq().unwrap()
+    );
     for id in 0..8u128 {
-        out += &format!("{:?}\n", txn.versions(&EntityKey::new("Note", Uuid::from_u128(id))).unwrap());
+        out += &format!(
+            "{:?}\n",
+            txn.versions(&EntityKey::new("Note", Uuid::from_u128(id)))
+                .unwrap()
+        );
     }
     out
 }
 
 fn apply<T: StoreTxn>(txn: &mut T, op: &Op) -> String {
     match op {
-        Op::Put { id, text, source, deleted } => {
-            let mut e = note(u128::from(*id), &text.to_string(), node(u128::from(*source)));
+        Op::Put {
+            id,
+            text,
+            source,
+            deleted,
+        } => {
+            let mut e = note(
+                u128::from(*id),
+                &text.to_string(),
+                node(u128::from(*source)),
+            );
             e.is_deleted = *deleted;
-            format!("{:?}", txn.put_entity(&e, node(u128::from(*source))).unwrap())
+            format!(
+                "{:?}",
+                txn.put_entity(&e, node(u128::from(*source))).unwrap()
+            )
         }
         Op::Park { child, parent } => {
             txn.park(&ParkedChange {
@@ -348,12 +441,17 @@ fn apply<T: StoreTxn>(txn: &mut T, op: &Op) -> String {
             String::new()
         }
         Op::Unpark { child } => {
-            txn.unpark(&EntityKey::new("Note", Uuid::from_u128(u128::from(*child)))).unwrap();
+            txn.unpark(&EntityKey::new("Note", Uuid::from_u128(u128::from(*child))))
+                .unwrap();
             String::new()
         }
         Op::TakeParked { parent } => format!(
             "{:?}",
-            txn.take_parked(&EntityKey::new("Parent", Uuid::from_u128(u128::from(*parent)))).unwrap()
+            txn.take_parked(&EntityKey::new(
+                "Parent",
+                Uuid::from_u128(u128::from(*parent))
+            ))
+            .unwrap()
         ),
         Op::Version { id } => {
             let key = EntityKey::new("Note", Uuid::from_u128(u128::from(*id)));

@@ -30,7 +30,10 @@ fn sqlite_hub_and_nodes_converge_through_a_conflict() {
     for (node, hours) in [(&n0, 9), (&n1, 10)] {
         node.store()
             .connection()
-            .execute("UPDATE daily_report SET hours = ?1 WHERE sync_uuid = ?2", (hours, r.to_string()))
+            .execute(
+                "UPDATE daily_report SET hours = ?1 WHERE sync_uuid = ?2",
+                (hours, r.to_string()),
+            )
             .unwrap();
     }
     sync(&mut n0, &mut hub, t(3)).unwrap();
@@ -45,12 +48,19 @@ fn sqlite_hub_and_nodes_converge_through_a_conflict() {
             .connection()
             .query_row("SELECT hours FROM daily_report", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(hours, 9, "server-wins: the version the hub had first stands");
+        assert_eq!(
+            hours, 9,
+            "server-wins: the version the hub had first stands"
+        );
         references_hold(node).unwrap();
     }
     assert_eq!(hub.audit_log().unwrap().len(), 1);
     let lost = hub.versions(&EntityKey::new("DailyReport", r)).unwrap();
-    assert_eq!(lost[0].data.fields["hours"], Value::Int(10), "the losing version is kept");
+    assert_eq!(
+        lost[0].data.fields["hours"],
+        Value::Int(10),
+        "the losing version is kept"
+    );
     assert!(integrity_ok(hub.store()));
 }
 
@@ -61,7 +71,9 @@ fn last_writer_wins_converges_on_sqlite() {
     store
         .track_table(
             "daily_report",
-            TrackOptions::new().entity_type_name("DailyReport").strategy(ConflictStrategy::LastWriterWins),
+            TrackOptions::new()
+                .entity_type_name("DailyReport")
+                .strategy(ConflictStrategy::LastWriterWins),
         )
         .unwrap();
     let registry = store.registry();
@@ -79,7 +91,10 @@ fn last_writer_wins_converges_on_sqlite() {
     sync(&mut node, &mut hub, t(2)).unwrap();
     sync(&mut node, &mut hub, t(3)).unwrap();
     assert_eq!(state(&mut node), state(&mut hub));
-    assert_eq!(hub.get(&key).unwrap().unwrap().fields["hours"], Value::Int(3));
+    assert_eq!(
+        hub.get(&key).unwrap().unwrap().fields["hours"],
+        Value::Int(3)
+    );
 }
 
 /// A node restored from a backup lacks a parent the hub believes it has:
@@ -95,10 +110,16 @@ fn a_child_arriving_before_its_parent_waits_for_it() {
     connect(&mut hub, &mut [&mut node]);
     sync(&mut node, &mut hub, t(1)).unwrap();
     let backup = dir.path().join("backup.db");
-    node.store().connection().execute("VACUUM INTO ?1", [backup.to_string_lossy()]).unwrap();
-    let r = hub.insert("DailyReport", report_fields("d", 1), t(2)).unwrap();
+    node.store()
+        .connection()
+        .execute("VACUUM INTO ?1", [backup.to_string_lossy()])
+        .unwrap();
+    let r = hub
+        .insert("DailyReport", report_fields("d", 1), t(2))
+        .unwrap();
     sync(&mut node, &mut hub, t(3)).unwrap();
-    hub.insert("DailyReportLine", line_fields(r, "dig", 1.0), t(4)).unwrap();
+    hub.insert("DailyReportLine", line_fields(r, "dig", 1.0), t(4))
+        .unwrap();
     drop(node);
     let store = SqliteStore::open(&backup, SqliteOptions::default()).unwrap();
     let mut node = Engine::open(store, registry, EngineConfig::default().seed(4)).unwrap();
@@ -130,7 +151,10 @@ fn a_child_of_a_hard_deleted_parent_is_kept_but_not_written() {
     let r = sql_report(n0.store(), "d", 1);
     sync(&mut n0, &mut hub, t(1)).unwrap();
     sync(&mut n1, &mut hub, t(2)).unwrap();
-    n0.store().connection().execute("DELETE FROM daily_report", []).unwrap();
+    n0.store()
+        .connection()
+        .execute("DELETE FROM daily_report", [])
+        .unwrap();
     let line = sql_line(n1.store(), r, "late", 1.0);
     sync(&mut n1, &mut hub, t(3)).unwrap();
     sync(&mut n0, &mut hub, t(4)).unwrap();
@@ -148,17 +172,27 @@ fn a_child_of_a_hard_deleted_parent_is_kept_but_not_written() {
         .unwrap();
     assert_eq!(line_rows, 0, "no row without its parent row");
     let txn = nodes[0].store_mut().begin().unwrap();
-    assert!(txn.entity(&EntityKey::new("DailyReportLine", line)).unwrap().is_some());
+    assert!(
+        txn.entity(&EntityKey::new("DailyReportLine", line))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
 fn durability_is_full_by_default_and_normal_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let level = |store: &SqliteStore| -> i64 {
-        store.connection().query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+        store
+            .connection()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
     };
     let mode = |store: &SqliteStore| -> String {
-        store.connection().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap()
+        store
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap()
     };
     let hub = SqliteStore::open(dir.path().join("hub.db"), SqliteOptions::default()).unwrap();
     assert_eq!(level(&hub), 2, "FULL");
@@ -169,6 +203,9 @@ fn durability_is_full_by_default_and_normal_on_request() {
     )
     .unwrap();
     assert_eq!(level(&node), 1, "NORMAL");
-    let fk: i64 = node.connection().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+    let fk: i64 = node
+        .connection()
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use sync_core::{
-    EntityKey, EntityType, FieldKind, PendingQuery, Store, StoreTxn, StoredEntity, Timestamp,
-    Uuid, Value,
+    EntityKey, EntityType, FieldKind, PendingQuery, Store, StoreTxn, StoredEntity, Timestamp, Uuid,
+    Value,
 };
 use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackError, TrackOptions};
 
@@ -35,16 +35,26 @@ fn tracking_adds_columns_and_backfills_existing_rows() {
     drop(app);
     let mut store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let ty = store
-        .track_table("daily_report", TrackOptions::new().entity_type_name("DailyReport"))
+        .track_table(
+            "daily_report",
+            TrackOptions::new().entity_type_name("DailyReport"),
+        )
         .unwrap();
     assert_eq!(ty.name(), "DailyReport");
     assert_eq!(ty.field_def("hours").unwrap().kind, FieldKind::Int);
     assert!(ty.field_def("id").is_none(), "the local row id never syncs");
     let sql: String = store
         .connection()
-        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'daily_report'", [], |r| r.get(0))
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'daily_report'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(sql.contains("sync_uuid") && sql.contains("DEFAULT"), "{sql}");
+    assert!(
+        sql.contains("sync_uuid") && sql.contains("DEFAULT"),
+        "{sql}"
+    );
     let keys: Vec<String> = store
         .connection()
         .prepare("SELECT sync_uuid FROM daily_report ORDER BY id")
@@ -62,7 +72,10 @@ fn tracking_adds_columns_and_backfills_existing_rows() {
     assert_eq!(pending[0].entity.fields["date"], Value::from("2025-01-01"));
     // Tracking again changes nothing.
     store
-        .track_table("daily_report", TrackOptions::new().entity_type_name("DailyReport"))
+        .track_table(
+            "daily_report",
+            TrackOptions::new().entity_type_name("DailyReport"),
+        )
         .unwrap();
     assert_eq!(pending_all(&mut store).len(), 2);
 }
@@ -75,7 +88,10 @@ fn plain_sql_writes_are_captured_and_coalesced() {
     for hours in 1..=5 {
         store
             .connection()
-            .execute("UPDATE daily_report SET hours = ?1 WHERE sync_uuid = ?2", (hours, a.to_string()))
+            .execute(
+                "UPDATE daily_report SET hours = ?1 WHERE sync_uuid = ?2",
+                (hours, a.to_string()),
+            )
             .unwrap();
     }
     let pending = pending_all(&mut store);
@@ -84,7 +100,10 @@ fn plain_sql_writes_are_captured_and_coalesced() {
     assert_eq!(pending[1].entity.fields["hours"], Value::Int(5));
     assert!(pending[0].seq < pending[1].seq);
     assert_eq!(pending[1].created_seq, 1);
-    assert!(pending.iter().all(|s| s.source == sync_core::NodeId::NIL), "local before a node id is set");
+    assert!(
+        pending.iter().all(|s| s.source == sync_core::NodeId::NIL),
+        "local before a node id is set"
+    );
 }
 
 #[test]
@@ -92,19 +111,46 @@ fn updates_move_updated_at_forward() {
     let (mut store, _) = memory_sqlite();
     let a = sql_report(&store, "2025-12-12", 8);
     let key = EntityKey::new("DailyReport", a);
-    let before = store.begin().unwrap().entity(&key).unwrap().unwrap().entity.updated_at;
+    let before = store
+        .begin()
+        .unwrap()
+        .entity(&key)
+        .unwrap()
+        .unwrap()
+        .entity
+        .updated_at;
     // The application sets updated_at back in time: it still moves forward.
     store
         .connection()
-        .execute("UPDATE daily_report SET hours = 9, updated_at = 5 WHERE sync_uuid = ?1", [a.to_string()])
+        .execute(
+            "UPDATE daily_report SET hours = 9, updated_at = 5 WHERE sync_uuid = ?1",
+            [a.to_string()],
+        )
         .unwrap();
-    let after = store.begin().unwrap().entity(&key).unwrap().unwrap().entity.updated_at;
+    let after = store
+        .begin()
+        .unwrap()
+        .entity(&key)
+        .unwrap()
+        .unwrap()
+        .entity
+        .updated_at;
     assert!(after > before, "{after:?} > {before:?}");
     store
         .connection()
-        .execute("UPDATE daily_report SET hours = 10 WHERE sync_uuid = ?1", [a.to_string()])
+        .execute(
+            "UPDATE daily_report SET hours = 10 WHERE sync_uuid = ?1",
+            [a.to_string()],
+        )
         .unwrap();
-    let again = store.begin().unwrap().entity(&key).unwrap().unwrap().entity.updated_at;
+    let again = store
+        .begin()
+        .unwrap()
+        .entity(&key)
+        .unwrap()
+        .unwrap()
+        .entity
+        .updated_at;
     assert!(again > after);
 }
 
@@ -114,7 +160,10 @@ fn a_hard_delete_becomes_a_tombstone() {
     let a = sql_report(&store, "2025-12-12", 8);
     store
         .connection()
-        .execute("DELETE FROM daily_report WHERE sync_uuid = ?1", [a.to_string()])
+        .execute(
+            "DELETE FROM daily_report WHERE sync_uuid = ?1",
+            [a.to_string()],
+        )
         .unwrap();
     let pending = pending_all(&mut store);
     assert_eq!(pending.len(), 1);
@@ -124,9 +173,17 @@ fn a_hard_delete_becomes_a_tombstone() {
     let b = sql_report(&store, "2025-12-13", 1);
     store
         .connection()
-        .execute("UPDATE daily_report SET is_deleted = 1 WHERE sync_uuid = ?1", [b.to_string()])
+        .execute(
+            "UPDATE daily_report SET is_deleted = 1 WHERE sync_uuid = ?1",
+            [b.to_string()],
+        )
         .unwrap();
-    let soft = store.begin().unwrap().entity(&EntityKey::new("DailyReport", b)).unwrap().unwrap();
+    let soft = store
+        .begin()
+        .unwrap()
+        .entity(&EntityKey::new("DailyReport", b))
+        .unwrap()
+        .unwrap();
     assert!(soft.entity.is_deleted);
     assert_eq!(soft.entity.fields["hours"], Value::Int(1));
 }
@@ -138,12 +195,24 @@ fn other_connections_are_captured_too() {
     let (mut store, _) = file_sqlite(&path);
     let other = rusqlite::Connection::open(&path).unwrap();
     other
-        .execute("INSERT INTO daily_report(date, hours) VALUES ('2025-12-14', 3)", [])
+        .execute(
+            "INSERT INTO daily_report(date, hours) VALUES ('2025-12-14', 3)",
+            [],
+        )
         .unwrap();
-    other.execute("INSERT INTO daily_report(date, sync_uuid, updated_at) VALUES ('x', NULL, NULL)", []).unwrap();
+    other
+        .execute(
+            "INSERT INTO daily_report(date, sync_uuid, updated_at) VALUES ('x', NULL, NULL)",
+            [],
+        )
+        .unwrap();
     let pending = pending_all(&mut store);
     assert_eq!(pending.len(), 2);
-    assert!(pending.iter().all(|p| p.entity.updated_at > Timestamp::EPOCH));
+    assert!(
+        pending
+            .iter()
+            .all(|p| p.entity.updated_at > Timestamp::EPOCH)
+    );
 }
 
 #[test]
@@ -160,7 +229,10 @@ fn the_sync_key_cannot_be_changed() {
     assert!(err.to_string().contains("cannot be changed"), "{err}");
     let bad = store
         .connection()
-        .execute("INSERT INTO daily_report(date, sync_uuid) VALUES ('x', 'not a uuid')", [])
+        .execute(
+            "INSERT INTO daily_report(date, sync_uuid) VALUES ('x', 'not a uuid')",
+            [],
+        )
         .unwrap_err();
     assert!(bad.to_string().contains("must be a UUID"), "{bad}");
 }
@@ -171,17 +243,34 @@ fn applied_changes_are_not_captured_again() {
     let mut hub = memory_hub(registry.clone());
     let mut node = engine(node_store, registry, node_info(0), 7);
     connect(&mut hub, &mut [&mut node]);
-    let r = hub.insert("DailyReport", report_fields("2025-12-12", 8), t(0)).unwrap();
-    hub.insert("DailyReportLine", line_fields(r, "dig", 2.5), t(1)).unwrap();
+    let r = hub
+        .insert("DailyReport", report_fields("2025-12-12", 8), t(0))
+        .unwrap();
+    hub.insert("DailyReportLine", line_fields(r, "dig", 2.5), t(1))
+        .unwrap();
     sync(&mut node, &mut hub, t(2)).unwrap();
     let rows: i64 = node
         .store()
         .connection()
-        .query_row("SELECT count(*) FROM daily_report_line l JOIN daily_report r ON r.id = l.report_id", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM daily_report_line l JOIN daily_report r ON r.id = l.report_id",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(rows, 1, "the line row references the report row");
-    assert_eq!(node.pending_count(hub_id()).unwrap(), 0, "nothing to send back");
-    let stored = node.store_mut().begin().unwrap().entity(&EntityKey::new("DailyReport", r)).unwrap().unwrap();
+    assert_eq!(
+        node.pending_count(hub_id()).unwrap(),
+        0,
+        "nothing to send back"
+    );
+    let stored = node
+        .store_mut()
+        .begin()
+        .unwrap()
+        .entity(&EntityKey::new("DailyReport", r))
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.source, hub_id());
     assert_eq!(stored.entity.origin, hub_id());
 }
@@ -194,21 +283,30 @@ fn excluded_columns_never_leave_the_node() {
     connect(&mut hub, &mut [&mut node]);
     node.store()
         .connection()
-        .execute("INSERT INTO daily_report(date, hours, local_note) VALUES ('d', 1, 'secret')", [])
+        .execute(
+            "INSERT INTO daily_report(date, hours, local_note) VALUES ('d', 1, 'secret')",
+            [],
+        )
         .unwrap();
     let key = key_of(node.store(), "daily_report", 1);
     sync(&mut node, &mut hub, t(1)).unwrap();
-    let on_hub = hub.get(&EntityKey::new("DailyReport", key)).unwrap().unwrap();
+    let on_hub = hub
+        .get(&EntityKey::new("DailyReport", key))
+        .unwrap()
+        .unwrap();
     assert!(!on_hub.fields.contains_key("local_note"));
     // A hub update keeps the node's local value.
     let mut fields = on_hub.fields.clone();
     fields.insert("hours".into(), Value::Int(2));
-    hub.put(EntityKey::new("DailyReport", key), fields, t(2)).unwrap();
+    hub.put(EntityKey::new("DailyReport", key), fields, t(2))
+        .unwrap();
     sync(&mut node, &mut hub, t(3)).unwrap();
     let (hours, note): (i64, String) = node
         .store()
         .connection()
-        .query_row("SELECT hours, local_note FROM daily_report", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT hours, local_note FROM daily_report", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((hours, note.as_str()), (2, "secret"));
 }
@@ -220,7 +318,9 @@ fn a_table_added_later_syncs_by_registration_alone() {
         .connection()
         .execute_batch("CREATE TABLE brigade(id INTEGER PRIMARY KEY, name TEXT, size INTEGER); INSERT INTO brigade(name, size) VALUES ('B-7', 5);")
         .unwrap();
-    node_store.track_table("brigade", TrackOptions::new().entity_type_name("Brigade")).unwrap();
+    node_store
+        .track_table("brigade", TrackOptions::new().entity_type_name("Brigade"))
+        .unwrap();
     let registry = node_store.registry();
     assert!(registry.get("Brigade").is_some());
     let mut hub = memory_hub(registry.clone());
@@ -242,24 +342,41 @@ fn a_caller_supplied_type_maps_columns_by_its_kinds() {
     let mut store = SqliteStore::open_in_memory(SqliteOptions::default()).unwrap();
     store
         .connection()
-        .execute_batch("CREATE TABLE event(id INTEGER PRIMARY KEY, at INTEGER, code TEXT, secret TEXT)")
+        .execute_batch(
+            "CREATE TABLE event(id INTEGER PRIMARY KEY, at INTEGER, code TEXT, secret TEXT)",
+        )
         .unwrap();
     let ty = EntityType::new("Event")
         .field("at", FieldKind::Timestamp)
         .field("code", FieldKind::Uuid);
-    let got = store.track_table("event", TrackOptions::new().with_entity_type(ty)).unwrap();
+    let got = store
+        .track_table("event", TrackOptions::new().with_entity_type(ty))
+        .unwrap();
     assert_eq!(got.name(), "Event");
     let code = Uuid::from_u128(42);
     store
         .connection()
-        .execute("INSERT INTO event(at, code, secret) VALUES (123, ?1, 'x')", [code.to_string()])
+        .execute(
+            "INSERT INTO event(at, code, secret) VALUES (123, ?1, 'x')",
+            [code.to_string()],
+        )
         .unwrap();
     let pending = pending_all(&mut store);
-    assert_eq!(pending[0].entity.fields["at"], Value::Timestamp(Timestamp::from_micros(123)));
+    assert_eq!(
+        pending[0].entity.fields["at"],
+        Value::Timestamp(Timestamp::from_micros(123))
+    );
     assert_eq!(pending[0].entity.fields["code"], Value::Uuid(code));
-    assert!(!pending[0].entity.fields.contains_key("secret"), "undeclared columns stay local");
+    assert!(
+        !pending[0].entity.fields.contains_key("secret"),
+        "undeclared columns stay local"
+    );
     let bad = store
-        .track_table("event", TrackOptions::new().with_entity_type(EntityType::new("Event").field("nope", FieldKind::Int)))
+        .track_table(
+            "event",
+            TrackOptions::new()
+                .with_entity_type(EntityType::new("Event").field("nope", FieldKind::Int)),
+        )
         .unwrap_err();
     assert!(matches!(bad, TrackError::TypeMismatch { .. }), "{bad}");
 }
@@ -267,8 +384,14 @@ fn a_caller_supplied_type_maps_columns_by_its_kinds() {
 #[test]
 fn tracking_refuses_what_it_cannot_do() {
     let mut store = SqliteStore::open_in_memory(SqliteOptions::default()).unwrap();
-    assert!(matches!(store.track_table("nope", TrackOptions::new()), Err(TrackError::NoSuchTable { .. })));
-    assert!(matches!(store.track_table("_sync_changes", TrackOptions::new()), Err(TrackError::Reserved { .. })));
+    assert!(matches!(
+        store.track_table("nope", TrackOptions::new()),
+        Err(TrackError::NoSuchTable { .. })
+    ));
+    assert!(matches!(
+        store.track_table("_sync_changes", TrackOptions::new()),
+        Err(TrackError::Reserved { .. })
+    ));
     store
         .connection()
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, updated_at TEXT)")
@@ -279,7 +402,9 @@ fn tracking_refuses_what_it_cannot_do() {
     // Nothing was changed by the failed attempt.
     let cols: i64 = store
         .connection()
-        .query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM pragma_table_info('t')", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(cols, 2);
     // Naming another column works.
@@ -298,8 +423,16 @@ fn reopening_maps_tracked_tables_again() {
     drop(store);
     let mut store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let line = store.registry().get("DailyReportLine").unwrap().clone();
-    assert_eq!(line.field_def("report_id").unwrap().kind, FieldKind::Reference { target: "DailyReport".into() });
-    assert_eq!(format!("{:?}", store.registry().get("DailyReport")), format!("{:?}", registry.get("DailyReport")));
+    assert_eq!(
+        line.field_def("report_id").unwrap().kind,
+        FieldKind::Reference {
+            target: "DailyReport".into()
+        }
+    );
+    assert_eq!(
+        format!("{:?}", store.registry().get("DailyReport")),
+        format!("{:?}", registry.get("DailyReport"))
+    );
     let pending = pending_all(&mut store);
     assert_eq!(pending[1].entity.fields["report_id"], Value::Uuid(a));
 }

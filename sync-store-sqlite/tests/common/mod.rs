@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use sync_core::{
-    Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeId, NodeInfo, Record, Role,
-    Store, StoreTxn, SyncError, Timestamp, Uuid, Value,
+    Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeId, NodeInfo, Record, Role, Store,
+    StoreTxn, SyncError, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
 use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
@@ -42,7 +42,12 @@ pub fn hub_info() -> NodeInfo {
 }
 
 pub fn node_info(i: usize) -> NodeInfo {
-    NodeInfo::new(node_id(i), format!("DESKTOP-{i}"), format!("Desktop {i}"), Role::Node)
+    NodeInfo::new(
+        node_id(i),
+        format!("DESKTOP-{i}"),
+        format!("Desktop {i}"),
+        Role::Node,
+    )
 }
 
 pub fn t(secs: i64) -> Timestamp {
@@ -51,7 +56,10 @@ pub fn t(secs: i64) -> Timestamp {
 
 /// Creates the app schema in `store` and tracks both tables.
 pub fn track_app(store: &mut SqliteStore) -> EntityRegistry {
-    store.connection().execute_batch(APP_SCHEMA).expect("app schema");
+    store
+        .connection()
+        .execute_batch(APP_SCHEMA)
+        .expect("app schema");
     store
         .track_table(
             "daily_report",
@@ -183,14 +191,20 @@ pub fn memory_hub(registry: EntityRegistry) -> Engine<MemoryStore> {
     .expect("hub")
 }
 
-pub fn engine<S: Store>(store: S, registry: EntityRegistry, info: NodeInfo, seed: u64) -> Engine<S> {
+pub fn engine<S: Store>(
+    store: S,
+    registry: EntityRegistry,
+    info: NodeInfo,
+    seed: u64,
+) -> Engine<S> {
     Engine::new(store, registry, EngineConfig::default().seed(seed), info).expect("engine")
 }
 
 /// Registers `nodes` with `hub` and the hub with each node.
 pub fn connect<H: Store, N: Store>(hub: &mut Engine<H>, nodes: &mut [&mut Engine<N>]) {
     for node in nodes.iter_mut() {
-        hub.register_peer(node.local_node().clone()).expect("register node");
+        hub.register_peer(node.local_node().clone())
+            .expect("register node");
         node.register_peer(hub_info()).expect("register hub");
     }
 }
@@ -199,7 +213,9 @@ pub fn connect<H: Store, N: Store>(hub: &mut Engine<H>, nodes: &mut [&mut Engine
 pub fn foreign_key_violations(store: &SqliteStore) -> i64 {
     store
         .connection()
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
         .expect("foreign_key_check")
 }
 
@@ -309,7 +325,9 @@ pub fn settle<A: Store, B: Store>(nodes: &mut [Engine<A>], hub: &mut Engine<B>, 
 /// every line row references the report row with that sync key.
 pub fn references_hold(engine: &mut Engine<SqliteStore>) -> Result<(), String> {
     let txn = engine.store_mut().begin().map_err(|e| e.to_string())?;
-    let lines = txn.entities("DailyReportLine", None, usize::MAX).map_err(|e| e.to_string())?;
+    let lines = txn
+        .entities("DailyReportLine", None, usize::MAX)
+        .map_err(|e| e.to_string())?;
     for line in &lines {
         let Some(Value::Uuid(parent)) = line.entity.fields.get("report_id") else {
             if line.entity.is_deleted {
@@ -317,8 +335,15 @@ pub fn references_hold(engine: &mut Engine<SqliteStore>) -> Result<(), String> {
             }
             return Err(format!("line {} has no report", line.entity.key));
         };
-        if txn.entity(&EntityKey::new("DailyReport", *parent)).map_err(|e| e.to_string())?.is_none() {
-            return Err(format!("line {} references missing report {parent}", line.entity.key));
+        if txn
+            .entity(&EntityKey::new("DailyReport", *parent))
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Err(format!(
+                "line {} references missing report {parent}",
+                line.entity.key
+            ));
         }
     }
     drop(txn);
