@@ -102,6 +102,9 @@ pub struct StoredEntity {
     /// The node this version arrived from (this node for local writes). A
     /// change is never sent back to the node it came from.
     pub source: NodeId,
+    /// When this version was stored here (the `now` of the local write or of
+    /// the packet that brought it): its arrival time.
+    pub stored_at: Timestamp,
 }
 
 impl StoredEntity {

@@ -114,9 +114,14 @@ pub trait StoreTxn {
     fn entity(&self, key: &EntityKey) -> Result<Option<StoredEntity>, StoreError>;
     /// Stores a version as the entity's current one and registers the change:
     /// assigns and returns the next sequence number, keeps `created_seq` of an
-    /// existing entity (or sets it to the new sequence), and records `source`.
-    /// Cost: O(1) in the number of peers.
-    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError>;
+    /// existing entity (or sets it to the new sequence), and records `source`
+    /// and `stored_at`. Cost: O(1) in the number of peers.
+    fn put_entity(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+    ) -> Result<u64, StoreError>;
     /// The highest sequence assigned so far (0 for an empty store).
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Changes matching `query`, ascending by sequence, at most `query.limit`.

@@ -407,16 +407,30 @@ proptest! {
         let mut out = run_conflict(kind, &edits, &order);
         let audit = out.net.hub.audit_log().unwrap();
         for record in out.net.hub.versions(&out.key).unwrap() {
-            let resolved = audit.iter().find(|a| a.key == record.key && a.at == record.arrival_time);
-            prop_assert!(resolved.is_some(), "arrival {:?} matches no resolution", record.arrival_time);
-            let resolved = resolved.unwrap();
-            if record.data.origin == resolved.incoming_origin && record.data.updated_at == resolved.incoming_updated_at {
+            let data = &record.data;
+            let as_incoming = audit.iter().find(|a| {
+                a.key == record.key
+                    && a.at == record.arrival_time
+                    && (a.incoming_origin, a.incoming_updated_at) == (data.origin, data.updated_at)
+            });
+            if let Some(resolved) = as_incoming {
                 // The version that arrived: recorded when its packet arrived.
                 let peer = (0..NODES).find(|i| node_id(*i) == resolved.peer).unwrap();
                 prop_assert_eq!(record.arrival_time, out.synced_at[peer]);
-            } else {
-                // The version that was here: it arrived no later than that.
-                prop_assert!(record.arrival_time <= resolved.at);
+                continue;
+            }
+            // The version that was here: recorded when it had arrived, which
+            // is no later than the resolution; a node's version arrived when
+            // that node synced.
+            let resolved = audit.iter().find(|a| {
+                a.key == record.key && (a.local_origin, a.local_updated_at) == (data.origin, data.updated_at)
+            });
+            prop_assert!(resolved.is_some(), "{:?} matches no resolution", record);
+            prop_assert!(record.arrival_time <= resolved.unwrap().at);
+            if let Some(writer) = (0..NODES).find(|i| node_id(*i) == data.origin) {
+                if kind != Kind::Merge {
+                    prop_assert_eq!(record.arrival_time, out.synced_at[writer]);
+                }
             }
         }
     }

@@ -2,7 +2,8 @@
 
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, SecurityEvent, StoreError, StoreTxn, StoredEntity, Uuid, VersionRecord,
+    PendingQuery, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
+    VersionRecord,
 };
 
 use crate::State;
@@ -125,7 +126,12 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.entities.get(key).cloned())
     }
 
-    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError> {
+    fn put_entity(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         let s = &mut *self.state;
         let last_seq = s.last_seq;
         let seq = last_seq + 1;
@@ -141,6 +147,7 @@ impl StoreTxn for MemoryTxn<'_> {
                 seq,
                 created_seq,
                 source,
+                stored_at,
             },
         );
         s.by_seq.insert(seq, entity.key.clone());

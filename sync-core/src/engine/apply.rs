@@ -51,7 +51,7 @@ pub(crate) fn apply_change<T: StoreTxn>(
         Some(l) if l.entity.same_version(&incoming) => {}
         Some(l) if peer.is_pending(l.seq, l.source) => {
             stats.conflicts += 1;
-            resolve(txn, ctx, ty, peer.id(), l.entity, incoming, now, stats)?;
+            resolve(txn, ctx, ty, peer.id(), l, incoming, stats)?;
         }
         Some(_) => {
             let kind = if incoming.is_deleted {
@@ -126,7 +126,7 @@ fn store_incoming<T: StoreTxn>(
     kind: ChangeKind,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    txn.put_entity(&entity, from)?;
+    txn.put_entity(&entity, from, ctx.now)?;
     stats.applied += 1;
     if ctx.config.applied_events {
         ctx.events.push(Event::Applied(AppliedChange {
@@ -148,11 +148,13 @@ fn resolve<T: StoreTxn>(
     ctx: &mut Ctx<'_>,
     ty: &EntityType,
     from: NodeId,
-    local: Entity,
+    stored: StoredEntity,
     incoming: Entity,
-    now: Timestamp,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
+    let now = ctx.now;
+    let local_arrived = stored.stored_at;
+    let local = stored.entity;
     let strategy = ty.conflict_strategy();
     let plan = conflict::plan(
         strategy,
@@ -191,27 +193,27 @@ fn resolve<T: StoreTxn>(
         open_conflict = Some(conflict.id);
     }
     let losers = match plan.winner {
-        ConflictSide::Local => vec![incoming],
+        ConflictSide::Local => vec![(incoming, now)],
         ConflictSide::Incoming => {
             store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
-            vec![local]
+            vec![(local, local_arrived)]
         }
         ConflictSide::Merged => {
             // `plan` always sets `merged` for a merged winner; fall back to
             // the local version if a future strategy forgets.
             let merged = plan.merged.clone().unwrap_or_else(|| local.clone());
-            txn.put_entity(&merged, ctx.local.id)?;
-            vec![local, incoming]
+            txn.put_entity(&merged, ctx.local.id, now)?;
+            vec![(local, local_arrived), (incoming, now)]
         }
     };
     let mut version_record = None;
     if ty.versioning_enabled() {
-        for loser in &losers {
+        for (loser, arrival_time) in &losers {
             let record = VersionRecord {
                 id: Ctx::record_id("version", &loser.key, now, &[loser]),
                 key: loser.key.clone(),
                 source_node: loser.origin,
-                arrival_time: now,
+                arrival_time: *arrival_time,
                 data: loser.clone(),
                 resolution: format!("{strategy_name}: {}", audit.detail),
             };
@@ -221,7 +223,7 @@ fn resolve<T: StoreTxn>(
     }
     let mut copy = None;
     if plan.keep_copy {
-        copy = Some(keep_copy(txn, ctx, &losers[0])?);
+        copy = Some(keep_copy(txn, ctx, &losers[0].0)?);
     }
     txn.add_audit(&audit)?;
     ctx.events.push(Event::Conflict(ConflictEvent {
@@ -250,7 +252,7 @@ fn keep_copy<T: StoreTxn>(
             key,
             ..loser.clone()
         };
-        txn.put_entity(&copy, ctx.local.id)?;
+        txn.put_entity(&copy, ctx.local.id, ctx.now)?;
     }
     Ok(id)
 }

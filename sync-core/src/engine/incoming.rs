@@ -125,7 +125,7 @@ impl<S: Store> Engine<S> {
     fn apply_packet(&mut self, packet: &Packet, now: Timestamp) -> Result<Incoming, SyncError> {
         let header = &packet.header;
         check_addressing(header, self.local.id)?;
-        let (store, mut ctx) = self.parts();
+        let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
         let mut peer = known_peer(&txn, header.sender)?;
         ctx.config

@@ -119,7 +119,7 @@ impl<S: Store> Engine<S> {
         writes: Vec<LocalWrite>,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let (store, mut ctx) = self.parts();
+        let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
         for write in writes {
             local_write(&mut txn, &mut ctx, write, now)?;
@@ -138,7 +138,7 @@ impl<S: Store> Engine<S> {
         choice: ManualChoice,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let (store, ctx) = self.parts();
+        let (store, ctx) = self.parts(now);
         let mut txn = store.begin()?;
         let conflict = txn
             .take_open_conflict(id)?
@@ -163,7 +163,7 @@ impl<S: Store> Engine<S> {
             origin: ctx.local.id,
             fields,
         };
-        txn.put_entity(&decided, ctx.local.id)?;
+        txn.put_entity(&decided, ctx.local.id, now)?;
         let audit = AuditRecord {
             id: Ctx::record_id(
                 "manual-resolution",
@@ -227,7 +227,7 @@ fn local_write<T: StoreTxn>(
         origin: ctx.local.id,
         fields,
     };
-    txn.put_entity(&entity, ctx.local.id)?;
+    txn.put_entity(&entity, ctx.local.id, now)?;
     apply::release_parked(txn, ctx, &entity.key, now)
 }
 

@@ -71,6 +71,7 @@ struct SessionProgress {
 /// Borrowed engine state handed to the helpers that run inside a store
 /// transaction, with the events they produce (published only after commit).
 pub(crate) struct Ctx<'a> {
+    pub now: Timestamp,
     pub registry: &'a EntityRegistry,
     pub config: &'a EngineConfig,
     pub local: &'a NodeInfo,
@@ -421,7 +422,7 @@ impl<S: Store> Engine<S> {
         self.events.push_back(Event::Security(event));
     }
 
-    fn parts(&mut self) -> (&mut S, Ctx<'_>) {
+    fn parts(&mut self, now: Timestamp) -> (&mut S, Ctx<'_>) {
         let Engine {
             store,
             registry,
@@ -432,6 +433,7 @@ impl<S: Store> Engine<S> {
         (
             store,
             Ctx {
+                now,
                 registry,
                 config,
                 local,

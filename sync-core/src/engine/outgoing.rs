@@ -61,7 +61,7 @@ impl<S: Store> Engine<S> {
     /// last packet and up to one batch of pending changes (all unacknowledged
     /// changes are sent again). The hub calls this to answer a node.
     pub fn build_packet(&mut self, peer: NodeId, now: Timestamp) -> Result<Transmit, SyncError> {
-        let (store, ctx) = self.parts();
+        let (store, ctx) = self.parts(now);
         let mut txn = store.begin()?;
         let mut state = txn.peer(peer)?.ok_or(SyncError::UnknownPeer(peer))?;
         if state.revoked {
