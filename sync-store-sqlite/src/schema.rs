@@ -100,7 +100,7 @@ CREATE TABLE _sync_capture(
     type_id INTEGER NOT NULL,
     key TEXT NOT NULL
         CONSTRAINT "the sync key must be a UUID such as 0190c2a1-5d3e-7a4b-8c9d-0123456789ab"
-        CHECK (length(key) = 36 AND length(unhex(replace(key, '-', ''))) = 16),
+        CHECK (length(key) = 36),
     deleted INTEGER NOT NULL,
     deleted_at INTEGER
 );

@@ -699,37 +699,34 @@ fn create_triggers(
         "syncplan: {table}.{} is the row's sync key on every node and cannot be changed",
         r.key
     ));
-    let capture = |row: &str| {
-        format!(
-            "INSERT INTO _sync_capture(type_id, key, deleted) VALUES ({type_id}, {row}.{k}, coalesce({row}.{d}, 0) <> 0);"
-        )
-    };
+    // One trigger per statement kind: SQLite runs a trigger as a
+    // sub-program, and each one costs about as much as the capture itself,
+    // so the rare cases (fill, stamp) ride in the same trigger as conditional
+    // statements rather than in triggers of their own.
     let sql = format!(
         "CREATE TRIGGER {ins} AFTER INSERT ON {t}
-           WHEN NEW.{k} IS NOT NULL AND NEW.{u} IS NOT NULL
-         BEGIN {capture_new} END;
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted)
+           SELECT {type_id}, NEW.{k}, coalesce(NEW.{d}, 0) <> 0
+           WHERE NEW.{k} IS NOT NULL AND NEW.{u} IS NOT NULL;
+           UPDATE {t} SET {k} = coalesce({k}, {UUID_V7_SQL}), {u} = coalesce({u}, {NOW_MICROS_SQL})
+           WHERE (NEW.{k} IS NULL OR NEW.{u} IS NULL) AND {not_applying} AND {locator};
+         END;
          CREATE TRIGGER {upd} AFTER UPDATE ON {t}
-           WHEN NEW.{k} IS NOT NULL AND NEW.{u} IS NOT NULL
-            AND (OLD.{k} IS NULL OR OLD.{u} IS NULL OR NEW.{u} > OLD.{u})
-         BEGIN {capture_new} END;
+           WHEN NEW.{k} IS NOT NULL
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted)
+           VALUES ({type_id}, NEW.{k}, coalesce(NEW.{d}, 0) <> 0);
+           UPDATE {t} SET {u} = max({NOW_MICROS_SQL}, coalesce(OLD.{u} + 1, 0))
+           WHERE OLD.{k} IS NOT NULL
+             AND (NEW.{u} IS NULL OR (OLD.{u} IS NOT NULL AND NEW.{u} <= OLD.{u}))
+             AND {not_applying} AND {locator};
+         END;
          CREATE TRIGGER {del} AFTER DELETE ON {t}
            WHEN OLD.{k} IS NOT NULL
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
            VALUES ({type_id}, OLD.{k}, 1, max({NOW_MICROS_SQL}, coalesce(OLD.{u} + 1, 0)));
-         END;
-         CREATE TRIGGER {fill} AFTER INSERT ON {t}
-           WHEN (NEW.{k} IS NULL OR NEW.{u} IS NULL) AND {not_applying}
-         BEGIN
-           UPDATE {t} SET {k} = coalesce({k}, {UUID_V7_SQL}), {u} = coalesce({u}, {NOW_MICROS_SQL})
-           WHERE {locator};
-         END;
-         CREATE TRIGGER {stamp} AFTER UPDATE ON {t}
-           WHEN NEW.{k} IS NOT NULL AND OLD.{k} IS NOT NULL
-            AND (NEW.{u} IS NULL OR (OLD.{u} IS NOT NULL AND NEW.{u} <= OLD.{u}))
-            AND {not_applying}
-         BEGIN
-           UPDATE {t} SET {u} = max({NOW_MICROS_SQL}, coalesce(OLD.{u} + 1, 0)) WHERE {locator};
          END;
          CREATE TRIGGER {key} BEFORE UPDATE OF {k} ON {t}
            WHEN OLD.{k} IS NOT NULL AND NEW.{k} IS NOT OLD.{k}
@@ -737,10 +734,7 @@ fn create_triggers(
         ins = trigger_name(table, "ins"),
         upd = trigger_name(table, "upd"),
         del = trigger_name(table, "del"),
-        fill = trigger_name(table, "fill"),
-        stamp = trigger_name(table, "stamp"),
         key = trigger_name(table, "key"),
-        capture_new = capture("NEW"),
     );
     tx.execute_batch(&sql)
 }
