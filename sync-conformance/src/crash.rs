@@ -13,7 +13,8 @@ use std::cell::Cell;
 
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity, Uuid, VersionRecord,
+    PendingQuery, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
+    VersionRecord,
 };
 
 /// A store that fails every operation from a chosen one on, as if the
@@ -175,9 +176,14 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.inner.entity(key)
     }
 
-    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError> {
+    fn put_entity(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.fuse.tick()?;
-        self.inner.put_entity(entity, source)
+        self.inner.put_entity(entity, source, stored_at)
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {

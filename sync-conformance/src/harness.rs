@@ -100,7 +100,15 @@ pub fn session<S: Store, H: Store>(
 /// writer stored none).
 pub fn synced_state<S: Store>(engine: &mut Engine<S>) -> Result<Vec<Entity>, StoreError> {
     let registry = engine.registry().clone();
-    let txn = engine.store_mut().begin()?;
+    synced_entities(&registry, engine.store_mut())
+}
+
+/// [`synced_state`] read straight from a store.
+pub fn synced_entities<S: Store>(
+    registry: &EntityRegistry,
+    store: &mut S,
+) -> Result<Vec<Entity>, StoreError> {
+    let txn = store.begin()?;
     let mut all = Vec::new();
     for ty in registry.types() {
         let mut after = None;

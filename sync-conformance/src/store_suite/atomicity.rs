@@ -13,7 +13,7 @@ use super::parked::sample_parked;
 use super::registry::busy_peer;
 use super::{abandon, read, write};
 use crate::crash::CrashingStore;
-use crate::fixtures::{LINE, REPORT, hub_id, hub_info, key, node_id, node_info};
+use crate::fixtures::{LINE, REPORT, hub_id, hub_info, key, node_id, node_info, t};
 
 /// Everything a store shows through the trait (except `last_seq`, which
 /// may stay advanced after a rollback).
@@ -69,9 +69,10 @@ pub fn baseline<S: Store>(store: &mut S) {
         txn.set_local_node(&node_info(0)).expect("set_local_node");
         txn.put_peer(&PeerState::new(hub_info())).expect("put_peer");
         txn.put_peer(&busy_peer(node_info(5))).expect("put_peer");
-        txn.put_entity(&report(1, 1), node_id(0))
+        txn.put_entity(&report(1, 1), node_id(0), t(1))
             .expect("put_entity");
-        txn.put_entity(&report(2, 1), hub_id()).expect("put_entity");
+        txn.put_entity(&report(2, 1), hub_id(), t(1))
+            .expect("put_entity");
         txn.add_version(&sample_version(1, &key(REPORT, 1)))
             .expect("add_version");
         txn.add_audit(&sample_audit(1)).expect("add_audit");
@@ -157,7 +158,7 @@ pub fn dropped_txn_discards_new_entity<S: Store>(make: impl Fn() -> S) {
     rolls_back(
         make,
         |txn| {
-            txn.put_entity(&report(3, 1), node_id(0))
+            txn.put_entity(&report(3, 1), node_id(0), t(1))
                 .expect("put_entity");
         },
         |txn| txn.entity(&key(REPORT, 3)).expect("entity").is_some(),
@@ -170,11 +171,12 @@ pub fn dropped_txn_discards_entity_update<S: Store>(make: impl Fn() -> S) {
     rolls_back(
         make,
         |txn| {
-            txn.put_entity(&report(1, 2), node_id(3))
+            txn.put_entity(&report(1, 2), node_id(3), t(1))
                 .expect("put_entity");
             let mut tombstone = report(1, 3);
             tombstone.is_deleted = true;
-            txn.put_entity(&tombstone, hub_id()).expect("put_entity");
+            txn.put_entity(&tombstone, hub_id(), t(1))
+                .expect("put_entity");
         },
         |txn| {
             txn.entity(&key(REPORT, 1))
@@ -298,13 +300,14 @@ pub fn dropped_txn_discards_every_kind_at_once<S: Store>(make: impl Fn() -> S) {
 
 /// One write of every kind, in an order that mixes them.
 fn every_kind_of_write<T: StoreTxn>(txn: &mut T) {
-    txn.put_entity(&report(3, 1), node_id(0))
+    txn.put_entity(&report(3, 1), node_id(0), t(1))
         .expect("put_entity");
     txn.set_local_node(&node_info(9)).expect("set_local_node");
     txn.park(&sample_parked(10, 300, 2)).expect("park");
     txn.add_version(&sample_version(2, &key(REPORT, 3)))
         .expect("add_version");
-    txn.put_entity(&report(1, 5), hub_id()).expect("put_entity");
+    txn.put_entity(&report(1, 5), hub_id(), t(1))
+        .expect("put_entity");
     txn.put_peer(&PeerState::new(node_info(7)))
         .expect("put_peer");
     txn.take_open_conflict(sample_conflict(1).id).expect("take");
@@ -316,7 +319,7 @@ fn every_kind_of_write<T: StoreTxn>(txn: &mut T) {
     txn.add_security_event(&sample_security(2))
         .expect("add_security_event");
     txn.park(&sample_parked(14, 400, 1)).expect("park");
-    txn.put_entity(&report(3, 2), node_id(1))
+    txn.put_entity(&report(3, 2), node_id(1), t(1))
         .expect("put_entity");
 }
 
@@ -350,11 +353,11 @@ pub fn txn_abandoned_after_error_leaves_nothing<S: Store>(make: impl Fn() -> S) 
 
 /// [`every_kind_of_write`], stopping at the first error.
 fn every_kind_of_write_fallible<T: StoreTxn>(txn: &mut T) -> Result<(), sync_core::StoreError> {
-    txn.put_entity(&report(3, 1), node_id(0))?;
+    txn.put_entity(&report(3, 1), node_id(0), t(1))?;
     txn.set_local_node(&node_info(9))?;
     txn.park(&sample_parked(10, 300, 2))?;
     txn.add_version(&sample_version(2, &key(REPORT, 3)))?;
-    txn.put_entity(&report(1, 5), hub_id())?;
+    txn.put_entity(&report(1, 5), hub_id(), t(1))?;
     txn.put_peer(&PeerState::new(node_info(7)))?;
     txn.take_open_conflict(sample_conflict(1).id)?;
     txn.add_audit(&sample_audit(2))?;
@@ -363,7 +366,7 @@ fn every_kind_of_write_fallible<T: StoreTxn>(txn: &mut T) -> Result<(), sync_cor
     txn.unpark(&key(LINE, 12))?;
     txn.add_security_event(&sample_security(2))?;
     txn.park(&sample_parked(14, 400, 1))?;
-    txn.put_entity(&report(3, 2), node_id(1))?;
+    txn.put_entity(&report(3, 2), node_id(1), t(1))?;
     Ok(())
 }
 
@@ -413,14 +416,14 @@ pub fn committed_txn_survives_later_rollback<S: Store>(make: impl Fn() -> S) {
     let mut store = make();
     baseline(&mut store);
     write(&mut store, |txn| {
-        txn.put_entity(&report(3, 1), node_id(0))
+        txn.put_entity(&report(3, 1), node_id(0), t(1))
             .expect("put_entity")
     });
     let committed = dump(&mut store);
     abandon(&mut store, |txn| every_kind_of_write(txn));
     assert_eq!(dump(&mut store), committed);
     write(&mut store, |txn| {
-        txn.put_entity(&report(4, 1), node_id(0))
+        txn.put_entity(&report(4, 1), node_id(0), t(1))
             .expect("put_entity")
     });
     let after = dump(&mut store);

@@ -179,8 +179,10 @@ pub fn engine_duplicate_packet_changes_nothing<S: Store>(make: impl Fn() -> S) {
     );
 }
 
-/// With one change per packet, a child whose parent was changed later is
-/// sent together with the parent, parent first: nothing is ever parked.
+/// With one change per packet and the parent changed after its child, the
+/// child may travel first: the hub never applies it without its parent (it
+/// parks it), and once the parent arrives the child is applied and nothing
+/// stays parked.
 pub fn engine_parents_travel_before_children<S: Store>(make: impl Fn() -> S) {
     let mut net = Net::with_config(2, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(1, 1 << 20)
@@ -194,12 +196,20 @@ pub fn engine_parents_travel_before_children<S: Store>(make: impl Fn() -> S) {
         .put(EntityKey::new(REPORT, report), report_fields(2), t(2))
         .expect("update");
     net.nodes[0].start_sync(hub_id()).expect("start");
-    let packet = net.nodes[0]
-        .poll_transmit(t(3))
-        .expect("poll")
-        .expect("packet");
-    let incoming = net.hub.handle_incoming(&packet.bytes, t(3)).expect("apply");
-    assert_eq!((incoming.applied, incoming.parked), (2, 0));
+    while let Some(packet) = net.nodes[0].poll_transmit(t(3)).expect("poll") {
+        let reply = net.hub.respond(&packet.bytes, t(3)).expect("respond");
+        let state = synced_state(&mut net.hub).expect("state");
+        for child in state.iter().filter(|e| e.key.entity_type == LINE) {
+            let parent = child.fields["report_id"].as_uuid().expect("a reference");
+            assert!(
+                state
+                    .iter()
+                    .any(|e| e.key == EntityKey::new(REPORT, parent)),
+                "the hub applied a child without its parent"
+            );
+        }
+        net.nodes[0].handle_incoming(&reply, t(3)).expect("reply");
+    }
     assert!(net.hub.parked().expect("parked").is_empty());
     net.sync_all(t(4)).expect("sync");
     assert!(net.converged());
@@ -356,9 +366,9 @@ pub fn engine_crash_dropping_txn_loses_only_uncommitted<S: Store>(make: impl Fn(
             origin: node_id(0),
             fields: note("uncommitted"),
         };
-        txn.put_entity(&lost, node_id(0)).expect("put_entity");
+        txn.put_entity(&lost, node_id(0), t(1)).expect("put_entity");
         lost.key.id = kept;
-        txn.put_entity(&lost, node_id(0)).expect("put_entity");
+        txn.put_entity(&lost, node_id(0), t(1)).expect("put_entity");
         let mut peer = txn.peer(hub_id()).expect("peer").expect("registered");
         peer.sent_packet_no = 50;
         txn.put_peer(&peer).expect("put_peer");

@@ -23,7 +23,7 @@ pub fn report(id: u128, n: i64) -> Entity {
 /// Stores `entity` from `source` in its own transaction; returns its seq.
 pub fn put<S: Store>(store: &mut S, entity: &Entity, source: NodeId) -> u64 {
     write(store, |txn| {
-        txn.put_entity(entity, source).expect("put_entity")
+        txn.put_entity(entity, source, t(1)).expect("put_entity")
     })
 }
 
@@ -59,7 +59,7 @@ pub fn put_entity_assigns_increasing_seq<S: Store>(make: impl Fn() -> S) {
         write(&mut store, |txn| {
             for i in 0..10u128 {
                 let seq = txn
-                    .put_entity(&report(i % 4, (round * 10 + i) as i64), node_id(0))
+                    .put_entity(&report(i % 4, (round * 10 + i) as i64), node_id(0), t(1))
                     .expect("put_entity");
                 assert!(seq > last, "{seq} after {last}");
                 last = seq;
@@ -131,6 +131,28 @@ pub fn put_entity_records_source<S: Store>(make: impl Fn() -> S) {
     );
 }
 
+/// The arrival time passed to `put_entity` is stored with each version and
+/// replaced by the next one's.
+pub fn put_entity_records_stored_at<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    write(&mut store, |txn| {
+        txn.put_entity(&report(1, 1), node_id(0), t(500))
+            .expect("put_entity")
+    });
+    assert_eq!(
+        get(&mut store, &key(REPORT, 1)).expect("stored").stored_at,
+        t(500)
+    );
+    write(&mut store, |txn| {
+        txn.put_entity(&report(1, 2), node_id(0), t(-7))
+            .expect("put_entity")
+    });
+    assert_eq!(
+        get(&mut store, &key(REPORT, 1)).expect("stored").stored_at,
+        t(-7)
+    );
+}
+
 /// A new version replaces the old one whole: fields it lacks are gone,
 /// metadata is the new version's.
 pub fn put_entity_replaces_version_whole<S: Store>(make: impl Fn() -> S) {
@@ -182,7 +204,7 @@ pub fn seq_above_every_committed_after_rollback<S: Store>(make: impl Fn() -> S) 
     let committed = put(&mut store, &report(1, 1), node_id(0));
     abandon(&mut store, |txn| {
         for n in 0..5 {
-            txn.put_entity(&report(2, n), node_id(0))
+            txn.put_entity(&report(2, n), node_id(0), t(1))
                 .expect("put_entity");
         }
     });
@@ -205,7 +227,7 @@ pub fn reads_see_own_writes<S: Store>(make: impl Fn() -> S) {
     put(&mut store, &report(1, 1), node_id(0));
     abandon(&mut store, |txn| {
         let seq = txn
-            .put_entity(&report(2, 5), node_id(1))
+            .put_entity(&report(2, 5), node_id(1), t(1))
             .expect("put_entity");
         let stored = txn
             .entity(&key(REPORT, 2))
@@ -224,7 +246,7 @@ pub fn reads_see_own_writes<S: Store>(make: impl Fn() -> S) {
         assert_eq!(txn.pending(&query).expect("pending").len(), 2);
         assert_eq!(txn.count_pending(&query).expect("count"), 2);
         let updated = txn
-            .put_entity(&report(1, 9), node_id(0))
+            .put_entity(&report(1, 9), node_id(0), t(1))
             .expect("put_entity");
         let stored = txn
             .entity(&key(REPORT, 1))
@@ -256,7 +278,7 @@ pub fn entities_pages_by_id<S: Store>(make: impl Fn() -> S) {
         .collect();
     write(&mut store, |txn| {
         for (n, id) in ids.iter().enumerate() {
-            txn.put_entity(&report(*id, n as i64), node_id(0))
+            txn.put_entity(&report(*id, n as i64), node_id(0), t(1))
                 .expect("put_entity");
         }
     });
@@ -284,7 +306,7 @@ pub fn entities_cursor_need_not_exist<S: Store>(make: impl Fn() -> S) {
     let mut store = make();
     write(&mut store, |txn| {
         for id in [10u128, 20, 30] {
-            txn.put_entity(&report(id, 1), node_id(0))
+            txn.put_entity(&report(id, 1), node_id(0), t(1))
                 .expect("put_entity");
         }
     });
@@ -304,9 +326,10 @@ pub fn entities_are_per_type<S: Store>(make: impl Fn() -> S) {
         for (ty, id) in [("A", 1u128), ("Daily", 2), ("DailyReportZ", 3), ("Z", 4)] {
             let mut version = report(id, 1);
             version.key = key(ty, id);
-            txn.put_entity(&version, node_id(0)).expect("put_entity");
+            txn.put_entity(&version, node_id(0), t(1))
+                .expect("put_entity");
         }
-        txn.put_entity(&report(5, 1), node_id(0))
+        txn.put_entity(&report(5, 1), node_id(0), t(1))
             .expect("put_entity");
     });
     let page = read(&mut store, |txn| {
@@ -340,7 +363,8 @@ pub fn many_entity_types<S: Store>(make: impl Fn() -> S) {
             for (i, ty) in types.iter().enumerate() {
                 let mut version = report(round, i as i64);
                 version.key = EntityKey::new(ty.clone(), Uuid::from_u128(round));
-                txn.put_entity(&version, node_id(0)).expect("put_entity");
+                txn.put_entity(&version, node_id(0), t(1))
+                    .expect("put_entity");
             }
         }
     });

@@ -5,7 +5,7 @@ use sync_core::{NodeId, PeerState, PendingQuery, Store, StoreTxn, StoredEntity, 
 
 use super::entities::{put, report};
 use super::{read, write};
-use crate::fixtures::{hub_id, hub_info, node_id};
+use crate::fixtures::{hub_id, hub_info, node_id, t};
 
 /// The query for everything owed to `peer` after `after_seq`.
 pub fn query(peer: NodeId, after_seq: u64, limit: usize) -> PendingQuery {
@@ -39,7 +39,7 @@ fn scrambled<S: Store>(store: &mut S, source: NodeId) -> Vec<u64> {
     write(store, |txn| {
         (0..20u128)
             .map(|i| {
-                txn.put_entity(&report(i * 13 % 20, i as i64), source)
+                txn.put_entity(&report(i * 13 % 20, i as i64), source, t(1))
                     .expect("put_entity")
             })
             .collect()
@@ -142,7 +142,7 @@ pub fn pending_coalesces_writes_to_one_entity<S: Store>(make: impl Fn() -> S) {
     assert_eq!(count(&mut store, &query(hub_id(), 0, 100)), 2);
     write(&mut store, |txn| {
         for n in 7..=9 {
-            txn.put_entity(&report(2, n), node_id(0))
+            txn.put_entity(&report(2, n), node_id(0), t(1))
                 .expect("put_entity");
         }
     });

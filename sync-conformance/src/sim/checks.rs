@@ -1,0 +1,398 @@
+//! The simulator's invariants: a reference log of every write (no
+//! acknowledged change lost), applied-once bookkeeping per receiver (no
+//! packet body applied twice), packet counters that never go backwards
+//! except on a detected restore, and the traces a conflict leaves behind.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use sync_core::{
+    ConflictSide, Entity, EntityKey, EntityRegistry, NodeId, PeerState, Store, StoreError,
+    StoreTxn, Timestamp, Uuid, Value,
+};
+
+use super::scheduler::{SimTime, Who};
+use super::watch::Watch;
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// After healing, nodes hold different entities or field values.
+    Divergence,
+    /// Changes still pending, children still parked, or sessions still
+    /// running after healing.
+    NotQuiescent,
+    /// Convergence took more rounds than the bound.
+    Liveness,
+    /// A write that must survive left no trace anywhere.
+    LostWrite,
+    /// The same packet bytes were applied twice by one receiver.
+    AppliedTwice,
+    /// A packet counter went backwards without a detected restore.
+    CounterRegression,
+    /// The engine returned an error it should not have.
+    EngineError,
+    /// The same seed gave different results.
+    Nondeterminism,
+}
+
+/// One violated invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant.
+    pub kind: ViolationKind,
+    /// Simulated time it was found at (microseconds).
+    pub at: SimTime,
+    /// What exactly, for a person.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} at {:.3}s: {}",
+            self.kind,
+            self.at as f64 / 1e6,
+            self.detail
+        )
+    }
+}
+
+/// Identifies a version by content, whatever entity id it is stored under
+/// (so a keep-both copy matches its original): a digest over type,
+/// timestamp, writer, deletion flag and synced non-null fields.
+pub type VersionId = [u8; 32];
+
+/// The [`VersionId`] of `entity`.
+pub fn version_id(registry: &EntityRegistry, entity: &Entity) -> VersionId {
+    let mut normalized = entity.clone();
+    normalized.key.id = Uuid::nil();
+    let ty = registry.get(&entity.key.entity_type);
+    normalized
+        .fields
+        .retain(|name, value| !value.is_null() && !ty.is_some_and(|t| t.is_excluded(name)));
+    normalized.content_digest()
+}
+
+/// A version named by an audit record: key, writer and timestamp.
+pub type AuditTrace = (EntityKey, NodeId, Timestamp);
+
+/// One local write in the reference log.
+#[derive(Clone, Debug)]
+struct WriteRecord {
+    who: Who,
+    /// Position in the log (for restores).
+    number: u64,
+    key: EntityKey,
+    origin: NodeId,
+    updated_at: Timestamp,
+    id: VersionId,
+    /// Its `rev` marker, named in the body of versions merged from it.
+    rev: Option<String>,
+    /// The writer had lost it to a restore from an older backup.
+    restored_away: bool,
+}
+
+/// What a node's checks state looked like when its store was backed up.
+#[derive(Clone, Debug, Default)]
+pub struct Shadow {
+    applied: HashSet<u64>,
+    writes: u64,
+}
+
+/// Every trace a version can leave in a store.
+#[derive(Default)]
+pub struct Traces {
+    versions: HashSet<VersionId>,
+    audit: HashSet<AuditTrace>,
+    /// `rev` markers named by merged versions
+    /// ([`crate::fixtures::MergeResolver`] writes `merged A + B`).
+    merged: HashSet<String>,
+}
+
+impl Traces {
+    /// Adds everything `store` holds: current entities, version history,
+    /// open conflicts, and the losing sides named in the audit log.
+    pub fn collect<S: Store>(
+        &mut self,
+        registry: &EntityRegistry,
+        store: &mut S,
+    ) -> Result<(), StoreError> {
+        let txn = store.begin()?;
+        for ty in registry.types() {
+            let mut after = None;
+            loop {
+                let page = txn.entities(ty.name(), after, 1_000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.entity.key.id);
+                for stored in &page {
+                    self.add(registry, &stored.entity);
+                    for record in txn.versions(&stored.entity.key)? {
+                        self.add(registry, &record.data);
+                    }
+                }
+            }
+        }
+        for conflict in txn.open_conflicts()? {
+            self.versions
+                .insert(version_id(registry, &conflict.current));
+            self.versions
+                .insert(version_id(registry, &conflict.incoming));
+        }
+        for audit in txn.audit_log(0, usize::MAX)? {
+            let local = (
+                audit.key.clone(),
+                audit.local_origin,
+                audit.local_updated_at,
+            );
+            let incoming = (audit.key, audit.incoming_origin, audit.incoming_updated_at);
+            match audit.winner {
+                ConflictSide::Local => self.audit.insert(incoming),
+                ConflictSide::Incoming => self.audit.insert(local),
+                ConflictSide::Merged => self.audit.insert(local) | self.audit.insert(incoming),
+            };
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, registry: &EntityRegistry, entity: &Entity) {
+        self.versions.insert(version_id(registry, entity));
+        let body = entity.fields.get("body").and_then(Value::as_text);
+        if let Some(revs) = body.and_then(|b| b.strip_prefix("merged ")) {
+            self.merged.extend(revs.split(" + ").map(str::to_owned));
+        }
+    }
+
+    fn holds_any(&self, other: &Traces, write: &WriteRecord) -> bool {
+        self.holds(write) || other.holds(write)
+    }
+
+    fn holds(&self, write: &WriteRecord) -> bool {
+        self.versions.contains(&write.id)
+            || write.rev.as_ref().is_some_and(|r| self.merged.contains(r))
+            || self
+                .audit
+                .contains(&(write.key.clone(), write.origin, write.updated_at))
+    }
+}
+
+/// The invariants' state over one run.
+#[derive(Default)]
+pub struct Checks {
+    /// Everything found so far.
+    pub violations: Vec<Violation>,
+    writes: Vec<WriteRecord>,
+    /// For each version, the writes that replaced it knowingly (their
+    /// writer held it when writing).
+    overwritten_by: HashMap<VersionId, Vec<usize>>,
+    /// Versions the hub applied (from its `Applied` events).
+    hub_applied: HashSet<VersionId>,
+    /// Per receiver: hashes of the packets it applied (not as duplicates).
+    applied: BTreeMap<Who, HashSet<u64>>,
+    /// Per participant and peer: sent, received, acknowledged-sequence.
+    counters: BTreeMap<(Who, NodeId), [u64; 3]>,
+    /// Traces held by stores just before a restore replaced them: conflict
+    /// records kept only on the restored node are gone with its old store,
+    /// but the resolution did happen and did keep the loser.
+    pub archived: Traces,
+    /// Prints the watched entity's writes, when diagnosing.
+    pub watch: Option<Watch>,
+    /// Simulated time of the operation being recorded (for the watch).
+    pub clock: SimTime,
+    /// Observations that help explain a failure (not violations).
+    pub hints: Vec<String>,
+}
+
+impl Checks {
+    /// Records a violation.
+    pub fn violation(&mut self, kind: ViolationKind, at: SimTime, detail: String) {
+        self.violations.push(Violation { kind, at, detail });
+    }
+
+    /// Records a committed local write by `who`: the version now stored
+    /// (`after`) and the versions its writer replaced knowingly.
+    pub fn write(
+        &mut self,
+        who: Who,
+        registry: &EntityRegistry,
+        after: &Entity,
+        replaced: &[&Entity],
+    ) {
+        let index = self.writes.len();
+        self.writes.push(WriteRecord {
+            who,
+            number: index as u64 + 1,
+            key: after.key.clone(),
+            origin: after.origin,
+            updated_at: after.updated_at,
+            id: version_id(registry, after),
+            rev: after
+                .fields
+                .get("rev")
+                .and_then(Value::as_text)
+                .map(str::to_owned),
+            restored_away: false,
+        });
+        for old in replaced {
+            self.overwritten_by
+                .entry(version_id(registry, old))
+                .or_default()
+                .push(index);
+        }
+    }
+
+    /// Notes a conflict on `who` that took the incoming `version` when `who`
+    /// itself had already replaced that very version: a re-delivered old
+    /// version was treated as a concurrent edit. Returned as a hint for the
+    /// failure report (it explains most divergences).
+    pub fn stale_conflict(
+        &mut self,
+        who: Who,
+        registry: &EntityRegistry,
+        version: &Entity,
+        at: SimTime,
+    ) {
+        let id = version_id(registry, version);
+        let replaced_here = self
+            .overwritten_by
+            .get(&id)
+            .is_some_and(|by| by.iter().any(|i| self.writes[*i].who == who));
+        if replaced_here && self.hints.len() < 20 {
+            self.hints.push(format!(
+                "at {:.3}s {who} resolved a conflict on {} in favour of a version it had itself replaced earlier (a re-delivered old version taken for a concurrent edit)",
+                at as f64 / 1e6,
+                version.key
+            ));
+        }
+    }
+
+    /// Records a version the hub applied.
+    pub fn hub_applied(&mut self, registry: &EntityRegistry, entity: &Entity) {
+        self.hub_applied.insert(version_id(registry, entity));
+    }
+
+    /// Records that `receiver` applied packet bytes with hash `hash` (not as
+    /// a duplicate); a second application is a violation.
+    pub fn applied(&mut self, receiver: Who, from: NodeId, packet_no: u64, hash: u64, at: SimTime) {
+        if !self.applied.entry(receiver).or_default().insert(hash) {
+            self.violation(
+                ViolationKind::AppliedTwice,
+                at,
+                format!("{receiver} applied packet {packet_no} from {from} a second time"),
+            );
+        }
+    }
+
+    /// Compares `who`'s peer counters with what was seen last. A decrease is
+    /// allowed only for peers in `reinitialized` (the engine detected a
+    /// restore and re-initialized that pair in this step).
+    pub fn counters(
+        &mut self,
+        who: Who,
+        peers: &[PeerState],
+        reinitialized: &BTreeSet<NodeId>,
+        at: SimTime,
+    ) {
+        for peer in peers {
+            let now = [peer.sent_packet_no, peer.received_packet_no, peer.acked_seq];
+            let before = self.counters.insert((who, peer.id()), now);
+            let Some(before) = before else { continue };
+            if reinitialized.contains(&peer.id()) {
+                continue;
+            }
+            for (name, (old, new)) in ["sent_packet_no", "received_packet_no", "acked_seq"]
+                .iter()
+                .zip(before.iter().zip(now))
+            {
+                if new < *old {
+                    self.violation(
+                        ViolationKind::CounterRegression,
+                        at,
+                        format!(
+                            "{who}'s {name} for {} went from {old} to {new}",
+                            peer.info.code
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The checks state of node `who` at a backup.
+    pub fn shadow(&self, who: Who) -> Shadow {
+        Shadow {
+            applied: self.applied.get(&who).cloned().unwrap_or_default(),
+            writes: self.writes.len() as u64,
+        }
+    }
+
+    /// `who` was restored from a backup taken at `shadow`: its later writes
+    /// are gone unless the hub had them, it may apply packets again that it
+    /// applied after the backup, and its counters start over.
+    pub fn restored(&mut self, who: Who, shadow: &Shadow) {
+        for write in &mut self.writes {
+            if write.who == who && write.number > shadow.writes {
+                write.restored_away = true;
+            }
+        }
+        self.applied.insert(who, shadow.applied.clone());
+        self.counters.retain(|(w, _), _| *w != who);
+    }
+
+    /// Writes that must survive: all except those lost to a restore before
+    /// the hub applied them.
+    fn required(&self, write: &WriteRecord) -> bool {
+        !write.restored_away || self.hub_applied.contains(&write.id)
+    }
+
+    /// The no-lost-write check at the end of a run: every required write is
+    /// covered: it is in some store (current, version history, open
+    /// conflict, audit), or a write that replaced it knowingly is covered
+    /// (so a chain of edits on one node that ends in a surviving version
+    /// accounts for every link).
+    pub fn lost_writes(&mut self, traces: &Traces, at: SimTime) {
+        // A replacing write always comes later in the log, so one pass from
+        // the end settles every chain.
+        let mut covered = vec![false; self.writes.len()];
+        for i in (0..self.writes.len()).rev() {
+            let write = &self.writes[i];
+            covered[i] = traces.holds_any(&self.archived, write)
+                || self
+                    .overwritten_by
+                    .get(&write.id)
+                    .is_some_and(|by| by.iter().any(|j| *j > i && covered[*j]));
+        }
+        let lost: Vec<String> = self
+            .writes
+            .iter()
+            .zip(&covered)
+            .filter(|(write, covered)| !**covered && self.required(write))
+            .map(|(write, _)| {
+                format!(
+                    "write #{} by {} of {} (updated_at {}, origin {}) is nowhere",
+                    write.number, write.who, write.key, write.updated_at, write.origin
+                )
+            })
+            .collect();
+        for detail in lost {
+            self.violation(ViolationKind::LostWrite, at, detail);
+        }
+    }
+
+    /// Whether every write of `key` was lost to a restore before the hub
+    /// applied it (so a child waiting for it waits for good, rightly).
+    pub fn lost_to_restore(&self, key: &EntityKey) -> bool {
+        let mut writes = self.writes.iter().filter(|w| &w.key == key).peekable();
+        writes.peek().is_some() && writes.all(|w| !self.required(w))
+    }
+
+    /// Writes recorded so far.
+    pub fn write_count(&self) -> u64 {
+        self.writes.len() as u64
+    }
+}
+
+/// Reads `store`'s peers for the counter check.
+pub fn peers_of<S: Store>(store: &mut S) -> Result<Vec<PeerState>, StoreError> {
+    store.begin()?.peers()
+}

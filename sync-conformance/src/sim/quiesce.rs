@@ -1,0 +1,189 @@
+//! The end of a run: heal, drain the network, let every node sync in
+//! rounds until all agree (bounded), then check convergence, quiescence and
+//! that no write was lost, and hash the final state.
+
+use sync_core::{ParkedChange, Store, StoreTxn};
+
+use super::checks::{Traces, ViolationKind};
+use super::stores::SimStores;
+use super::world::{Fnv, World};
+use crate::fixtures::{hub_id, node_id};
+use crate::harness::synced_entities;
+
+/// Convergence must be reached within this many rounds after healing (a
+/// round: every node, in turn, runs one sync session to completion).
+pub const MAX_ROUNDS: u32 = 3;
+
+/// Most actions a phase may take before it counts as not quiescing.
+const MAX_ACTIONS: u64 = 2_000_000;
+
+impl<B: SimStores> World<B> {
+    /// Runs the fault phase, heals, converges and checks everything.
+    pub(super) fn finish(&mut self) {
+        let drained = self.run(MAX_ACTIONS);
+        if !self.healed {
+            self.heal();
+        }
+        if !(drained && self.run(MAX_ACTIONS)) {
+            self.violation(
+                ViolationKind::NotQuiescent,
+                "the network never drained".into(),
+            );
+            return;
+        }
+        if self.fatal {
+            return;
+        }
+        let before = self.exchanges;
+        let mut rounds = 0;
+        while let Some(problem) = self.unsettled() {
+            if rounds == MAX_ROUNDS {
+                let kind = if problem.starts_with("diverged") {
+                    ViolationKind::Divergence
+                } else {
+                    ViolationKind::NotQuiescent
+                };
+                self.violation(kind, format!("after {rounds} rounds: {problem}"));
+                break;
+            }
+            rounds += 1;
+            for i in 0..self.nodes.len() {
+                self.sync(i, false);
+                if !self.run(MAX_ACTIONS) {
+                    self.violation(
+                        ViolationKind::Liveness,
+                        format!("node {i}'s session never ended"),
+                    );
+                    return;
+                }
+            }
+        }
+        self.stats.rounds_to_converge = rounds;
+        self.stats.exchanges_to_converge = self.exchanges - before;
+        self.check_lost_writes();
+    }
+
+    fn violation(&mut self, kind: ViolationKind, detail: String) {
+        let at = self.sched.now();
+        self.checks.violation(kind, at, detail);
+    }
+
+    /// What still keeps the system from being settled: a participant down,
+    /// a session running, a change pending or a child parked anywhere, or
+    /// a node whose entities differ from the hub's.
+    fn unsettled(&mut self) -> Option<String> {
+        for who in self.everyone() {
+            if !self.actor(who).is_up() {
+                return Some(format!("{who} is down"));
+            }
+        }
+        let registry = self.registry.clone();
+        let hub_state = synced_entities(&registry, self.hub.store()).ok()?;
+        let hub_parked = self.hub.peek(|txn| txn.parked());
+        if let Some(p) = hub_parked.first() {
+            return Some(format!(
+                "{} parked on the hub waiting for {}",
+                p.entity.key, p.waiting_for
+            ));
+        }
+        for i in 0..self.nodes.len() {
+            let engine = self.nodes[i].engine()?;
+            if engine.is_syncing(hub_id()) {
+                return Some(format!("node {i} is still syncing"));
+            }
+            let pending = engine.pending_count(hub_id()).ok()?;
+            if pending > 0 {
+                return Some(format!(
+                    "node {i} has {pending} changes pending for the hub"
+                ));
+            }
+            let parked = engine.parked().ok()?;
+            if let Some(p) = self.first_parked(parked) {
+                return Some(format!(
+                    "{} parked on node {i} waiting for {}",
+                    p.entity.key, p.waiting_for
+                ));
+            }
+            let owed = self.hub.engine()?.pending_count(node_id(i)).ok()?;
+            if owed > 0 {
+                return Some(format!("the hub has {owed} changes pending for node {i}"));
+            }
+            let state = synced_entities(&registry, self.nodes[i].store()).ok()?;
+            if state != hub_state {
+                return Some(format!(
+                    "diverged: {}",
+                    first_difference(i, &hub_state, &state)
+                ));
+            }
+        }
+        None
+    }
+
+    /// The first parked child whose parent can still arrive: a parent
+    /// whose every write was lost to a restore before the hub had it is gone
+    /// for good, and its children rightly wait forever.
+    fn first_parked(&mut self, parked: Vec<ParkedChange>) -> Option<ParkedChange> {
+        let (orphans, waiting): (Vec<_>, Vec<_>) = parked
+            .into_iter()
+            .partition(|p| self.checks.lost_to_restore(&p.waiting_for));
+        self.stats.orphans = self.stats.orphans.max(orphans.len() as u64);
+        waiting.into_iter().next()
+    }
+
+    fn check_lost_writes(&mut self) {
+        let registry = self.registry.clone();
+        let mut traces = Traces::default();
+        for who in self.everyone() {
+            traces
+                .collect(&registry, self.actor(who).store())
+                .expect("reading a store for checks");
+        }
+        let at = self.sched.now();
+        self.checks.lost_writes(&traces, at);
+    }
+
+    /// A hash of every participant's entities and peer counters.
+    pub(super) fn state_hash(&mut self) -> u64 {
+        let mut hash = Fnv::default();
+        let registry = self.registry.clone();
+        for who in self.everyone() {
+            let store = self.actor(who).store();
+            if let Ok(state) = synced_entities(&registry, store) {
+                for entity in state {
+                    hash.write(&entity.content_digest());
+                }
+            }
+            if let Ok(peers) = store.begin().and_then(|txn| txn.peers()) {
+                for peer in peers {
+                    hash.write_u64(peer.sent_packet_no);
+                    hash.write_u64(peer.received_packet_no);
+                    hash.write_u64(peer.acked_seq);
+                }
+            }
+        }
+        hash.0
+    }
+}
+
+/// Names the first entity where `node`'s state differs from the hub's.
+fn first_difference(node: usize, hub: &[sync_core::Entity], other: &[sync_core::Entity]) -> String {
+    for (h, n) in hub.iter().zip(other) {
+        if h != n {
+            let mut text = format!("node {node} holds {n:?} where the hub holds {h:?}");
+            if text.len() > 1_500 {
+                let mut cut = 1_500;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str("...");
+            }
+            return text;
+        }
+    }
+    format!(
+        "node {node} holds {} entities, the hub {}",
+        other.len(),
+        hub.len()
+    )
+}

@@ -1,0 +1,134 @@
+//! [`Watch`]: follows one entity through a run and prints its history to
+//! stderr (writes, packets that carry it, applies, conflicts), along with
+//! restores and pair re-initializations, for diagnosing a failing seed.
+//! `simulate --seed S --watch <id prefix>` turns it on.
+
+use sync_core::codec::{self, Limits};
+use sync_core::packet::Envelope;
+use sync_core::{Entity, EntityKey, Event, Incoming, PeerState, Value};
+
+use super::scheduler::{SimTime, Who};
+
+/// What to follow: entities whose id starts with a prefix.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    prefix: String,
+}
+
+impl Watch {
+    /// Follows entities whose id (as text) starts with `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Watch {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn matches(&self, key: &EntityKey) -> bool {
+        key.id.to_string().starts_with(&self.prefix)
+    }
+
+    /// A committed local write.
+    pub fn write(&self, at: SimTime, who: Who, after: &Entity, replaced: &[&Entity]) {
+        if self.matches(&after.key) {
+            let replaced: Vec<String> = replaced.iter().map(|e| short(e)).collect();
+            eprintln!(
+                "{} {who} WRITES {} replacing [{}]",
+                time(at),
+                short(after),
+                replaced.join(", ")
+            );
+        }
+    }
+
+    /// Events of one participant.
+    pub fn events(&self, at: SimTime, who: Who, events: &[Event]) {
+        for event in events {
+            match event {
+                Event::Applied(c) if self.matches(&c.entity.key) => {
+                    eprintln!(
+                        "{} {who} applies {:?} {}",
+                        time(at),
+                        c.kind,
+                        short(&c.entity)
+                    );
+                }
+                Event::Conflict(c) if self.matches(&c.key) => {
+                    eprintln!(
+                        "{} {who} conflict ({}) winner {:?} copy {:?} open {:?}",
+                        time(at),
+                        c.strategy,
+                        c.winner,
+                        c.copy,
+                        c.open_conflict
+                    );
+                }
+                Event::PairReinitialized { peer, reason } => {
+                    eprintln!(
+                        "{} {who} re-initializes the pair with {peer}: {reason}",
+                        time(at)
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A received packet that carries the watched entity.
+    pub fn packet(&self, at: SimTime, receiver: Who, incoming: &Incoming, bytes: &[u8]) {
+        let Ok(Envelope::Packet(packet)) = codec::decode_envelope(bytes, &Limits::default()) else {
+            return;
+        };
+        let limits = Limits::default();
+        let changes = codec::decode_body(&packet.header, &packet.body, &limits).unwrap_or_default();
+        for change in changes.iter().filter(|c| self.matches(&c.entity.key)) {
+            eprintln!(
+                "{} {receiver} receives packet {} (ack {}) from {}: duplicate {}, carrying {}",
+                time(at),
+                packet.header.packet_no,
+                packet.header.ack_packet_no,
+                incoming.from,
+                incoming.duplicate,
+                short(&change.entity)
+            );
+        }
+    }
+
+    /// A node restored from backup number `pick`, with its counters after
+    /// and the hub's view of it.
+    pub fn restore(
+        &self,
+        at: SimTime,
+        node: usize,
+        pick: usize,
+        own: &[PeerState],
+        hub: Option<&PeerState>,
+    ) {
+        let counters = |p: &PeerState| (p.sent_packet_no, p.received_packet_no, p.acked_seq);
+        eprintln!(
+            "{} node {node} RESTORED from backup {pick}: its (sent, received, acked) {:?}, the hub's view {:?}",
+            time(at),
+            own.iter().map(counters).collect::<Vec<_>>(),
+            hub.map(counters)
+        );
+    }
+}
+
+fn time(at: SimTime) -> String {
+    format!("[{:>10.3}s]", at as f64 / 1e6)
+}
+
+/// The parts of a version that identify it in a log line.
+fn short(entity: &Entity) -> String {
+    let rev = entity
+        .fields
+        .get("rev")
+        .and_then(Value::as_text)
+        .unwrap_or("-");
+    format!(
+        "{} {rev}{} by {} at {}",
+        entity.key,
+        if entity.is_deleted { " (deleted)" } else { "" },
+        entity.origin,
+        entity.updated_at
+    )
+}

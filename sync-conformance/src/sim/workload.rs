@@ -1,0 +1,361 @@
+//! The workload: random creates, updates, deletes, concurrent edits of a
+//! small set of hot entities, reports with lines (parent and children), and
+//! manual-conflict decisions. Every committed write goes to the reference
+//! log in [`Checks`].
+
+use std::collections::VecDeque;
+
+use sync_core::{
+    Entity, EntityKey, LocalWrite, ManualChoice, Record, Store, StoreTxn, SyncError, Timestamp,
+    Uuid, Value,
+};
+
+use super::actor::Actor;
+use super::checks::Checks;
+use super::random::Rand;
+use crate::fixtures::{
+    LINE, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS, NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS,
+    NOTE_UNVERSIONED, REPORT,
+};
+
+/// Note types the workload writes.
+const NOTES: [&str; 6] = [
+    NOTE_SERVER_WINS,
+    NOTE_LAST_WRITER_WINS,
+    NOTE_KEEP_BOTH,
+    NOTE_MANUAL,
+    NOTE_MERGE,
+    NOTE_UNVERSIONED,
+];
+
+/// How many recently written keys count as "hot" (edited concurrently).
+const HOT: usize = 12;
+
+/// What the workload remembers across operations.
+#[derive(Default)]
+pub struct Workload {
+    /// Every key ever created, by anyone, in creation order.
+    keys: Vec<EntityKey>,
+    /// Recently written keys.
+    hot: VecDeque<EntityKey>,
+    /// Writes made (for unique `rev` markers).
+    revs: u64,
+    /// Operations that found nothing to do (e.g. nothing to delete).
+    pub skipped: u64,
+}
+
+/// The result of one operation.
+pub type OpResult = Result<(), SyncError>;
+
+impl Workload {
+    /// Runs one random operation on `actor`, recording committed writes in
+    /// `checks`.
+    pub fn op<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        match rng.below(100) {
+            0..25 => self.create(rng, actor, checks, now),
+            25..70 => self.update(rng, actor, checks, now),
+            70..78 => self.delete(rng, actor, checks, now),
+            78..85 => self.resolve(rng, actor, checks, now),
+            _ => self.report_with_lines(rng, actor, checks, now),
+        }
+    }
+
+    fn create<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let entity_type = match rng.below(10) {
+            0..3 => REPORT,
+            3..5 => LINE,
+            _ => NOTES[rng.index(NOTES.len())],
+        };
+        let parent = if entity_type == LINE {
+            match self.existing(rng, actor, REPORT, false) {
+                Some(report) => Some(report.key.id),
+                None => return self.report_with_lines(rng, actor, checks, now),
+            }
+        } else {
+            None
+        };
+        let id = self.new_id(rng);
+        let key = EntityKey::new(entity_type, id);
+        let fields = self.fields(rng, entity_type, parent);
+        self.commit(
+            actor,
+            checks,
+            vec![LocalWrite::Put { key, fields }],
+            &[],
+            now,
+        )
+    }
+
+    fn update<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let Some(current) = self.pick(rng, actor, true) else {
+            return self.create(rng, actor, checks, now);
+        };
+        let parent = current.fields.get("report_id").and_then(Value::as_uuid);
+        let fields = self.fields(rng, &current.key.entity_type, parent);
+        let write = LocalWrite::Put {
+            key: current.key,
+            fields,
+        };
+        self.commit(actor, checks, vec![write], &[], now)
+    }
+
+    fn delete<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let Some(current) = self.pick(rng, actor, false).filter(|e| !e.is_deleted) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let write = LocalWrite::Delete { key: current.key };
+        self.commit(actor, checks, vec![write], &[], now)
+    }
+
+    /// A person decides one of the open manual conflicts on `actor`.
+    fn resolve<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let open = actor.peek(|txn| txn.open_conflicts());
+        if open.is_empty() {
+            return self.update(rng, actor, checks, now);
+        }
+        let conflict = &open[rng.index(open.len())];
+        let choice = match rng.below(3) {
+            0 => ManualChoice::KeepCurrent,
+            1 => ManualChoice::TakeIncoming,
+            _ => ManualChoice::Merge(self.fields(rng, &conflict.key.entity_type, None)),
+        };
+        let key = conflict.key.clone();
+        let before = actor.peek(|txn| txn.entity(&key)).map(|s| s.entity);
+        let engine = actor.engine().expect("operations run on live participants");
+        engine.resolve_conflict(conflict.id, choice, now)?;
+        let replaced: Vec<&Entity> = before
+            .iter()
+            .chain([&conflict.current, &conflict.incoming])
+            .collect();
+        self.record(actor, checks, &key, &replaced);
+        Ok(())
+    }
+
+    /// A new report and one to three lines, in one batch.
+    fn report_with_lines<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let report = self.new_id(rng);
+        let mut writes = vec![LocalWrite::Put {
+            key: EntityKey::new(REPORT, report),
+            fields: self.fields(rng, REPORT, None),
+        }];
+        for _ in 0..rng.between(1, 3) {
+            let key = EntityKey::new(LINE, self.new_id(rng));
+            let fields = self.fields(rng, LINE, Some(report));
+            writes.push(LocalWrite::Put { key, fields });
+        }
+        self.commit(actor, checks, writes, &[], now)
+    }
+
+    /// Applies `writes` in one batch and logs each committed version with
+    /// the version it replaced.
+    fn commit<S: Store>(
+        &mut self,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        writes: Vec<LocalWrite>,
+        replaced: &[&Entity],
+        now: Timestamp,
+    ) -> OpResult {
+        let keys: Vec<EntityKey> = writes
+            .iter()
+            .map(|w| match w {
+                LocalWrite::Put { key, .. } | LocalWrite::Delete { key } => key.clone(),
+            })
+            .collect();
+        let before: Vec<Option<Entity>> = keys
+            .iter()
+            .map(|k| actor.peek(|txn| txn.entity(k)).map(|s| s.entity))
+            .collect();
+        let engine = actor.engine().expect("operations run on live participants");
+        engine.write_batch(writes, now)?;
+        for (key, old) in keys.iter().zip(&before) {
+            let mut all: Vec<&Entity> = replaced.to_vec();
+            all.extend(old.iter());
+            self.record(actor, checks, key, &all);
+            if old.is_none() {
+                self.keys.push(key.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn record<S: Store>(
+        &mut self,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        key: &EntityKey,
+        replaced: &[&Entity],
+    ) {
+        let after = actor
+            .peek(|txn| txn.entity(key))
+            .map(|s| s.entity)
+            .expect("a committed write is stored");
+        checks.write(actor.who, actor.registry(), &after, replaced);
+        self.hot.push_back(key.clone());
+        if self.hot.len() > HOT {
+            self.hot.pop_front();
+        }
+    }
+
+    /// An entity that exists on `actor`: a hot one most of the time, so
+    /// that participants edit the same entities concurrently.
+    fn pick<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        any_type: bool,
+    ) -> Option<Entity> {
+        for _ in 0..4 {
+            let key = if !self.hot.is_empty() && rng.chance(0.6) {
+                self.hot[rng.index(self.hot.len())].clone()
+            } else if !self.keys.is_empty() {
+                self.keys[rng.index(self.keys.len())].clone()
+            } else {
+                return None;
+            };
+            if !any_type && key.entity_type == REPORT && rng.chance(0.5) {
+                continue;
+            }
+            if let Some(found) = actor.peek(|txn| txn.entity(&key)) {
+                return Some(found.entity);
+            }
+        }
+        None
+    }
+
+    /// An existing entity of `entity_type` on `actor`.
+    fn existing<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        entity_type: &str,
+        live: bool,
+    ) -> Option<Entity> {
+        let candidates: Vec<&EntityKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.entity_type == entity_type)
+            .collect();
+        for _ in 0..4 {
+            if candidates.is_empty() {
+                return None;
+            }
+            let key = candidates[rng.index(candidates.len())].clone();
+            if let Some(found) = actor.peek(|txn| txn.entity(&key)) {
+                if !live || !found.entity.is_deleted {
+                    return Some(found.entity);
+                }
+            }
+        }
+        None
+    }
+
+    fn new_id(&mut self, rng: &mut Rand) -> Uuid {
+        Uuid::from_u64_pair(rng.next_u64(), rng.next_u64())
+    }
+
+    /// Fresh field values for `entity_type`, with a unique `rev` marker.
+    fn fields(&mut self, rng: &mut Rand, entity_type: &str, parent: Option<Uuid>) -> Record {
+        self.revs += 1;
+        let rev = Value::Text(format!("rev-{}", self.revs));
+        let mut fields = Record::new();
+        fields.insert("rev".into(), rev);
+        match entity_type {
+            REPORT => {
+                fields.insert(
+                    "date".into(),
+                    format!("2025-12-{:02}", rng.between(1, 28)).into(),
+                );
+                fields.insert("brigade".into(), format!("B-{}", rng.below(9)).into());
+                fields.insert("hours".into(), Value::Int(rng.between(0, 12)));
+                if rng.chance(0.3) {
+                    fields.insert(
+                        "local_note".into(),
+                        format!("local {}", rng.below(100)).into(),
+                    );
+                }
+            }
+            LINE => {
+                fields.insert("report_id".into(), parent.map_or(Value::Null, Value::Uuid));
+                fields.insert("text".into(), format!("task {}", rng.below(1000)).into());
+                fields.insert("qty".into(), Value::Float(rng.between(0, 40) as f64 / 4.0));
+            }
+            _ => self.note_fields(rng, &mut fields),
+        }
+        fields
+    }
+
+    fn note_fields(&mut self, rng: &mut Rand, fields: &mut Record) {
+        fields.insert("title".into(), format!("note {}", rng.below(10_000)).into());
+        let mut maybe = |rng: &mut Rand, name: &str, value: Value| {
+            if rng.chance(0.3) {
+                fields.insert(name.into(), value);
+            }
+        };
+        let body = Value::Text("lorem ipsum ".repeat(rng.between(0, 20) as usize));
+        maybe(rng, "body", body);
+        let n = Value::Int(rng.next_u64() as i64);
+        maybe(rng, "n", n);
+        let x = Value::Float(rng.range_f64(-1e6, 1e6));
+        maybe(rng, "x", x);
+        let flag = Value::Bool(rng.chance(0.5));
+        maybe(rng, "flag", flag);
+        let len = if rng.chance(0.01) {
+            64 << 10
+        } else {
+            rng.between(0, 256) as usize
+        };
+        let data = Value::Bytes(rng.bytes(len));
+        maybe(rng, "data", data);
+        let at = Value::Timestamp(Timestamp::from_micros(rng.next_u64() as i64 >> 8));
+        maybe(rng, "at", at);
+        let other = Value::Uuid(Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()));
+        maybe(rng, "other", other);
+        let tags = Value::List((0..rng.below(5)).map(|i| Value::Int(i as i64)).collect());
+        maybe(rng, "tags", tags);
+        let mut meta = Record::new();
+        meta.insert("depth".into(), Value::Int(rng.between(0, 3)));
+        meta.insert(
+            "list".into(),
+            Value::List(vec![Value::Null, Value::Text("x".into())]),
+        );
+        maybe(rng, "meta", Value::Record(meta));
+    }
+}

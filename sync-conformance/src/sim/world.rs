@@ -1,0 +1,610 @@
+//! The simulated world: a hub and nodes, the network between them, the
+//! scheduler, the workload and the checks, and what each action does.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use sync_core::{
+    Codec, ConflictStrategy, EngineConfig, EntityRegistry, Event, Incoming, NodeId, RetryPolicy,
+    Store, SyncError,
+};
+
+use super::actor::Actor;
+use super::checks::{Checks, Shadow, ViolationKind, peers_of};
+use super::faults::Faults;
+use super::network::Network;
+use super::random::Rand;
+use super::scheduler::{Action, MS, SECOND, Scheduler, SimTime, Who};
+use super::stores::SimStores;
+use super::watch::Watch;
+use super::workload::Workload;
+use super::{SimConfig, SimStats};
+use crate::fixtures::{all_strategies, hub_id, hub_info, node_info, registry};
+
+/// Backups kept per node.
+const SNAPSHOTS_KEPT: usize = 4;
+
+/// Everything one run holds.
+pub struct World<B: SimStores> {
+    pub(super) backend: B,
+    pub(super) config: SimConfig,
+    pub(super) faults: Faults,
+    pub(super) registry: EntityRegistry,
+    pub(super) rng: Rand,
+    pub(super) sched: Scheduler,
+    pub(super) net: Network,
+    pub(super) hub: Actor<B::Store>,
+    pub(super) nodes: Vec<Actor<B::Store>>,
+    pub(super) snapshots: Vec<Vec<(B::Snapshot, Shadow)>>,
+    pub(super) checks: Checks,
+    pub(super) workload: Workload,
+    pub(super) stats: SimStats,
+    /// Running hash of everything that happened, for the determinism check.
+    pub(super) trace: Fnv,
+    /// When the fault phase ends.
+    pub(super) fault_end: SimTime,
+    /// Faults are over: no new operations, crashes or partitions.
+    pub(super) healed: bool,
+    /// Hub answers (exchanges) so far.
+    pub(super) exchanges: u64,
+    /// A participant could not be restarted: the run cannot go on.
+    pub(super) fatal: bool,
+    /// Prints one entity's history, when diagnosing.
+    pub(super) watch: Option<Watch>,
+}
+
+/// FNV-1a, 64 bits: a small deterministic hash for traces and packets.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    /// Feeds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Feeds a number.
+    pub fn write_u64(&mut self, n: u64) {
+        self.write(&n.to_le_bytes());
+    }
+
+    /// The hash of `bytes` alone.
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut h = Fnv::default();
+        h.write(bytes);
+        h.0
+    }
+}
+
+impl<B: SimStores> World<B> {
+    /// Builds the world of `config`: draws the faults, the engine settings
+    /// and the schedule from the seed.
+    pub fn new(config: SimConfig, mut backend: B) -> Result<Self, SyncError> {
+        let mut rng = Rand::new(config.seed);
+        let faults = Faults::draw(&mut rng);
+        let strategies = all_strategies();
+        let report_strategy: ConflictStrategy = strategies[rng.index(strategies.len())].clone();
+        let registry = registry(report_strategy);
+        let engine_config = engine_config(&mut rng);
+        let hub_store = backend.create("hub");
+        let mut hub = Actor::new(
+            Who::Hub,
+            hub_store,
+            registry.clone(),
+            engine_config(&mut rng, 1),
+            hub_info(),
+        )?;
+        let mut nodes = Vec::new();
+        for i in 0..config.nodes {
+            let store = backend.create(&format!("node-{i}"));
+            let mut node = Actor::new(
+                Who::Node(i),
+                store,
+                registry.clone(),
+                engine_config(&mut rng, 100 + i as u64),
+                node_info(i),
+            )?;
+            node.skew = rng.between(-faults.max_skew_ms, faults.max_skew_ms) * MS;
+            register(&mut node, &mut hub, i)?;
+            nodes.push(node);
+        }
+        let net = Network::new(config.nodes, faults.clone(), rng.fork(1));
+        let fault_end = config.ops as SimTime * SECOND;
+        let mut world = World {
+            backend,
+            faults,
+            registry,
+            sched: Scheduler::default(),
+            net,
+            hub,
+            snapshots: nodes.iter().map(|_| Vec::new()).collect(),
+            nodes,
+            checks: Checks::default(),
+            workload: Workload::default(),
+            stats: SimStats::default(),
+            trace: Fnv::default(),
+            fault_end,
+            healed: false,
+            exchanges: 0,
+            fatal: false,
+            watch: None,
+            rng,
+            config,
+        };
+        world.schedule_faults_and_work();
+        Ok(world)
+    }
+
+    /// Puts the whole fault phase on the schedule: operations, sync starts,
+    /// backups, crashes, restores, partitions.
+    fn schedule_faults_and_work(&mut self) {
+        let end = self.fault_end;
+        for _ in 0..self.config.ops {
+            let at = self.rng.between(0, end);
+            self.sched.at(at, Action::Op);
+        }
+        for i in 0..self.config.nodes {
+            let at = self.rng.between(0, 30 * SECOND);
+            self.sched.at(at, Action::Sync(i));
+            for _ in 0..8 {
+                let at = self.rng.between(0, end);
+                self.sched.at(at, Action::Snapshot(i));
+            }
+        }
+        for _ in 0..self.faults.crashes {
+            let at = self.rng.between(0, end);
+            let victim = self.random_participant();
+            self.sched.at(at, Action::Crash(victim));
+        }
+        for _ in 0..self.faults.restores {
+            let at = self.rng.between(end / 4, end);
+            let node = self.rng.index(self.config.nodes);
+            self.sched.at(at, Action::Restore(node));
+        }
+        for _ in 0..self.faults.partitions {
+            let at = self.rng.between(0, end);
+            let heal = at + self.rng.between(5 * SECOND, 300 * SECOND);
+            let nodes: Vec<usize> = (0..self.config.nodes)
+                .filter(|_| self.rng.chance(0.5))
+                .collect();
+            self.sched.at(at, Action::Partition { nodes, heal });
+        }
+    }
+
+    fn random_participant(&mut self) -> Who {
+        let pick = self.rng.index(self.config.nodes + 1);
+        if pick == self.config.nodes {
+            Who::Hub
+        } else {
+            Who::Node(pick)
+        }
+    }
+
+    pub(super) fn actor(&mut self, who: Who) -> &mut Actor<B::Store> {
+        match who {
+            Who::Hub => &mut self.hub,
+            Who::Node(i) => &mut self.nodes[i],
+        }
+    }
+
+    /// Runs queued actions until the queue is empty or `max` actions ran;
+    /// returns whether the queue emptied.
+    pub(super) fn run(&mut self, max: u64) -> bool {
+        for _ in 0..max {
+            if self.fatal {
+                return true;
+            }
+            let Some(action) = self.sched.pop() else {
+                return true;
+            };
+            self.trace.write_u64(self.sched.now() as u64);
+            self.step(action);
+        }
+        self.sched.is_empty()
+    }
+
+    fn step(&mut self, action: Action) {
+        if !self.healed && self.sched.now() >= self.fault_end {
+            self.heal();
+        }
+        match action {
+            Action::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
+            Action::Timer(i) => self.timer(i),
+            Action::Op if !self.healed => self.op(),
+            Action::Sync(i) if !self.healed => self.sync(i, true),
+            Action::Crash(who) if !self.healed => self.crash(who),
+            Action::Restart(who) => self.restart(who),
+            Action::Snapshot(i) if !self.healed => self.snapshot(i),
+            Action::Restore(i) if !self.healed => self.restore(i),
+            Action::Partition { nodes, heal } if !self.healed => {
+                self.trace.write_u64(nodes.len() as u64);
+                self.net.partition(&nodes, heal);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the fault phase: a perfect network, every crash disarmed, every
+    /// participant running.
+    pub(super) fn heal(&mut self) {
+        self.healed = true;
+        self.net.heal();
+        for who in self.everyone() {
+            self.actor(who).disarm();
+            if !self.actor(who).is_up() {
+                self.restart(who);
+            }
+        }
+    }
+
+    pub(super) fn everyone(&self) -> Vec<Who> {
+        std::iter::once(Who::Hub)
+            .chain((0..self.nodes.len()).map(Who::Node))
+            .collect()
+    }
+
+    fn op(&mut self) {
+        let who = if self.rng.chance(1.0 / (self.nodes.len() as f64 + 2.0)) {
+            Who::Hub
+        } else {
+            Who::Node(self.rng.index(self.nodes.len()))
+        };
+        let now = self.sched.now();
+        let actor = match who {
+            Who::Hub => &mut self.hub,
+            Who::Node(i) => &mut self.nodes[i],
+        };
+        if !actor.is_up() {
+            self.workload.skipped += 1;
+            return;
+        }
+        let clock = actor.now(now);
+        self.stats.ops += 1;
+        self.checks.clock = now;
+        let result = self
+            .workload
+            .op(&mut self.rng, actor, &mut self.checks, clock);
+        self.trace.write_u64(self.checks.write_count());
+        self.settle(who, result);
+    }
+
+    /// A node starts a session with the hub, unless one is running.
+    pub(super) fn sync(&mut self, i: usize, again: bool) {
+        if again && !self.healed {
+            let next = self.rng.between(5 * SECOND, 60 * SECOND);
+            self.sched.after(next, Action::Sync(i));
+        }
+        let Some(engine) = self.nodes[i].engine() else {
+            return;
+        };
+        if engine.is_syncing(hub_id()) && again {
+            return;
+        }
+        let result = engine.start_sync(hub_id());
+        if self.settle(Who::Node(i), result).is_some() {
+            self.pump(i);
+        }
+    }
+
+    /// Sends whatever node `i` wants sent and schedules its timer check.
+    fn pump(&mut self, i: usize) {
+        let now = self.sched.now();
+        loop {
+            let node = &mut self.nodes[i];
+            let clock = node.now(now);
+            let Some(engine) = node.engine() else { return };
+            let result = engine.poll_transmit(clock);
+            match self.settle(Who::Node(i), result) {
+                Some(Some(transmit)) => {
+                    self.net
+                        .send(&mut self.sched, Who::Node(i), Who::Hub, transmit.bytes)
+                }
+                _ => break,
+            }
+        }
+        self.arm_timer(i);
+    }
+
+    fn arm_timer(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let Some(deadline) = node.engine().and_then(|e| e.poll_timeout()) else {
+            return;
+        };
+        let at = node.sim_time(deadline).max(self.sched.now());
+        if node.timer_at != Some(at) {
+            node.timer_at = Some(at);
+            self.sched.at(at, Action::Timer(i));
+        }
+    }
+
+    fn timer(&mut self, i: usize) {
+        let now = self.sched.now();
+        let node = &mut self.nodes[i];
+        if node.timer_at == Some(now) {
+            node.timer_at = None;
+        }
+        let clock = node.now(now);
+        let Some(engine) = node.engine() else { return };
+        if engine.poll_timeout().is_some_and(|d| d <= clock) {
+            engine.handle_timeout(clock);
+            self.pump(i);
+        } else {
+            self.arm_timer(i);
+        }
+    }
+
+    fn deliver(&mut self, from: Who, to: Who, bytes: Bytes) {
+        let now = self.sched.now();
+        self.trace.write_u64(Fnv::of(&bytes));
+        if !self.net.arrives(now, from, to) {
+            return;
+        }
+        match to {
+            Who::Hub => self.hub_receives(from, bytes),
+            Who::Node(i) => self.node_receives(i, bytes),
+        }
+    }
+
+    /// The hub answers a request as [`sync_core::Engine::respond`] does,
+    /// with the applied packet recorded for the checks.
+    fn hub_receives(&mut self, from: Who, bytes: Bytes) {
+        let now = self.sched.now();
+        let clock = self.hub.now(now);
+        let Some(hub) = self.hub.engine() else { return };
+        let reply = match hub.handle_incoming(&bytes, clock) {
+            Ok(incoming) => {
+                let built = hub.build_packet(incoming.from, clock);
+                self.applied(Who::Hub, &incoming, &bytes);
+                match self.settle(Who::Hub, built) {
+                    Some(transmit) => transmit.bytes,
+                    None => return,
+                }
+            }
+            Err(SyncError::Store(e)) => {
+                self.settle::<()>(Who::Hub, Err(SyncError::Store(e)));
+                return;
+            }
+            Err(e) => {
+                let envelope = hub.error_envelope(&e);
+                if self.hub.crashed() {
+                    self.settle::<()>(Who::Hub, Err(e));
+                    return;
+                }
+                envelope
+            }
+        };
+        self.exchanges += 1;
+        self.observe(Who::Hub);
+        self.net.send(&mut self.sched, Who::Hub, from, reply);
+    }
+
+    fn node_receives(&mut self, i: usize, bytes: Bytes) {
+        let now = self.sched.now();
+        let clock = self.nodes[i].now(now);
+        let Some(engine) = self.nodes[i].engine() else {
+            return;
+        };
+        let result = engine.handle_incoming(&bytes, clock);
+        if let Some(incoming) = self.settle(Who::Node(i), result) {
+            self.applied(Who::Node(i), &incoming, &bytes);
+        }
+        if self.nodes[i].is_up() {
+            self.pump(i);
+        }
+    }
+
+    fn applied(&mut self, receiver: Who, incoming: &Incoming, bytes: &[u8]) {
+        if let Some(watch) = &self.watch {
+            watch.packet(self.sched.now(), receiver, incoming, bytes);
+        }
+        if !incoming.duplicate {
+            let at = self.sched.now();
+            self.checks.applied(
+                receiver,
+                incoming.from,
+                incoming.packet_no,
+                Fnv::of(bytes),
+                at,
+            );
+        }
+    }
+
+    /// Handles the outcome of an engine call by `who`: a crash kills it,
+    /// expected refusals are dropped, anything else is a violation. Then
+    /// drains its events and checks its counters.
+    pub(super) fn settle<T>(&mut self, who: Who, result: Result<T, SyncError>) -> Option<T> {
+        if self.actor(who).crashed() {
+            self.kill(who);
+            return None;
+        }
+        let value = match result {
+            Ok(value) => Some(value),
+            Err(SyncError::Peer(_) | SyncError::Rejected { .. }) => None,
+            Err(e) => {
+                let at = self.sched.now();
+                self.checks
+                    .violation(ViolationKind::EngineError, at, format!("{who}: {e}"));
+                None
+            }
+        };
+        self.observe(who);
+        value
+    }
+
+    /// Drains `who`'s events and checks its packet counters.
+    pub(super) fn observe(&mut self, who: Who) {
+        let actor = match who {
+            Who::Hub => &mut self.hub,
+            Who::Node(i) => &mut self.nodes[i],
+        };
+        let Some(engine) = actor.engine() else { return };
+        let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+        if let Some(watch) = &self.watch {
+            watch.events(self.sched.now(), who, &events);
+        }
+        let mut reinitialized = BTreeSet::<NodeId>::new();
+        for event in &events {
+            match event {
+                Event::Applied(change) if who == Who::Hub => {
+                    self.checks.hub_applied(&self.registry, &change.entity)
+                }
+                Event::PairReinitialized { peer, .. } => {
+                    reinitialized.insert(*peer);
+                    self.stats.reinitialized += 1;
+                }
+                Event::Conflict(conflict) => {
+                    self.stats.conflicts += 1;
+                    let taken = events.iter().find_map(|e| match e {
+                        Event::Applied(a) if a.entity.key == conflict.key => Some(&a.entity),
+                        _ => None,
+                    });
+                    if let Some(version) = taken {
+                        let at = self.sched.now();
+                        self.checks.stale_conflict(who, &self.registry, version, at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let peers = peers_of(actor.store()).expect("reading peers for checks");
+        let at = self.sched.now();
+        self.checks.counters(who, &peers, &reinitialized, at);
+    }
+
+    fn crash(&mut self, who: Who) {
+        if !self.actor(who).is_up() {
+            return;
+        }
+        self.stats.crashes += 1;
+        if self.rng.chance(0.3) {
+            self.kill(who);
+        } else {
+            let ops = self.rng.below(60);
+            self.actor(who).arm_crash(ops);
+        }
+    }
+
+    /// The process dies: uncommitted work is gone; it restarts later.
+    pub(super) fn kill(&mut self, who: Who) {
+        let name = self.actor(who).name.clone();
+        let backend = &mut self.backend;
+        let actor = match who {
+            Who::Hub => &mut self.hub,
+            Who::Node(i) => &mut self.nodes[i],
+        };
+        actor.kill(|store| backend.reopen(&name, store));
+        self.trace.write_u64(0xDEAD);
+        if !self.healed {
+            let delay = self.rng.between(SECOND, 60 * SECOND);
+            self.sched.after(delay, Action::Restart(who));
+        } else {
+            self.restart(who);
+        }
+    }
+
+    fn restart(&mut self, who: Who) {
+        if self.actor(who).is_up() {
+            return;
+        }
+        if let Who::Node(_) = who {
+            if self.rng.chance(0.3) {
+                let skew = self.faults.max_skew_ms;
+                let drawn = self.rng.between(-skew, skew) * MS;
+                self.actor(who).skew = drawn;
+            }
+        }
+        if let Err(e) = self.actor(who).restart() {
+            let at = self.sched.now();
+            self.checks.violation(
+                ViolationKind::EngineError,
+                at,
+                format!("{who} could not restart: {e}"),
+            );
+            self.fatal = true;
+        }
+    }
+
+    fn snapshot(&mut self, i: usize) {
+        let shadow = self.checks.shadow(Who::Node(i));
+        let snapshot = {
+            let backend = &mut self.backend;
+            backend.snapshot(self.nodes[i].store())
+        };
+        let kept = &mut self.snapshots[i];
+        kept.push((snapshot, shadow));
+        if kept.len() > SNAPSHOTS_KEPT {
+            kept.remove(0);
+        }
+    }
+
+    /// Node `i` is restored from one of its backups: killed, its store
+    /// replaced by the backup, restarted.
+    fn restore(&mut self, i: usize) {
+        if self.snapshots[i].is_empty() {
+            return;
+        }
+        let pick = self.rng.index(self.snapshots[i].len());
+        self.stats.restores += 1;
+        let registry = self.registry.clone();
+        self.checks
+            .archived
+            .collect(&registry, self.nodes[i].store())
+            .expect("reading a store for checks");
+        if self.nodes[i].is_up() {
+            let name = self.nodes[i].name.clone();
+            let backend = &mut self.backend;
+            self.nodes[i].kill(|store| backend.reopen(&name, store));
+        }
+        let name = self.nodes[i].name.clone();
+        let (snapshot, shadow) = &self.snapshots[i][pick];
+        let store = self.backend.restore(&name, snapshot);
+        self.checks.restored(Who::Node(i), shadow);
+        self.nodes[i].replace_store(store);
+        self.trace.write_u64(0x5E5 + pick as u64);
+        if let Some(watch) = &self.watch {
+            let own = peers_of(self.nodes[i].store()).expect("reading peers for checks");
+            let hub = peers_of(self.hub.store()).expect("reading peers for checks");
+            let view = hub.iter().find(|p| p.id() == node_info(i).id);
+            watch.restore(self.sched.now(), i, pick, &own, view);
+        }
+        self.restart(Who::Node(i));
+    }
+}
+
+fn register<S: Store>(node: &mut Actor<S>, hub: &mut Actor<S>, i: usize) -> Result<(), SyncError> {
+    let engine = node.engine().ok_or(SyncError::NotInitialized)?;
+    engine.register_peer(hub_info())?;
+    let hub = hub.engine().ok_or(SyncError::NotInitialized)?;
+    hub.register_peer(node_info(i))
+}
+
+/// Engine settings drawn per seed: batch size, in-flight window, retry
+/// backoff; the codec per participant.
+fn engine_config(rng: &mut Rand) -> impl Fn(&mut Rand, u64) -> EngineConfig + use<> {
+    let batch = [3, 16, 200, 5_000][rng.index(4)];
+    let in_flight = [1, 4, 16][rng.index(3)];
+    let retry = RetryPolicy {
+        initial_ms: rng.between(300, 2_000),
+        max_ms: rng.between(5_000, 60_000),
+        multiplier: 2.0,
+        jitter: 0.2,
+    };
+    move |rng: &mut Rand, seed: u64| {
+        let codec = [Codec::Zstd, Codec::Gzip, Codec::None][rng.index(3)];
+        let mut config = EngineConfig::default()
+            .seed(seed)
+            .batch(batch, 1 << 20)
+            .retry(retry)
+            .codec(codec);
+        config.max_in_flight = in_flight;
+        config
+    }
+}
