@@ -2,8 +2,8 @@
 //! node (one transaction, foreign keys on, triggers in place), beside a
 //! plain SQLite upsert of the same rows into an identical untracked table.
 //!
-//! Groups: `apply/packet_1000` with cases `engine_sqlite` and
-//! `plain_upsert`.
+//! Groups: `apply/packet_1000` with cases `engine_sqlite`, `engine_memory`
+//! (the engine alone, for scale) and `plain_upsert`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sync_core::{
@@ -91,6 +91,22 @@ fn bench(c: &mut Criterion) {
                 let incoming = node
                     .handle_incoming(&bytes, Timestamp::from_secs(1_765_535_401))
                     .expect("apply");
+                assert_eq!(incoming.applied, N);
+                node
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("engine_memory", |b| {
+        b.iter_batched(
+            || {
+                let mut node = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(2), node_info())
+                    .expect("node");
+                node.register_peer(hub_info()).expect("peer");
+                node
+            },
+            |mut node| {
+                let incoming = node.handle_incoming(&bytes, Timestamp::from_secs(1_765_535_401)).expect("apply");
                 assert_eq!(incoming.applied, N);
                 node
             },

@@ -3,13 +3,14 @@
 //! (`_sync_in_flight`).
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sync_core::node_registry::{GapCheck, SentDigest};
 use sync_core::{InFlight, NodeId, NodeInfo, PeerState, Role, StoreError};
 
 use crate::sql::{n, node_at, read_error, u64_at};
 
 const PEER_COLUMNS: &str = "id, code, name, role, revoked, sent_packet_no, received_packet_no,
     received_digest, peer_ack_high, acked_seq, resend_own_upto, resync_requested, last_sync_in,
-    last_sync_out, schema_version";
+    last_sync_out, schema_version, gap_packet_no, gap_digest, gap_announced_in";
 
 pub(crate) fn local_node(conn: &Connection) -> Result<Option<NodeInfo>, StoreError> {
     conn.prepare_cached("SELECT id, code, name, role FROM _sync_local WHERE slot = 1")
@@ -73,6 +74,8 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
         acked_seq,
         resend_own_upto,
         in_flight,
+        sent_digests,
+        gap_check,
         resync_requested,
         last_sync_in,
         last_sync_out,
@@ -80,7 +83,7 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
     } = p;
     let sql = format!(
         "INSERT OR REPLACE INTO _sync_nodes({PEER_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     );
     conn.prepare_cached(&sql)?.execute(params![
         info.id.as_bytes(),
@@ -98,7 +101,19 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
         last_sync_in.map(|t| t.as_micros()),
         last_sync_out.map(|t| t.as_micros()),
         schema_version,
+        gap_check.map(|g| n(g.packet_no)),
+        gap_check.map(|g| g.digest.to_vec()),
+        gap_check.map(|g| n(g.announced_in)),
     ])?;
+    conn.prepare_cached("DELETE FROM _sync_sent_digests WHERE node_id = ?1")?
+        .execute([info.id.as_bytes()])?;
+    let mut digests = conn.prepare_cached(
+        "INSERT INTO _sync_sent_digests(node_id, position, packet_no, digest) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, sent) in sent_digests.iter().enumerate() {
+        let SentDigest { packet_no, digest } = sent;
+        digests.execute(params![info.id.as_bytes(), i as i64, n(*packet_no), &digest[..]])?;
+    }
     conn.prepare_cached("DELETE FROM _sync_in_flight WHERE node_id = ?1")?
         .execute([info.id.as_bytes()])?;
     let mut insert = conn.prepare_cached(
@@ -125,6 +140,20 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
 }
 
 fn with_in_flight(conn: &Connection, mut peer: PeerState) -> Result<PeerState, StoreError> {
+    peer.sent_digests = conn
+        .prepare_cached(
+            "SELECT packet_no, digest FROM _sync_sent_digests WHERE node_id = ?1 ORDER BY position",
+        )
+        .and_then(|mut s| {
+            s.query_map([peer.id().as_bytes()], |r| {
+                Ok(SentDigest {
+                    packet_no: u64_at(r, 0)?,
+                    digest: hash_at(r, 1)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(read_error("reading sent packet digests"))?;
     peer.in_flight = conn
         .prepare_cached(
             "SELECT packet_no, upto_seq, digest, resync FROM _sync_in_flight
@@ -164,6 +193,14 @@ fn peer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerState> {
     peer.last_sync_in = r.get::<_, Option<i64>>(12)?.map(sync_core::Timestamp);
     peer.last_sync_out = r.get::<_, Option<i64>>(13)?.map(sync_core::Timestamp);
     peer.schema_version = r.get(14)?;
+    peer.gap_check = match r.get::<_, Option<i64>>(15)? {
+        Some(packet_no) => Some(GapCheck {
+            packet_no: packet_no as u64,
+            digest: hash_at(r, 16)?,
+            announced_in: u64_at(r, 17)?,
+        }),
+        None => None,
+    };
     Ok(peer)
 }
 

@@ -32,6 +32,9 @@ pub(crate) struct Meta {
     pub deleted: bool,
     /// For a row deleted with SQL `DELETE`: when (microseconds).
     pub deleted_at: Option<i64>,
+    /// When the version was stored here (microseconds; `None` for a captured
+    /// local write: the version's own `updated_at`, the time of the write).
+    pub stored_at: Option<i64>,
     /// The stored document (see [`Doc`]), if any.
     pub doc: Option<Vec<u8>>,
 }
@@ -46,7 +49,8 @@ pub(crate) struct Entry {
     pub meta: Meta,
 }
 
-const COLUMNS: &str = "type_id, uuid, seq, created_seq, source, origin, deleted, deleted_at, doc";
+const COLUMNS: &str =
+    "type_id, uuid, seq, created_seq, source, origin, deleted, deleted_at, stored_at, doc";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -59,7 +63,8 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             origin: opt_node_at(r, 5)?,
             deleted: r.get(6)?,
             deleted_at: r.get(7)?,
-            doc: r.get(8)?,
+            stored_at: r.get(8)?,
+            doc: r.get(9)?,
         },
     })
 }
@@ -82,7 +87,7 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
          FROM _sync_capture WHERE true ORDER BY id
          ON CONFLICT(type_id, uuid) DO UPDATE SET
              seq = excluded.seq, source = NULL, origin = NULL, deleted = excluded.deleted,
-             deleted_at = excluded.deleted_at, doc = NULL",
+             deleted_at = excluded.deleted_at, stored_at = NULL, doc = NULL",
     )?
     .execute([base])?;
     conn.prepare_cached("DELETE FROM _sync_capture")?
@@ -126,7 +131,7 @@ pub(crate) fn get(conn: &Connection, type_id: i64, id: Uuid) -> Result<Option<Me
 pub(crate) fn put(conn: &Connection, type_id: i64, id: Uuid, meta: &Meta) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO _sync_changes(type_id, uuid, seq, created_seq, source, origin,
-             deleted, deleted_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             deleted, deleted_at, stored_at, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         type_id,
@@ -137,6 +142,7 @@ pub(crate) fn put(conn: &Connection, type_id: i64, id: Uuid, meta: &Meta) -> rus
         meta.origin.map(|s| s.as_bytes().to_vec()),
         meta.deleted,
         meta.deleted_at,
+        meta.stored_at,
         meta.doc
     ])
     .map(drop)

@@ -1,8 +1,8 @@
 //! Rows of tracked tables to entity fields and back.
 //!
-//! Reading: each data column becomes a field of its mapped kind; a NULL in a
-//! declared, synced column is a null field (as the packet codec delivers it),
-//! elsewhere an absent one. A foreign
+//! Reading: each data column becomes a field of its mapped kind; a NULL
+//! column is an absent field (the store contract: records hold no top-level
+//! nulls). A foreign
 //! key column is read as the parent's sync UUID. A value that cannot be read
 //! as its column's kind (text in an integer column...) is reported with the
 //! table, row and column, so a person can fix it; it is never guessed at.
@@ -106,16 +106,8 @@ fn decode_row(
             }
             ColumnKind::Dynamic => dynamic(cell),
         };
-        match value {
-            Some(value) => {
-                fields.insert(column.name.clone(), value);
-            }
-            // The packet codec sends every declared field, NULL as null:
-            // read the same way so versions compare equal on every node.
-            None if column.travels_as_null() => {
-                fields.insert(column.name.clone(), Value::Null);
-            }
-            None => {}
+        if let Some(value) = value {
+            fields.insert(column.name.clone(), value);
         }
     }
     Ok(RowVersion {
@@ -198,11 +190,13 @@ pub(crate) enum Written {
     ParentRowMissing,
 }
 
-/// Writes a live version into its row (update, or insert when absent).
+/// Writes a live version into its row: an insert when the entity is new
+/// here (`known` false), else an update (or an insert when its row is gone).
 pub(crate) fn write_live(
     conn: &Connection,
     table: &TrackedTable,
     entity: &Entity,
+    known: bool,
 ) -> Result<Written, StoreError> {
     let mut sets: Vec<(&str, SqlValue)> = Vec::with_capacity(table.columns.len() + 2);
     sets.push((
@@ -233,7 +227,7 @@ pub(crate) fn write_live(
         .filter(|(name, _)| table.column(name).is_none())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !update(conn, table, entity.key.id, &sets)? {
+    if !known || !update(conn, table, entity.key.id, &sets)? {
         insert(conn, table, entity.key.id, &sets)?;
     }
     Ok(Written::Row { extras })

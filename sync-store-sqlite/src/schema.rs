@@ -11,7 +11,7 @@
 //!
 //! | spec | here |
 //! |---|---|
-//! | `sync_nodes` | `_sync_local` (this node) and `_sync_nodes` (peers, with their counters), `_sync_in_flight` (unacknowledged packets); view `sync_nodes` |
+//! | `sync_nodes` | `_sync_local` (this node) and `_sync_nodes` (peers, with their counters), `_sync_in_flight` (unacknowledged packets), `_sync_sent_digests` (recent packets' digests); view `sync_nodes` |
 //! | `sync_changes` | `_sync_changes`: one row per entity with the sequence of its latest change and where it came from; view `sync_changes` answers per node |
 //! | `object_version_history` | `_sync_versions` |
 //! | audit of resolutions | `_sync_audit` |
@@ -59,6 +59,9 @@ CREATE TABLE _sync_nodes(
     acked_seq INTEGER NOT NULL,
     resend_own_upto INTEGER NOT NULL,
     resync_requested INTEGER NOT NULL,
+    gap_packet_no INTEGER,
+    gap_digest BLOB,
+    gap_announced_in INTEGER,
     last_sync_in INTEGER,
     last_sync_out INTEGER,
     schema_version TEXT
@@ -71,6 +74,14 @@ CREATE TABLE _sync_in_flight(
     upto_seq INTEGER NOT NULL,
     digest BLOB NOT NULL,
     resync INTEGER NOT NULL,
+    PRIMARY KEY (node_id, position)
+) WITHOUT ROWID;
+
+CREATE TABLE _sync_sent_digests(
+    node_id BLOB NOT NULL,
+    position INTEGER NOT NULL,
+    packet_no INTEGER NOT NULL,
+    digest BLOB NOT NULL,
     PRIMARY KEY (node_id, position)
 ) WITHOUT ROWID;
 
@@ -90,6 +101,7 @@ CREATE TABLE _sync_changes(
     origin BLOB,
     deleted INTEGER NOT NULL DEFAULT 0,
     deleted_at INTEGER,
+    stored_at INTEGER,
     doc BLOB,
     PRIMARY KEY (type_id, uuid)
 ) WITHOUT ROWID;

@@ -58,14 +58,6 @@ pub(crate) struct Column {
     pub excluded: bool,
 }
 
-impl Column {
-    /// Whether a NULL in this column is read as an explicit null field
-    /// (declared and synced) rather than an absent one.
-    pub fn travels_as_null(&self) -> bool {
-        !self.excluded && !matches!(self.kind, ColumnKind::Dynamic)
-    }
-}
-
 /// A tracked table and everything needed to read and write its rows.
 #[derive(Clone, Debug)]
 pub(crate) struct TrackedTable {

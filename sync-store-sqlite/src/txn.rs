@@ -2,13 +2,14 @@
 //! `COMMIT`, `ROLLBACK` on drop), with the capture log folded in at the start
 //! and the store's own echoes dropped before commit.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Uuid, VersionRecord,
+    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
+    VersionRecord,
 };
 
 use crate::blob;
@@ -59,6 +60,11 @@ pub struct SqliteTxn<'a> {
     applying: bool,
     local: Cell<Option<NodeId>>,
     last_seq: Cell<Option<u64>>,
+    /// The registry row last read or written: the engine reads an entity
+    /// and then writes it, so the write need not read it again.
+    last_meta: RefCell<Option<(i64, Uuid, Option<Meta>)>>,
+    /// Whether `_sync_parked` is known to be empty (`None`: not known).
+    parked_empty: Cell<Option<bool>>,
 }
 
 impl<'a> SqliteTxn<'a> {
@@ -75,6 +81,8 @@ impl<'a> SqliteTxn<'a> {
             applying: false,
             local: Cell::new(None),
             last_seq: Cell::new(None),
+            last_meta: RefCell::new(None),
+            parked_empty: Cell::new(None),
         };
         if let Err(e) = registry::fold(&txn.store.conn) {
             // Dropping `txn` rolls back.
@@ -118,6 +126,28 @@ impl<'a> SqliteTxn<'a> {
         self.store.check_poison()?;
         self.wrote = true;
         f(&self.store.conn).inspect_err(|e| self.store.poison_if_backend(e))
+    }
+
+    /// The registry row of an entity, from the one-entry cache if it holds it.
+    fn meta(&self, type_id: i64, id: Uuid) -> Result<Option<Meta>, StoreError> {
+        if let Some((t, i, meta)) = &*self.last_meta.borrow() {
+            if *t == type_id && *i == id {
+                return Ok(meta.clone());
+            }
+        }
+        let meta = registry::get(self.conn(), type_id, id)?;
+        *self.last_meta.borrow_mut() = Some((type_id, id, meta.clone()));
+        Ok(meta)
+    }
+
+    /// Whether anything is parked, remembered until the next change to it.
+    fn any_parked(&self) -> Result<bool, StoreError> {
+        if let Some(empty) = self.parked_empty.get() {
+            return Ok(!empty);
+        }
+        let any = records::any_parked(self.conn())?;
+        self.parked_empty.set(Some(!any));
+        Ok(any)
     }
 
     fn next_seq(&self) -> Result<u64, StoreError> {
@@ -164,12 +194,7 @@ impl<'a> SqliteTxn<'a> {
                 updated_at: sync_core::Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
                 is_deleted: true,
                 origin: meta.origin.unwrap_or(local),
-                fields: table
-                    .columns
-                    .iter()
-                    .filter(|c| c.travels_as_null())
-                    .map(|c| (c.name.clone(), sync_core::Value::Null))
-                    .collect(),
+                fields: Record::new(),
             },
             (Some(table), extras) => {
                 let extras = match extras {
@@ -179,11 +204,13 @@ impl<'a> SqliteTxn<'a> {
                 self.load_row(table, id, meta.origin.unwrap_or(local), extras, for_sending)?
             }
         };
+        let stored_at = meta.stored_at.map_or(entity.updated_at, Timestamp::from_micros);
         Ok(StoredEntity {
             entity,
             seq: meta.seq,
             created_seq: meta.created_seq,
             source: meta.source.unwrap_or(local),
+            stored_at,
         })
     }
 
@@ -328,24 +355,30 @@ impl StoreTxn for SqliteTxn<'_> {
         let Some(ty) = self.store.types.by_name(&key.entity_type) else {
             return Ok(None);
         };
-        let Some(meta) = registry::get(self.conn(), ty.id, key.id)? else {
+        let Some(meta) = self.meta(ty.id, key.id)? else {
             return Ok(None);
         };
         self.load(&ty, key.id, meta, false).map(Some)
     }
 
-    fn put_entity(&mut self, entity: &Entity, source: NodeId) -> Result<u64, StoreError> {
+    fn put_entity(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.store.check_poison()?;
         self.wrote = true;
         let ty = self.store.type_for_write(&entity.key.entity_type)?;
         let id = entity.key.id;
         let seq = self.next_seq()?;
-        let previous = registry::get(self.conn(), ty.id, id)?;
+        let previous = self.meta(ty.id, id)?;
+        *self.last_meta.borrow_mut() = None;
         let doc = match &ty.table {
             None => Some(Doc::Whole(entity.clone())),
             Some(table) => {
                 self.set_applying()?;
-                self.write_row(table, entity)?
+                self.write_row(table, entity, previous.is_some())?
             }
         };
         let meta = Meta {
@@ -355,6 +388,7 @@ impl StoreTxn for SqliteTxn<'_> {
             origin: Some(entity.origin),
             deleted: entity.is_deleted,
             deleted_at: None,
+            stored_at: Some(stored_at.as_micros()),
             doc: doc.as_ref().map(encode_doc),
         };
         self.write("registering a change", |c| {
@@ -432,15 +466,17 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn park(&mut self, parked: &ParkedChange) -> Result<(), StoreError> {
+        self.parked_empty.set(Some(false));
         self.write("parking a change", |c| records::park(c, parked))
     }
 
     fn take_parked(&mut self, parent: &EntityKey) -> Result<Vec<ParkedChange>, StoreError> {
-        if !records::any_parked(self.conn())? {
+        if !self.any_parked()? {
             return Ok(Vec::new());
         }
         let taken = records::parked_for(self.conn(), parent)?;
         if !taken.is_empty() {
+            self.parked_empty.set(None);
             self.write("releasing parked changes", |c| {
                 records::delete_parked_for(c, parent)
             })?;
@@ -449,9 +485,10 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 
     fn unpark(&mut self, child: &EntityKey) -> Result<(), StoreError> {
-        if !records::any_parked(self.conn())? {
+        if !self.any_parked()? {
             return Ok(());
         }
+        self.parked_empty.set(None);
         self.write("dropping a parked change", |c| records::unpark(c, child))
             .map(drop)
     }
@@ -478,12 +515,13 @@ impl SqliteTxn<'_> {
         &mut self,
         table: &Arc<TrackedTable>,
         entity: &Entity,
+        known: bool,
     ) -> Result<Option<Doc>, StoreError> {
         if entity.is_deleted {
             self.write_with(|c| rows::write_tombstone(c, table, entity.key.id, entity.updated_at))?;
             return Ok(Some(Doc::Whole(entity.clone())));
         }
-        match self.write_with(|c| rows::write_live(c, table, entity))? {
+        match self.write_with(|c| rows::write_live(c, table, entity, known))? {
             Written::Row { extras } if extras.is_empty() => Ok(None),
             Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
             Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),

@@ -413,7 +413,7 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
                     origin: node_id(0),
                     fields: report_fields("never", 1),
                 };
-                txn.put_entity(&e, node_id(0)).unwrap();
+                txn.put_entity(&e, node_id(0), Timestamp::from_secs(5)).unwrap();
                 drop(txn);
             }
             QueueOp::Lose => {
