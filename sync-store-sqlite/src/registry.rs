@@ -15,7 +15,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::{NodeId, PendingQuery, StoreError, Uuid};
 
-use crate::sql::{n, opt_node_at, read_error, u64_at, uuid_at};
+use crate::sql::{bound, n, opt_node_at, read_error, u64_at, uuid_at};
 
 /// One registry row.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,9 +164,9 @@ pub(crate) fn pending(
         .and_then(|mut s| {
             s.query_map(
                 params![
-                    n(query.after_seq),
+                    bound(query.after_seq),
                     query.peer.as_bytes(),
-                    n(query.resend_own_upto),
+                    bound(query.resend_own_upto),
                     local.as_bytes(),
                     limit
                 ],
@@ -188,9 +188,9 @@ pub(crate) fn count_pending(
         .and_then(|mut s| {
             s.query_row(
                 params![
-                    n(query.after_seq),
+                    bound(query.after_seq),
                     query.peer.as_bytes(),
-                    n(query.resend_own_upto),
+                    bound(query.resend_own_upto),
                     local.as_bytes()
                 ],
                 |r| r.get::<_, i64>(0),

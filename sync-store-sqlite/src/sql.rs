@@ -48,9 +48,16 @@ pub(crate) fn u64_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64>
     row.get::<_, i64>(i).map(|v| v as u64)
 }
 
-/// A sequence or packet number as SQLite stores it.
+/// A sequence or packet number as SQLite stores it (bit for bit, so that
+/// every `u64` round-trips).
 pub(crate) fn n(v: u64) -> i64 {
     v as i64
+}
+
+/// A sequence bound for comparisons in SQL (saturating: sequences this
+/// store assigns never reach 2^63).
+pub(crate) fn bound(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Reading failed: conversion failures mean the stored data is damaged;
