@@ -100,13 +100,20 @@ fn bench(c: &mut Criterion) {
     group.bench_function("engine_memory", |b| {
         b.iter_batched(
             || {
-                let mut node = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(2), node_info())
-                    .expect("node");
+                let mut node = Engine::new(
+                    MemoryStore::new(),
+                    registry.clone(),
+                    EngineConfig::default().seed(2),
+                    node_info(),
+                )
+                .expect("node");
                 node.register_peer(hub_info()).expect("peer");
                 node
             },
             |mut node| {
-                let incoming = node.handle_incoming(&bytes, Timestamp::from_secs(1_765_535_401)).expect("apply");
+                let incoming = node
+                    .handle_incoming(&bytes, Timestamp::from_secs(1_765_535_401))
+                    .expect("apply");
                 assert_eq!(incoming.applied, N);
                 node
             },

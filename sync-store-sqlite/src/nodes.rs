@@ -112,7 +112,12 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
     )?;
     for (i, sent) in sent_digests.iter().enumerate() {
         let SentDigest { packet_no, digest } = sent;
-        digests.execute(params![info.id.as_bytes(), i as i64, n(*packet_no), &digest[..]])?;
+        digests.execute(params![
+            info.id.as_bytes(),
+            i as i64,
+            n(*packet_no),
+            &digest[..]
+        ])?;
     }
     conn.prepare_cached("DELETE FROM _sync_in_flight WHERE node_id = ?1")?
         .execute([info.id.as_bytes()])?;

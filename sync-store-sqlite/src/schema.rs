@@ -2,7 +2,7 @@
 //!
 //! The internal schema is versioned in `_sync_meta` (key `schema_version`),
 //! not in `PRAGMA user_version`, which belongs to the application whose
-//! database this is. [`migrate`] runs on every open: it creates the tables in
+//! database this is. The migration runs on every open: it creates the tables in
 //! an empty database and upgrades older versions step by step, in one
 //! transaction. A database written by a newer version of this crate is
 //! refused rather than guessed at.

@@ -1,5 +1,5 @@
 //! Tracking a user table: the sync columns, the UUIDv7 backfill, the capture
-//! triggers, and the mapping from the live schema to a [`TrackedTable`].
+//! triggers, and the mapping from the live schema to a tracked table.
 //!
 //! Triggers installed on a tracked table `t` (all named `_sync_t_*`):
 //!

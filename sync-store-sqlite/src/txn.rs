@@ -204,7 +204,9 @@ impl<'a> SqliteTxn<'a> {
                 self.load_row(table, id, meta.origin.unwrap_or(local), extras, for_sending)?
             }
         };
-        let stored_at = meta.stored_at.map_or(entity.updated_at, Timestamp::from_micros);
+        let stored_at = meta
+            .stored_at
+            .map_or(entity.updated_at, Timestamp::from_micros);
         Ok(StoredEntity {
             entity,
             seq: meta.seq,

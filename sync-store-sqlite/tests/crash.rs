@@ -85,7 +85,11 @@ fn crash_child_process() {
 /// kills).
 fn hub_writes(hub: &mut Engine<MemoryStore>, rng: &mut Rng, now: Timestamp) {
     let stored = hub.store().entity_count() as u64;
-    let writes = if stored > 1_500 { rng.below(4) } else { rng.below(40) };
+    let writes = if stored > 1_500 {
+        rng.below(4)
+    } else {
+        rng.below(40)
+    };
     for _ in 0..writes {
         let reports: Vec<_> = {
             let txn = hub.store_mut().begin().unwrap();
@@ -303,7 +307,10 @@ fn sigkill_during_apply_never_leaves_a_partial_packet() {
         "no kill landed inside an apply"
     );
     let last = *progress.last().unwrap_or(&0);
-    assert!(last > 0, "the node applied packets between kills: {progress:?}");
+    assert!(
+        last > 0,
+        "the node applied packets between kills: {progress:?}"
+    );
     // Sync resumes and converges, both ways.
     let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let mut node = Engine::open(store, registry, EngineConfig::default().seed(78)).unwrap();

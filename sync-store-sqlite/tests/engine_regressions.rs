@@ -31,7 +31,8 @@ fn memory_node_restore_then_lossy_resync_loses_own_change() {
     rng.next();
     let backup = node.store().clone();
     now = now.add_millis(10);
-    node.insert("DailyReport", report_fields("d", 0), now).unwrap();
+    node.insert("DailyReport", report_fields("d", 0), now)
+        .unwrap();
     now = now.add_millis(10);
     sync_faulty(&mut node, &mut hub, &mut now, &mut rng, 0).unwrap();
     now = now.add_millis(10);

@@ -413,7 +413,8 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
                     origin: node_id(0),
                     fields: report_fields("never", 1),
                 };
-                txn.put_entity(&e, node_id(0), Timestamp::from_secs(5)).unwrap();
+                txn.put_entity(&e, node_id(0), Timestamp::from_secs(5))
+                    .unwrap();
                 drop(txn);
             }
             QueueOp::Lose => {
@@ -516,7 +517,7 @@ fn check_queue(
     prop_assert!(
         pending
             .iter()
-            .all(|s| s.entity.fields.get("local_note").is_none())
+            .all(|s| !s.entity.fields.contains_key("local_note"))
     );
     Ok(())
 }

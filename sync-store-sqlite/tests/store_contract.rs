@@ -73,7 +73,8 @@ fn dropping_a_transaction_discards_every_write() {
         txn.set_local_node(&NodeInfo::new(node(1), "HUB", "Hub", Role::Hub))
             .unwrap();
         txn.put_peer(&peer_state(2)).unwrap();
-        txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5)).unwrap();
+        txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5))
+            .unwrap();
         txn.add_security_event(&SecurityEvent {
             at: Timestamp::EPOCH,
             peer: None,
@@ -104,7 +105,8 @@ fn committed_writes_survive_reopening() {
         let mut txn = s.begin().unwrap();
         txn.set_local_node(&me).unwrap();
         txn.put_peer(&peer_state(2)).unwrap();
-        txn.put_entity(&note(1, "a", node(2)), node(2), Timestamp::from_secs(5)).unwrap();
+        txn.put_entity(&note(1, "a", node(2)), node(2), Timestamp::from_secs(5))
+            .unwrap();
         txn.commit().unwrap();
     }
     let mut s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
@@ -123,14 +125,30 @@ fn committed_writes_survive_reopening() {
 fn sequences_increase_and_created_seq_is_kept() {
     let mut s = store();
     let mut txn = s.begin().unwrap();
-    assert_eq!(txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5)).unwrap(), 1);
-    assert_eq!(txn.put_entity(&note(2, "b", node(1)), node(1), Timestamp::from_secs(5)).unwrap(), 2);
-    assert_eq!(txn.put_entity(&note(1, "c", node(3)), node(3), Timestamp::from_secs(5)).unwrap(), 3);
+    assert_eq!(
+        txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        txn.put_entity(&note(2, "b", node(1)), node(1), Timestamp::from_secs(5))
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        txn.put_entity(&note(1, "c", node(3)), node(3), Timestamp::from_secs(5))
+            .unwrap(),
+        3
+    );
     txn.commit().unwrap();
     let mut txn = s.begin().unwrap();
     let one = txn.entity(&note(1, "", node(1)).key).unwrap().unwrap();
     assert_eq!((one.seq, one.created_seq, one.source), (3, 1, node(3)));
-    assert_eq!(txn.put_entity(&note(2, "d", node(1)), node(1), Timestamp::from_secs(5)).unwrap(), 4);
+    assert_eq!(
+        txn.put_entity(&note(2, "d", node(1)), node(1), Timestamp::from_secs(5))
+            .unwrap(),
+        4
+    );
     assert_eq!(txn.last_seq().unwrap(), 4);
 }
 
@@ -138,10 +156,14 @@ fn sequences_increase_and_created_seq_is_kept() {
 fn pending_follows_the_query() {
     let mut s = store();
     let mut txn = s.begin().unwrap();
-    txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5)).unwrap(); // seq 1 local
-    txn.put_entity(&note(2, "b", node(2)), node(2), Timestamp::from_secs(5)).unwrap(); // seq 2 from peer 2
-    txn.put_entity(&note(3, "c", node(3)), node(3), Timestamp::from_secs(5)).unwrap(); // seq 3 from peer 3
-    txn.put_entity(&note(4, "d", node(2)), node(2), Timestamp::from_secs(5)).unwrap(); // seq 4 from peer 2
+    txn.put_entity(&note(1, "a", node(1)), node(1), Timestamp::from_secs(5))
+        .unwrap(); // seq 1 local
+    txn.put_entity(&note(2, "b", node(2)), node(2), Timestamp::from_secs(5))
+        .unwrap(); // seq 2 from peer 2
+    txn.put_entity(&note(3, "c", node(3)), node(3), Timestamp::from_secs(5))
+        .unwrap(); // seq 3 from peer 3
+    txn.put_entity(&note(4, "d", node(2)), node(2), Timestamp::from_secs(5))
+        .unwrap(); // seq 4 from peer 2
     let q = |after_seq, resend_own_upto, limit| PendingQuery {
         peer: node(2),
         after_seq,
@@ -165,7 +187,8 @@ fn entities_page_by_id_with_tombstones() {
     for i in [5u128, 1, 3, 2, 4] {
         let mut e = note(i, "x", node(1));
         e.is_deleted = i == 3;
-        txn.put_entity(&e, node(1), Timestamp::from_secs(5)).unwrap();
+        txn.put_entity(&e, node(1), Timestamp::from_secs(5))
+            .unwrap();
     }
     let ids = |after: Option<u128>, limit| -> Vec<u128> {
         txn.entities("Note", after.map(Uuid::from_u128), limit)
@@ -282,7 +305,8 @@ fn a_failed_write_poisons_the_store_until_reopened() {
     let mut s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     {
         let mut txn = s.begin().unwrap();
-        txn.put_entity(&note(1, "small", node(1)), node(1), Timestamp::from_secs(5)).unwrap();
+        txn.put_entity(&note(1, "small", node(1)), node(1), Timestamp::from_secs(5))
+            .unwrap();
         txn.commit().unwrap();
     }
     let pages: i64 = s
@@ -297,7 +321,8 @@ fn a_failed_write_poisons_the_store_until_reopened() {
         .insert("blob".into(), Value::Bytes(vec![7; 1 << 20]));
     let first = {
         let mut txn = s.begin().unwrap();
-        txn.put_entity(&big, node(1), Timestamp::from_secs(5)).and_then(|_| txn.commit())
+        txn.put_entity(&big, node(1), Timestamp::from_secs(5))
+            .and_then(|_| txn.commit())
     };
     assert_eq!(first.unwrap_err().kind(), StoreErrorKind::Backend);
     assert!(s.poisoned().is_some());
@@ -427,7 +452,8 @@ fn apply<T: StoreTxn>(txn: &mut T, op: &Op) -> String {
             e.is_deleted = *deleted;
             format!(
                 "{:?}",
-                txn.put_entity(&e, node(u128::from(*source)), Timestamp::from_secs(5)).unwrap()
+                txn.put_entity(&e, node(u128::from(*source)), Timestamp::from_secs(5))
+                    .unwrap()
             )
         }
         Op::Park { child, parent } => {
