@@ -436,3 +436,50 @@ fn reopening_maps_tracked_tables_again() {
     let pending = pending_all(&mut store);
     assert_eq!(pending[1].entity.fields["report_id"], Value::Uuid(a));
 }
+
+#[test]
+fn without_rowid_tables_and_untyped_columns_sync_too() {
+    let (mut node_store, _) = memory_sqlite();
+    node_store
+        .connection()
+        .execute_batch(
+            "CREATE TABLE setting(name TEXT PRIMARY KEY, value, note TEXT) WITHOUT ROWID;
+             INSERT INTO setting(name, value) VALUES ('threshold', 7), ('label', 'north');",
+        )
+        .unwrap();
+    let ty = node_store
+        .track_table("setting", TrackOptions::new().entity_type_name("Setting"))
+        .unwrap();
+    assert_eq!(ty.field_def("name").unwrap().kind, FieldKind::Text, "a text key syncs as a field");
+    assert!(ty.field_def("value").is_none(), "an untyped column travels as stored, undeclared");
+    // An insert without a key gets one from the trigger (no default here).
+    node_store
+        .connection()
+        .execute("INSERT INTO setting(name, value) VALUES ('ratio', 0.5)", [])
+        .unwrap();
+    node_store
+        .connection()
+        .execute("UPDATE setting SET value = 8 WHERE name = 'threshold'", [])
+        .unwrap();
+    let registry = node_store.registry();
+    let mut hub = memory_hub(registry.clone());
+    let mut node = engine(node_store, registry, node_info(0), 7);
+    connect(&mut hub, &mut [&mut node]);
+    sync(&mut node, &mut hub, t(1)).unwrap();
+    let txn = hub.store_mut().begin().unwrap();
+    let mut values: Vec<(Value, Value)> = txn
+        .entities("Setting", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.entity.fields["name"].clone(), s.entity.fields["value"].clone()))
+        .collect();
+    values.sort_by_key(|(name, _)| format!("{name:?}"));
+    assert_eq!(
+        values,
+        vec![
+            (Value::from("label"), Value::from("north")),
+            (Value::from("ratio"), Value::Float(0.5)),
+            (Value::from("threshold"), Value::Int(8)),
+        ]
+    );
+}
