@@ -450,8 +450,15 @@ fn without_rowid_tables_and_untyped_columns_sync_too() {
     let ty = node_store
         .track_table("setting", TrackOptions::new().entity_type_name("Setting"))
         .unwrap();
-    assert_eq!(ty.field_def("name").unwrap().kind, FieldKind::Text, "a text key syncs as a field");
-    assert!(ty.field_def("value").is_none(), "an untyped column travels as stored, undeclared");
+    assert_eq!(
+        ty.field_def("name").unwrap().kind,
+        FieldKind::Text,
+        "a text key syncs as a field"
+    );
+    assert!(
+        ty.field_def("value").is_none(),
+        "an untyped column travels as stored, undeclared"
+    );
     // An insert without a key gets one from the trigger (no default here).
     node_store
         .connection()
@@ -471,7 +478,12 @@ fn without_rowid_tables_and_untyped_columns_sync_too() {
         .entities("Setting", None, 10)
         .unwrap()
         .into_iter()
-        .map(|s| (s.entity.fields["name"].clone(), s.entity.fields["value"].clone()))
+        .map(|s| {
+            (
+                s.entity.fields["name"].clone(),
+                s.entity.fields["value"].clone(),
+            )
+        })
         .collect();
     values.sort_by_key(|(name, _)| format!("{name:?}"));
     assert_eq!(
