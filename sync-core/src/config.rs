@@ -25,7 +25,7 @@ pub struct EngineConfig {
     /// Target encoded size of an outgoing body before compression, in bytes
     /// (default 4 MiB). A single larger entity is still sent, alone.
     pub batch_bytes: usize,
-    /// Unacknowledged packets remembered per peer (default 16).
+    /// Unacknowledged packets remembered per peer (default 64).
     pub max_in_flight: usize,
     /// Retry backoff.
     pub retry: RetryPolicy,
@@ -43,7 +43,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             batch_entities: 5_000,
             batch_bytes: 4 << 20,
-            max_in_flight: 16,
+            max_in_flight: 64,
             retry: RetryPolicy::default(),
             applied_events: true,
         }

@@ -105,6 +105,12 @@ pub struct StoredEntity {
     /// When this version was stored here (the `now` of the local write or of
     /// the packet that brought it): its arrival time.
     pub stored_at: Timestamp,
+    /// For a version written locally: the sync digest
+    /// ([`crate::EntityType::sync_digest`]) of the last version that came from
+    /// a peer, which the local edits since are based on. An incoming version
+    /// equal to it is one this node has already seen, re-delivered late, not
+    /// a concurrent edit. `None` for versions that came from a peer.
+    pub base: Option<[u8; 32]>,
 }
 
 impl StoredEntity {

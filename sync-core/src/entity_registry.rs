@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::conflict::{ConflictStrategy, Resolver};
+use crate::entity::Entity;
 use crate::error::WriteError;
 use crate::value::{Record, Value};
 
@@ -187,6 +188,19 @@ impl EntityType {
     /// Whether the field named `name` is excluded from sync.
     pub fn is_excluded(&self, name: &str) -> bool {
         self.field_def(name).is_some_and(|f| f.excluded)
+    }
+
+    /// Digest of a version as it travels: [`Entity::content_digest`] with the
+    /// excluded fields left out, so local-only values do not make two copies
+    /// of the same synced version look different.
+    pub fn sync_digest(&self, entity: &Entity) -> [u8; 32] {
+        if self.fields.iter().any(|f| f.excluded) {
+            let mut synced = entity.clone();
+            synced.fields.retain(|name, _| !self.is_excluded(name));
+            synced.content_digest()
+        } else {
+            entity.content_digest()
+        }
     }
 
     /// Checks a record against the declared fields: every field must be

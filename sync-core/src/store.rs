@@ -114,14 +114,25 @@ pub trait StoreTxn {
     fn entity(&self, key: &EntityKey) -> Result<Option<StoredEntity>, StoreError>;
     /// Stores a version as the entity's current one and registers the change:
     /// assigns and returns the next sequence number, keeps `created_seq` of an
-    /// existing entity (or sets it to the new sequence), and records `source`
-    /// and `stored_at`. Cost: O(1) in the number of peers.
+    /// existing entity (or sets it to the new sequence), and records `source`,
+    /// `stored_at` and `base` (see [`StoredEntity::base`]). Cost: O(1) in the
+    /// number of peers.
+    fn put_version(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+        base: Option<[u8; 32]>,
+    ) -> Result<u64, StoreError>;
+    /// [`StoreTxn::put_version`] without a base.
     fn put_entity(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        self.put_version(entity, source, stored_at, None)
+    }
     /// The highest sequence assigned so far (0 for an empty store).
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Changes matching `query`, ascending by sequence, at most `query.limit`.

@@ -126,11 +126,12 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.entities.get(key).cloned())
     }
 
-    fn put_entity(
+    fn put_version(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
+        base: Option<[u8; 32]>,
     ) -> Result<u64, StoreError> {
         let s = &mut *self.state;
         let last_seq = s.last_seq;
@@ -148,6 +149,7 @@ impl StoreTxn for MemoryTxn<'_> {
                 created_seq,
                 source,
                 stored_at,
+                base,
             },
         );
         s.by_seq.insert(seq, entity.key.clone());

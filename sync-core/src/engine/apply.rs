@@ -49,6 +49,15 @@ pub(crate) fn apply_change<T: StoreTxn>(
     match local {
         None => store_incoming(txn, ctx, peer.id(), incoming, ChangeKind::Created, stats)?,
         Some(l) if l.entity.same_version(&incoming) => {}
+        Some(l)
+            if peer.is_pending(l.seq, l.source)
+                && l.base.is_some_and(|base| base == ty.sync_digest(&incoming)) =>
+        {
+            // The version our still-unacknowledged edits are based on,
+            // delivered again late (a reply to a duplicated or retried
+            // request): old news, not a concurrent edit. Once the peer has
+            // acknowledged our edit, the same version is its decision.
+        }
         Some(l) if peer.is_pending(l.seq, l.source) => {
             stats.conflicts += 1;
             resolve(txn, ctx, ty, peer.id(), l, incoming, stats)?;
@@ -83,6 +92,20 @@ pub(crate) fn release_parked<T: StoreTxn>(
         apply_change(txn, ctx, &peer, child.entity, now, &mut stats)?;
     }
     Ok(())
+}
+
+/// The base of a local write replacing `existing`: the last version that came
+/// from a peer (see [`StoredEntity::base`]).
+pub(crate) fn local_base(
+    ty: &EntityType,
+    existing: Option<&StoredEntity>,
+    local: NodeId,
+) -> Option<[u8; 32]> {
+    match existing {
+        Some(e) if e.source == local => e.base,
+        Some(e) => Some(ty.sync_digest(&e.entity)),
+        None => None,
+    }
 }
 
 /// The first referenced parent that does not exist here.
@@ -202,7 +225,8 @@ fn resolve<T: StoreTxn>(
             // `plan` always sets `merged` for a merged winner; fall back to
             // the local version if a future strategy forgets.
             let merged = plan.merged.clone().unwrap_or_else(|| local.clone());
-            txn.put_entity(&merged, ctx.local.id, now)?;
+            let base = Some(ty.sync_digest(&incoming));
+            txn.put_version(&merged, ctx.local.id, now, base)?;
             vec![(local, local_arrived), (incoming, now)]
         }
     };

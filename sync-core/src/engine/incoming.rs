@@ -394,7 +394,9 @@ fn peer_restored(peer: &mut PeerState, header: &PacketHeader) -> Option<String> 
             header.packet_no
         )
     } else {
-        if received > 0 && header.packet_no > received + 1 && peer.gap_check.is_none() {
+        if received > 0 && header.packet_no > received + 1 {
+            // The newest packet held is the one to confirm: a peer's history
+            // is linear, so confirming it confirms every packet before it.
             peer.gap_check = Some(GapCheck {
                 packet_no: received,
                 digest: peer.received_digest,

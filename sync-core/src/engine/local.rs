@@ -153,9 +153,11 @@ impl<S: Store> Engine<S> {
             _ => base.fields.clone(),
         };
         let current = txn.entity(&conflict.key)?;
-        let floor = current.map_or(base.updated_at, |c| {
+        let floor = current.as_ref().map_or(base.updated_at, |c| {
             c.entity.updated_at.max(base.updated_at)
         });
+        let ty = ctx.registry.require(&conflict.key.entity_type)?;
+        let based_on = apply::local_base(ty, current.as_ref(), ctx.local.id);
         let decided = Entity {
             key: conflict.key.clone(),
             updated_at: now.max(floor.add_micros(1)),
@@ -163,7 +165,7 @@ impl<S: Store> Engine<S> {
             origin: ctx.local.id,
             fields,
         };
-        txn.put_entity(&decided, ctx.local.id, now)?;
+        txn.put_version(&decided, ctx.local.id, now, based_on)?;
         let audit = AuditRecord {
             id: Ctx::record_id(
                 "manual-resolution",
@@ -227,7 +229,9 @@ fn local_write<T: StoreTxn>(
         origin: ctx.local.id,
         fields,
     };
-    txn.put_entity(&entity, ctx.local.id, now)?;
+    let ty = ctx.registry.require(&entity.key.entity_type)?;
+    let base = apply::local_base(ty, existing.as_ref(), ctx.local.id);
+    txn.put_version(&entity, ctx.local.id, now, base)?;
     apply::release_parked(txn, ctx, &entity.key, now)
 }
 
