@@ -84,8 +84,8 @@
 //!   `COMMIT`, `ROLLBACK` when the transaction is dropped), with
 //!   `foreign_keys = ON`; the store's own writes are never re-captured as
 //!   local changes. A version whose parent row does not exist here (the
-//!   parent is only a tombstone) is kept in the sync tables until it can be
-//!   written.
+//!   parent is only a tombstone) is kept whole in the sync tables, not in the
+//!   table; a later version whose parent row exists is written normally.
 //! - **Durability**: WAL mode; `synchronous = FULL` by default (the hub must
 //!   keep it: it acknowledges right after commit), `NORMAL` as an option for
 //!   nodes ([`Durability`]). After a write fails in a way that leaves the
