@@ -103,6 +103,7 @@ CREATE TABLE _sync_changes(
     deleted_at INTEGER,
     stored_at INTEGER,
     doc BLOB,
+    base BLOB,
     PRIMARY KEY (type_id, uuid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX _sync_changes_seq ON _sync_changes(seq);

@@ -213,6 +213,7 @@ impl<'a> SqliteTxn<'a> {
             created_seq: meta.created_seq,
             source: meta.source.unwrap_or(local),
             stored_at,
+            base: meta.base.as_deref().and_then(|b| b.try_into().ok()),
         })
     }
 
@@ -363,11 +364,12 @@ impl StoreTxn for SqliteTxn<'_> {
         self.load(&ty, key.id, meta, false).map(Some)
     }
 
-    fn put_entity(
+    fn put_version(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
+        base: Option<[u8; 32]>,
     ) -> Result<u64, StoreError> {
         self.store.check_poison()?;
         self.wrote = true;
@@ -392,6 +394,7 @@ impl StoreTxn for SqliteTxn<'_> {
             deleted_at: None,
             stored_at: Some(stored_at.as_micros()),
             doc: doc.as_ref().map(encode_doc),
+            base: base.map(|b| b.to_vec()),
         };
         self.write("registering a change", |c| {
             registry::put(c, ty.id, id, &meta)

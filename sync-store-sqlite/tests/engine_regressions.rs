@@ -1,6 +1,6 @@
 //! Engine behaviour found while testing this store, reproduced on the
 //! reference `MemoryStore` so that the store is not involved. Ignored until
-//! fixed in sync-core; run with `--ignored`.
+//! fixed in sync-core.
 
 mod common;
 
@@ -15,7 +15,6 @@ use sync_store_memory::MemoryStore;
 /// restored node never gets back the report it wrote before the restore.
 /// Reproduced on `MemoryStore` alone, so it is the engine's, not this store's.
 #[test]
-#[ignore = "sync-core bug: restore detection fails when post-restore packets are lost"]
 fn memory_node_restore_then_lossy_resync_loses_own_change() {
     let (_, registry) = memory_sqlite();
     let mut hub = memory_hub(registry.clone());
