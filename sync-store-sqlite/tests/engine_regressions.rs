@@ -1,6 +1,6 @@
 //! Engine behaviour found while testing this store, reproduced on the
-//! reference `MemoryStore` so that the store is not involved. Ignored until
-//! fixed in sync-core.
+//! reference `MemoryStore` so that the store is not involved (fixed in
+//! sync-core; kept as a regression test).
 
 mod common;
 
