@@ -1,7 +1,6 @@
 //! Engine bugs the simulator found, replayed as short scenarios on the real
 //! engine (memory stores, a perfect in-process network, packets delivered
-//! by hand). Each is ignored until the engine is fixed; run them with
-//! `cargo test -p sync-conformance --test engine_regressions -- --ignored`.
+//! by hand).
 
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record, registry, t};
 use sync_conformance::harness::{Net, synced_state};
@@ -16,7 +15,6 @@ use sync_core::{ConflictStrategy, EntityKey, Value};
 /// resolves the "conflict" for the hub's side and reverts its own newer
 /// edit, while the hub keeps the edit: the two diverge for good.
 #[test]
-#[ignore = "engine bug: a re-delivered old version is taken for a concurrent edit and reverts a newer local edit on the node only (diverges)"]
 fn late_duplicate_reply_does_not_revert_newer_local_edit() {
     let mut net = Net::new(
         1,

@@ -1,8 +1,6 @@
 //! Every seed that failed during development, as a named test (default
-//! size: 4 nodes, 1,000 operations). Seeds that fail on a diagnosed engine
-//! bug are ignored with the bug named; run them with
-//! `cargo test -p sync-conformance --test sim_regressions -- --ignored`, or
-//! replay one with `simulate --seed S --watch <entity id prefix>`.
+//! size: 4 nodes, 1,000 operations). Replay one with
+//! `simulate --seed S --watch <entity id prefix>`.
 
 use sync_conformance::sim::{self, SimConfig};
 
@@ -41,67 +39,61 @@ fn seed_182_child_orphaned_by_restore() {
     passes(182);
 }
 
-// --- engine bug A: a re-delivered old version taken for a concurrent edit ---
+// --- engine bug A (fixed in 87208f6): a re-delivered old version taken for a
+// concurrent edit reverted a newer local edit on the node only -------------
 
 // The scenario behind these seeds is replayed step by step in
 // `engine_regressions.rs` (`late_duplicate_reply_does_not_revert_newer_local_edit`).
 
 /// Divergence on a `DailyReportLine` (keep-both).
 #[test]
-#[ignore = "engine bug: a node takes a re-delivered old version for a concurrent edit and reverts its own newer edit (diverges)"]
 fn seed_1_stale_redelivery_diverges() {
     passes(1);
 }
 
 /// Divergence on a `DailyReport` (keep-both).
 #[test]
-#[ignore = "engine bug: a node takes a re-delivered old version for a concurrent edit and reverts its own newer edit (diverges)"]
 fn seed_93_stale_redelivery_diverges() {
     passes(93);
 }
 
 /// A delete undone on one node only (keep-both).
 #[test]
-#[ignore = "engine bug: a node takes a re-delivered old version for a concurrent edit and reverts its own newer edit (diverges)"]
 fn seed_118_stale_redelivery_undoes_delete() {
     passes(118);
 }
 
 /// Divergence on a `DailyReport` after a crash-heavy run.
 #[test]
-#[ignore = "engine bug: a node takes a re-delivered old version for a concurrent edit and reverts its own newer edit (diverges)"]
 fn seed_254_stale_redelivery_diverges() {
     passes(254);
 }
 
 /// Divergence on a server-wins note.
 #[test]
-#[ignore = "engine bug: a node takes a re-delivered old version for a concurrent edit and reverts its own newer edit (diverges)"]
 fn seed_298_stale_redelivery_server_wins() {
     passes(298);
 }
 
-// --- engine bug B: a restored node the hub never detects -----------------
+// --- engine bug B (fixed in 87208f6): a restored node the hub never detected
+// (a pending gap check masked a newer gap) ------------------------------------
 
 /// Node 1 restored; the hub's gap check still asked about an older gap, the
 /// node confirmed that one, and the restore went unnoticed: node 1 never
 /// gets back its own report, and the report's line stays parked there.
 #[test]
-#[ignore = "engine bug: restore of node 1 not detected (a pending gap check masks the newer gap); its own changes are never resent"]
 fn seed_47_restore_undetected_child_parked() {
     passes(47);
 }
 
 /// Node 1 restored and never re-initialized: it lacks its own report.
 #[test]
-#[ignore = "engine bug: restore not detected; the restored node never gets back its own changes (diverges)"]
 fn seed_165_restore_undetected_diverges() {
     passes(165);
 }
 
 /// Node 2 restored and never re-initialized: it lacks its own report.
 #[test]
-#[ignore = "engine bug: restore not detected; the restored node never gets back its own changes (diverges)"]
 fn seed_222_restore_undetected_diverges() {
     passes(222);
 }

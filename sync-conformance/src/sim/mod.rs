@@ -114,6 +114,10 @@ pub struct SimStats {
     pub exchanges_to_converge: u64,
     /// Exchanges in the whole run.
     pub exchanges: u64,
+    /// Actions (deliveries, timers, operations, faults) the scheduler ran.
+    pub actions: u64,
+    /// Most actions ever queued at once.
+    pub max_queued: u64,
     /// Children left parked because their parent was lost to a restore
     /// before it reached the hub (allowed: the parent is gone everywhere).
     pub orphans: u64,

@@ -13,6 +13,8 @@ use super::scheduler::{Action, MS, Scheduler, SimTime, Who};
 pub struct NetStats {
     /// Packets handed to the network.
     pub sent: u64,
+    /// Bytes handed to the network.
+    pub bytes: u64,
     /// Packets dropped by loss.
     pub lost: u64,
     /// Extra copies delivered by duplication.
@@ -50,6 +52,7 @@ impl Network {
     /// own delay and possibly damaged, are scheduled for delivery.
     pub fn send(&mut self, sched: &mut Scheduler, from: Who, to: Who, bytes: Bytes) {
         self.stats.sent += 1;
+        self.stats.bytes += bytes.len() as u64;
         if self.is_cut(sched.now(), from, to) {
             self.stats.partitioned += 1;
             return;

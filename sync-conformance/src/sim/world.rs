@@ -206,9 +206,35 @@ impl<B: SimStores> World<B> {
                 return true;
             };
             self.trace.write_u64(self.sched.now() as u64);
+            self.stats.actions += 1;
+            self.stats.max_queued = self.stats.max_queued.max(self.sched.len() as u64);
+            if let Some(problem) = self.runaway() {
+                let at = self.sched.now();
+                self.checks.violation(ViolationKind::Liveness, at, problem);
+                self.fatal = true;
+                return true;
+            }
             self.step(action);
         }
         self.sched.is_empty()
+    }
+
+    /// Whether the run has gone out of bounds: far more actions than a run
+    /// of this size needs (typically 5-25 per operation), a queue that keeps
+    /// growing (packets multiplying), or far more bytes sent than written
+    /// (typically well under 100 KiB per operation). Each means the system
+    /// does not settle, and the run stops.
+    fn runaway(&self) -> Option<String> {
+        let ops = self.config.ops as u64 + 100;
+        if self.stats.actions > 200 * ops {
+            Some(format!("runaway: over {} actions", 200 * ops))
+        } else if self.sched.len() as u64 > ops + 50_000 {
+            Some(format!("runaway: {} actions queued", self.sched.len()))
+        } else if self.net.stats.bytes > ops * (64 << 10) {
+            Some(format!("runaway: {} bytes sent", self.net.stats.bytes))
+        } else {
+            None
+        }
     }
 
     fn step(&mut self, action: Action) {

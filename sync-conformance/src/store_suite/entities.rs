@@ -153,6 +153,28 @@ pub fn put_entity_records_stored_at<S: Store>(make: impl Fn() -> S) {
     );
 }
 
+/// The base passed to `put_version` is stored with the version; a version
+/// stored with `put_entity` has none; each new version replaces the base.
+pub fn put_version_records_base<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let base = Some([0xAB; 32]);
+    write(&mut store, |txn| {
+        txn.put_version(&report(1, 1), node_id(0), t(1), base)
+            .expect("put_version")
+    });
+    assert_eq!(get(&mut store, &key(REPORT, 1)).expect("stored").base, base);
+    put(&mut store, &report(1, 2), hub_id());
+    assert_eq!(get(&mut store, &key(REPORT, 1)).expect("stored").base, None);
+    write(&mut store, |txn| {
+        txn.put_version(&report(1, 3), node_id(0), t(1), Some([1; 32]))
+            .expect("put_version")
+    });
+    assert_eq!(
+        get(&mut store, &key(REPORT, 1)).expect("stored").base,
+        Some([1; 32])
+    );
+}
+
 /// A new version replaces the old one whole: fields it lacks are gone,
 /// metadata is the new version's.
 pub fn put_entity_replaces_version_whole<S: Store>(make: impl Fn() -> S) {
