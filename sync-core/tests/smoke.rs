@@ -51,3 +51,16 @@ fn three_nodes_converge_with_conflict() {
     assert_eq!(versions[0].data.fields["hours"], Value::Int(10));
     assert_eq!(net.nodes[2].pending_count(hub_id()).unwrap(), 0);
 }
+
+#[test]
+fn a_type_registered_on_a_running_engine_syncs() {
+    let mut net = Net::new(1, registry(ConflictStrategy::ServerWins));
+    let late = EntityType::new("Photo").field("caption", FieldKind::Text);
+    net.hub.register_type(late.clone());
+    net.nodes[0].register_type(late);
+    let id = net.nodes[0]
+        .insert("Photo", fields(&[("caption", "site at dusk".into())]), t(0))
+        .unwrap();
+    net.sync(0, t(1)).unwrap();
+    assert!(net.hub.get(&EntityKey::new("Photo", id)).unwrap().is_some());
+}

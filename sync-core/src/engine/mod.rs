@@ -195,6 +195,12 @@ impl<S: Store> Engine<S> {
         &self.registry
     }
 
+    /// Registers (or replaces) an entity type on a running engine: a type
+    /// added later syncs from the next packet on, with no other code.
+    pub fn register_type(&mut self, entity_type: crate::EntityType) {
+        self.registry.register(entity_type);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
