@@ -20,11 +20,19 @@ pub struct Net<S: Store> {
 impl<S: Store> Net<S> {
     /// A hub and `n` nodes on stores from `make`, with default configs
     /// (seeded per node).
+    ///
+    /// # Panics
+    ///
+    /// When a store fails while the engines are set up (the test fails).
     pub fn new(n: usize, registry: EntityRegistry, make: impl Fn() -> S) -> Self {
         Self::with_config(n, registry, make, |c| c)
     }
 
     /// Like [`Net::new`], with every config passed through `tweak`.
+    ///
+    /// # Panics
+    ///
+    /// When a store fails while the engines are set up (the test fails).
     pub fn with_config(
         n: usize,
         registry: EntityRegistry,
@@ -67,6 +75,10 @@ impl<S: Store> Net<S> {
     }
 
     /// Whether every node holds exactly the hub's entities.
+    ///
+    /// # Panics
+    ///
+    /// When a store fails a read (the test fails).
     pub fn converged(&mut self) -> bool {
         let hub = synced_state(&mut self.hub).expect("read hub");
         self.nodes

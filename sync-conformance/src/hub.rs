@@ -124,6 +124,11 @@ impl HubHandle {
     }
 
     /// Runs `f` on the hub engine (to inspect or change its state).
+    ///
+    /// # Panics
+    ///
+    /// When `f` fails (a fixture step failed: the test fails with it), or
+    /// when the hub could not be restarted after an injected failure.
     pub fn with_engine<R>(&self, f: impl FnOnce(&mut HubEngine) -> Result<R, SyncError>) -> R {
         let mut state = self.lock();
         let engine = state

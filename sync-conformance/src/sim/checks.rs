@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sync_core::{
-    ConflictSide, Entity, EntityKey, EntityRegistry, NodeId, PeerState, Store, StoreError,
-    StoreTxn, Timestamp, Uuid, Value,
+    ConflictSide, Entity, EntityKey, EntityRegistry, NodeId, PeerState, StoreError, StoreTxn,
+    Timestamp, Uuid, Value,
 };
 
 use super::scheduler::{SimTime, Who};
@@ -111,14 +111,13 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// Adds everything `store` holds: current entities, version history,
+    /// Adds everything `txn` sees: current entities, version history,
     /// open conflicts, and the losing sides named in the audit log.
-    pub fn collect<S: Store>(
+    pub fn collect<T: StoreTxn>(
         &mut self,
         registry: &EntityRegistry,
-        store: &mut S,
+        txn: &T,
     ) -> Result<(), StoreError> {
-        let txn = store.begin()?;
         for ty in registry.types() {
             let mut after = None;
             loop {
@@ -390,9 +389,4 @@ impl Checks {
     pub fn write_count(&self) -> u64 {
         self.writes.len() as u64
     }
-}
-
-/// Reads `store`'s peers for the counter check.
-pub fn peers_of<S: Store>(store: &mut S) -> Result<Vec<PeerState>, StoreError> {
-    store.begin()?.peers()
 }

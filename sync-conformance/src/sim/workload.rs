@@ -152,6 +152,7 @@ impl Workload {
         };
         let key = conflict.key.clone();
         let before = actor.peek(|txn| txn.entity(&key)).map(|s| s.entity);
+        // Cannot fail: the world runs operations only on live participants.
         let engine = actor.engine().expect("operations run on live participants");
         engine.resolve_conflict(conflict.id, choice, now)?;
         let replaced: Vec<&Entity> = before
@@ -203,6 +204,7 @@ impl Workload {
             .iter()
             .map(|k| actor.peek(|txn| txn.entity(k)).map(|s| s.entity))
             .collect();
+        // Cannot fail: the world runs operations only on live participants.
         let engine = actor.engine().expect("operations run on live participants");
         engine.write_batch(writes, now)?;
         for (key, old) in keys.iter().zip(&before) {
@@ -226,6 +228,7 @@ impl Workload {
         let after = actor
             .peek(|txn| txn.entity(key))
             .map(|s| s.entity)
+            // Cannot fail: the write was just committed.
             .expect("a committed write is stored");
         checks.write(actor.who, actor.registry(), &after, replaced);
         self.hot.push_back(key.clone());

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use sync_core::{
     Codec, ConflictStrategy, EngineConfig, EntityRegistry, Event, Incoming, NodeId, RetryPolicy,
-    Store, SyncError,
+    Store, StoreTxn, SyncError,
 };
 
 use super::actor::Actor;
-use super::checks::{Checks, Shadow, ViolationKind, peers_of};
+use super::checks::{Checks, Shadow, ViolationKind};
 use super::faults::Faults;
 use super::network::Network;
 use super::random::Rand;
@@ -500,7 +500,7 @@ impl<B: SimStores> World<B> {
                 _ => {}
             }
         }
-        let peers = peers_of(actor.store()).expect("reading peers for checks");
+        let peers = actor.peek(|txn| txn.peers());
         let at = self.sched.now();
         self.checks.counters(who, &peers, &reinitialized, at);
     }
@@ -580,10 +580,8 @@ impl<B: SimStores> World<B> {
         let pick = self.rng.index(self.snapshots[i].len());
         self.stats.restores += 1;
         let registry = self.registry.clone();
-        self.checks
-            .archived
-            .collect(&registry, self.nodes[i].store())
-            .expect("reading a store for checks");
+        let archived = &mut self.checks.archived;
+        self.nodes[i].peek(|txn| archived.collect(&registry, txn));
         if self.nodes[i].is_up() {
             let name = self.nodes[i].name.clone();
             let backend = &mut self.backend;
@@ -596,8 +594,8 @@ impl<B: SimStores> World<B> {
         self.nodes[i].replace_store(store);
         self.trace.write_u64(0x5E5 + pick as u64);
         if let Some(watch) = &self.watch {
-            let own = peers_of(self.nodes[i].store()).expect("reading peers for checks");
-            let hub = peers_of(self.hub.store()).expect("reading peers for checks");
+            let own = self.nodes[i].peek(|txn| txn.peers());
+            let hub = self.hub.peek(|txn| txn.peers());
             let view = hub.iter().find(|p| p.id() == node_info(i).id);
             watch.restore(self.sched.now(), i, pick, &own, view);
         }
