@@ -1,7 +1,7 @@
 //! `simulate`: runs the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p sync-conformance --bin simulate -- --seeds N [--seed S] [--nodes K] [--ops M] [--start S0] [--no-determinism] [--watch ID-PREFIX]
+//! cargo run --release -p sync-conformance --bin simulate -- --seeds N [--seed S] [--nodes K] [--ops M] [--start S0] [--no-determinism] [--watch ID-PREFIX] [--stats]
 //! ```
 //!
 //! `--seeds N` runs seeds `S0..S0+N` (`--start`, default 0); `--seed S` runs
@@ -9,7 +9,8 @@
 //! (each seed on its own is single-threaded and deterministic). Every seed is run twice to check
 //! determinism unless `--no-determinism`. A failing seed prints its
 //! violations and the command to replay it. `--watch` prints the history of
-//! the entities whose id starts with the prefix (use it with `--seed`). The
+//! the entities whose id starts with the prefix (use it with `--seed`);
+//! `--stats` prints every seed's faults and counts. The
 //! last line is always
 //! `simulated N seeds: V violations`.
 
@@ -27,6 +28,7 @@ struct Args {
     ops: usize,
     determinism: bool,
     watch: Option<String>,
+    stats: bool,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("{message}");
             eprintln!(
-                "usage: simulate --seeds N [--seed S] [--start S0] [--nodes K] [--ops M] [--no-determinism] [--watch ID-PREFIX]"
+                "usage: simulate --seeds N [--seed S] [--start S0] [--nodes K] [--ops M] [--no-determinism] [--watch ID-PREFIX] [--stats]"
             );
             return ExitCode::from(2);
         }
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
     let reports = run_all(&seeds, &args);
     let mut violations = 0;
     for report in &reports {
-        if args.single.is_some() {
+        if args.single.is_some() || args.stats {
             print_stats(report);
         }
         if !report.passed() {
@@ -126,6 +128,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         ops: DEFAULT_OPS,
         determinism: true,
         watch: None,
+        stats: false,
     };
     while let Some(flag) = args.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -140,6 +143,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--nodes" => parsed.nodes = value("--nodes")?.max(1) as usize,
             "--ops" => parsed.ops = value("--ops")? as usize,
             "--no-determinism" => parsed.determinism = false,
+            "--stats" => parsed.stats = true,
             "--watch" => parsed.watch = Some(args.next().ok_or("--watch needs an id prefix")?),
             other => return Err(format!("unknown argument {other:?}")),
         }

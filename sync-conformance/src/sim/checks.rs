@@ -217,6 +217,9 @@ impl Checks {
         after: &Entity,
         replaced: &[&Entity],
     ) {
+        if let Some(watch) = &self.watch {
+            watch.write(self.clock, who, after, replaced);
+        }
         let index = self.writes.len();
         self.writes.push(WriteRecord {
             who,

@@ -112,6 +112,13 @@ pub struct SimStats {
     pub rounds_to_converge: u32,
     /// Exchanges (hub answers) in those rounds.
     pub exchanges_to_converge: u64,
+    /// Exchanges from the end of the faults to convergence (draining the
+    /// network included).
+    pub exchanges_after_heal: u64,
+    /// Entities on the hub at the end (tombstones and copies included).
+    pub entities: u64,
+    /// Most changes per packet in this run.
+    pub batch: u64,
     /// Exchanges in the whole run.
     pub exchanges: u64,
     /// Actions (deliveries, timers, operations, faults) the scheduler ran.

@@ -60,6 +60,14 @@ impl<B: SimStores> World<B> {
         }
         self.stats.rounds_to_converge = rounds;
         self.stats.exchanges_to_converge = self.exchanges - before;
+        self.stats.exchanges_after_heal = self.exchanges - self.exchanges_at_heal;
+        self.stats.batch = self
+            .hub
+            .engine()
+            .map_or(0, |e| e.config().batch_entities as u64);
+        let registry = self.registry.clone();
+        self.stats.entities =
+            synced_entities(&registry, self.hub.store()).map_or(0, |e| e.len() as u64);
         self.check_lost_writes();
     }
 
@@ -80,7 +88,7 @@ impl<B: SimStores> World<B> {
         let registry = self.registry.clone();
         let hub_state = synced_entities(&registry, self.hub.store()).ok()?;
         let hub_parked = self.hub.peek(|txn| txn.parked());
-        if let Some(p) = hub_parked.first() {
+        if let Some(p) = self.first_parked(hub_parked) {
             return Some(format!(
                 "{} parked on the hub waiting for {}",
                 p.entity.key, p.waiting_for

@@ -47,6 +47,8 @@ pub struct World<B: SimStores> {
     pub(super) healed: bool,
     /// Hub answers (exchanges) so far.
     pub(super) exchanges: u64,
+    /// Hub answers when the faults stopped.
+    pub(super) exchanges_at_heal: u64,
     /// A participant could not be restarted: the run cannot go on.
     pub(super) fatal: bool,
     /// Prints one entity's history, when diagnosing.
@@ -134,6 +136,7 @@ impl<B: SimStores> World<B> {
             fault_end,
             healed: false,
             exchanges: 0,
+            exchanges_at_heal: 0,
             fatal: false,
             watch: None,
             rng,
@@ -262,6 +265,7 @@ impl<B: SimStores> World<B> {
     /// participant running.
     pub(super) fn heal(&mut self) {
         self.healed = true;
+        self.exchanges_at_heal = self.exchanges;
         self.net.heal();
         for who in self.everyone() {
             self.actor(who).disarm();
