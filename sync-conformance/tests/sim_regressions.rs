@@ -39,6 +39,16 @@ fn seed_182_child_orphaned_by_restore() {
     passes(182);
 }
 
+/// A line sent ahead of its report and parked on the hub; the report never
+/// left its node, which was then restored from a backup older than both: the
+/// line stays parked on the hub for good (an orphan, allowed and counted).
+#[test]
+fn seed_255_orphan_parked_on_the_hub() {
+    let report = sim::run(SimConfig::new(255));
+    assert!(report.passed(), "{}", report.failure());
+    assert!(report.stats.orphans >= 1, "{:?}", report.stats);
+}
+
 // --- engine bug A (fixed in 87208f6): a re-delivered old version taken for a
 // concurrent edit reverted a newer local edit on the node only -------------
 

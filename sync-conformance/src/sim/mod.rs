@@ -18,9 +18,12 @@
 //!
 //! After the fault phase everything heals, the network drains, and every
 //! node syncs in rounds. Then the run checks ([`checks`]): convergence
-//! within [`quiesce::MAX_ROUNDS`] rounds (every node holds the hub's
-//! entities and field values, nothing pending or parked anywhere, no session
-//! running); no lost write (every write is in some store: current, a
+//! within [`quiesce::MAX_ROUNDS`] (2) rounds and within
+//! [`quiesce::exchange_bound`] exchanges from the end of the faults,
+//! `nodes × (8 + 2 × ⌈entities / batch⌉)` (every node holds the hub's
+//! entities and field values, nothing pending or parked anywhere except
+//! children whose parent was lost with a restore before reaching the hub, no
+//! session running); no lost write (every write is in some store: current, a
 //! keep-both copy, the version history, an open conflict or the audit log,
 //! or was replaced by a writer that had it; writes lost to a restore count
 //! only if the hub had applied them); no packet applied twice by one

@@ -10,9 +10,19 @@ use super::world::{Fnv, World};
 use crate::fixtures::{hub_id, node_id};
 use crate::harness::synced_entities;
 
-/// Convergence must be reached within this many rounds after healing (a
-/// round: every node, in turn, runs one sync session to completion).
-pub const MAX_ROUNDS: u32 = 3;
+/// Convergence must be reached within this many rounds after healing and
+/// draining (a round: every node, in turn, runs one sync session to
+/// completion). Two suffice: in round one every node's changes reach the
+/// hub (conflicts resolve there, or on the node within the same session),
+/// in round two every node receives everything.
+pub const MAX_ROUNDS: u32 = 2;
+
+/// The most exchanges (hub answers) allowed from the end of the faults to
+/// convergence, draining the packets still in flight included:
+/// `nodes × (2 × MAX_ROUNDS + 4 + 2 × ⌈entities / batch⌉)`.
+pub fn exchange_bound(nodes: u64, entities: u64, batch: u64) -> u64 {
+    nodes * (2 * u64::from(MAX_ROUNDS) + 4 + 2 * entities.div_ceil(batch.max(1)))
+}
 
 /// Most actions a phase may take before it counts as not quiescing.
 const MAX_ACTIONS: u64 = 2_000_000;
@@ -68,6 +78,18 @@ impl<B: SimStores> World<B> {
         let registry = self.registry.clone();
         self.stats.entities =
             synced_entities(&registry, self.hub.store()).map_or(0, |e| e.len() as u64);
+        let bound = exchange_bound(
+            self.nodes.len() as u64,
+            self.stats.entities,
+            self.stats.batch,
+        );
+        if self.stats.exchanges_after_heal > bound {
+            let used = self.stats.exchanges_after_heal;
+            self.violation(
+                ViolationKind::Liveness,
+                format!("{used} exchanges from the end of the faults to convergence, over the bound of {bound}"),
+            );
+        }
         self.check_lost_writes();
     }
 
