@@ -20,6 +20,9 @@ use std::time::Instant;
 
 use sync_conformance::sim::{self, DEFAULT_NODES, DEFAULT_OPS, SimConfig, SimReport};
 
+/// How many finished seeds between two progress lines on standard error.
+const PROGRESS_EVERY: usize = 100;
+
 struct Args {
     seeds: u64,
     start: u64,
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
         None => (args.start..args.start + args.seeds).collect(),
     };
     let started = Instant::now();
-    let reports = run_all(&seeds, &args);
+    let reports = run_all(&seeds, &args, started);
     let mut violations = 0;
     for report in &reports {
         if args.single.is_some() || args.stats {
@@ -69,9 +72,15 @@ fn main() -> ExitCode {
 
 /// Runs the seeds on every core (each seed alone is single-threaded and
 /// deterministic); reports come back in seed order.
-fn run_all(seeds: &[u64], args: &Args) -> Vec<SimReport> {
+///
+/// While it runs, a failing seed is reported on standard error as soon as it
+/// fails, and progress is printed there every [`PROGRESS_EVERY`] seeds, so a
+/// long run shows its state before it ends.
+fn run_all(seeds: &[u64], args: &Args, started: Instant) -> Vec<SimReport> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
     let mut reports: Vec<(usize, SimReport)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.min(seeds.len()).max(1))
             .map(|_| {
@@ -82,7 +91,21 @@ fn run_all(seeds: &[u64], args: &Args) -> Vec<SimReport> {
                         let Some(&seed) = seeds.get(index) else {
                             return done;
                         };
-                        done.push((index, run_one(seed, args)));
+                        let report = run_one(seed, args);
+                        if !report.passed() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("{}", report.failure());
+                        }
+                        let count = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                        if count % PROGRESS_EVERY == 0 && count < seeds.len() {
+                            eprintln!(
+                                "{count}/{} seeds done, {} failed, {:.0}s",
+                                seeds.len(),
+                                failed.load(Ordering::Relaxed),
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        done.push((index, report));
                     }
                 })
             })
