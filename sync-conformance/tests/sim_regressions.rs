@@ -107,3 +107,31 @@ fn seed_165_restore_undetected_diverges() {
 fn seed_222_restore_undetected_diverges() {
     passes(222);
 }
+
+// --- engine bug C: a conflict verdict reversed by a late copy of the loser.
+// The hub kept its version against a node's edit, but did not register the
+// winner again; a copy of the same edit sent before the node learned the
+// verdict arrived acknowledging more, was taken as a newer edit and applied,
+// and was never echoed back to the node, which had meanwhile adopted the
+// hub's version. Found by the first 10,000-seed run at 1,000 operations. ----
+
+/// Manual strategy: the hub applied a `DailyReportLine` edit it had queued
+/// as a conflict twice before; the node kept the hub's version.
+#[test]
+fn seed_1459_conflict_verdict_reversed_by_late_copy() {
+    passes(1459);
+}
+
+/// The same race around a restored node: a `DailyReportLine` delete.
+#[test]
+fn seed_1143_conflict_verdict_reversed_after_restore() {
+    passes(1143);
+}
+
+/// A server-wins note; with the first fix it also showed that the winner
+/// registered again must not keep the restored sender as its source, or it
+/// is held back from that sender as an echo.
+#[test]
+fn seed_586_conflict_winner_held_back_from_restored_sender() {
+    passes(586);
+}

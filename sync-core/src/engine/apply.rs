@@ -177,6 +177,7 @@ fn resolve<T: StoreTxn>(
 ) -> Result<(), SyncError> {
     let now = ctx.now;
     let local_arrived = stored.stored_at;
+    let restamp_base = local_base(ty, Some(&stored), ctx.local.id);
     let local = stored.entity;
     let strategy = ty.conflict_strategy();
     let plan = conflict::plan(
@@ -216,7 +217,20 @@ fn resolve<T: StoreTxn>(
         open_conflict = Some(conflict.id);
     }
     let losers = match plan.winner {
-        ConflictSide::Local => vec![(incoming, now)],
+        ConflictSide::Local => {
+            // The sender still holds the losing version and may have sent it
+            // again in packets already on the way, acknowledging less than
+            // this verdict. Registering the winner again keeps it pending for
+            // the sender until it acknowledges a packet built after this
+            // verdict, so every copy of the loser sent before then is judged
+            // the same way, and the sender is told the outcome even if it had
+            // acknowledged the winner before. It is registered as this
+            // node's own: the sender may be where the winner came from and
+            // have lost it since (restored from an older copy), so it must
+            // not be held back as an echo.
+            txn.put_version(&local, ctx.local.id, local_arrived, restamp_base)?;
+            vec![(incoming, now)]
+        }
         ConflictSide::Incoming => {
             store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
             vec![(local, local_arrived)]
