@@ -190,6 +190,9 @@ pub struct Checks {
     applied: BTreeMap<Who, HashSet<u64>>,
     /// Per participant and peer: sent, received, acknowledged-sequence.
     counters: BTreeMap<(Who, NodeId), [u64; 3]>,
+    /// Pairs re-initialized by a committed transaction whose event died with
+    /// a crash of the same engine call: their next decrease is allowed.
+    reinitialized_unseen: BTreeSet<(Who, NodeId)>,
     /// Traces held by stores just before a restore replaced them: conflict
     /// records kept only on the restored node are gone with its old store,
     /// but the resolution did happen and did keep the loser.
@@ -299,7 +302,8 @@ impl Checks {
             let now = [peer.sent_packet_no, peer.received_packet_no, peer.acked_seq];
             let before = self.counters.insert((who, peer.id()), now);
             let Some(before) = before else { continue };
-            if reinitialized.contains(&peer.id()) {
+            let unseen = self.reinitialized_unseen.remove(&(who, peer.id()));
+            if unseen || reinitialized.contains(&peer.id()) {
                 continue;
             }
             for (name, (old, new)) in ["sent_packet_no", "received_packet_no", "acked_seq"]
@@ -318,6 +322,13 @@ impl Checks {
                 }
             }
         }
+    }
+
+    /// `who` re-initialized its pair with `peer` in a committed transaction
+    /// and then crashed before the event was seen: the engine did detect the
+    /// restore, so the next decrease of that pair's counters is allowed.
+    pub fn reinitialized_before_crash(&mut self, who: Who, peer: NodeId) {
+        self.reinitialized_unseen.insert((who, peer));
     }
 
     /// The checks state of node `who` at a backup.

@@ -78,6 +78,17 @@ impl Watch {
         let Ok(Envelope::Packet(packet)) = codec::decode_envelope(bytes, &Limits::default()) else {
             return;
         };
+        if packet.header.resync {
+            eprintln!(
+                "{} {receiver} receives packet {} (ack {}) from {} asking for a resync: duplicate {}, reinitialized {}",
+                time(at),
+                packet.header.packet_no,
+                packet.header.ack_packet_no,
+                incoming.from,
+                incoming.duplicate,
+                incoming.reinitialized
+            );
+        }
         let limits = Limits::default();
         let changes = codec::decode_body(&packet.header, &packet.body, &limits).unwrap_or_default();
         for change in changes.iter().filter(|c| self.matches(&c.entity.key)) {

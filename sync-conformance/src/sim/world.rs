@@ -525,6 +525,17 @@ impl<B: SimStores> World<B> {
     /// The process dies: uncommitted work is gone; it restarts later.
     pub(super) fn kill(&mut self, who: Who) {
         let name = self.actor(who).name.clone();
+        // Events of transactions committed during the fatal call die with the
+        // process, but what they report happened: a re-initialization there
+        // explains counters that go back after the restart.
+        if let Some(engine) = self.actor(who).engine() {
+            let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+            for event in events {
+                if let Event::PairReinitialized { peer, .. } = event {
+                    self.checks.reinitialized_before_crash(who, peer);
+                }
+            }
+        }
         let backend = &mut self.backend;
         let actor = match who {
             Who::Hub => &mut self.hub,

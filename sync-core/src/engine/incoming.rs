@@ -125,6 +125,12 @@ impl<S: Store> Engine<S> {
     fn apply_packet(&mut self, packet: &Packet, now: Timestamp) -> Result<Incoming, SyncError> {
         let header = &packet.header;
         check_addressing(header, self.local.id)?;
+        let repeated_resync = header.resync
+            && self
+                .resync_answered
+                .get(&header.sender)
+                .is_some_and(|&answered| header.ack_packet_no <= answered);
+        let mut resync_answered = None;
         let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
         let mut peer = known_peer(&txn, header.sender)?;
@@ -158,7 +164,10 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
         }
-        if let Some(reason) = peer_restored(&mut peer, header) {
+        if let Some(reason) = peer_restored(&mut peer, header, repeated_resync) {
+            if header.resync {
+                resync_answered = Some(peer.sent_packet_no);
+            }
             peer.reset_for_resync(txn.last_seq()?);
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
@@ -176,6 +185,9 @@ impl<S: Store> Engine<S> {
         txn.commit()?;
         let events = ctx.events;
         self.events.extend(events);
+        if let Some(answered) = resync_answered {
+            self.resync_answered.insert(header.sender, answered);
+        }
         incoming.applied = stats.applied;
         incoming.conflicts = stats.conflicts;
         incoming.parked = stats.parked;
@@ -322,7 +334,16 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         peer.gap_check = None;
     }
     let Some(sent) = peer.in_flight.iter().find(|f| f.packet_no == ack).cloned() else {
-        // No acknowledgement, or one older than anything still in flight.
+        // No acknowledgement, or one of a packet no longer in the window. A
+        // packet sent after the first one of a running resync request
+        // carried the request too: the peer has it.
+        if peer
+            .in_flight
+            .first()
+            .is_some_and(|f| f.resync && f.packet_no <= ack)
+        {
+            peer.resync_requested = false;
+        }
         return AckOutcome::default();
     };
     let advanced = sent.upto_seq > peer.acked_seq;
@@ -372,13 +393,18 @@ fn check_peer_claims(peer: &PeerState, header: &PacketHeader) -> Option<String> 
 /// history changed: it says so (`resync`), it acknowledges less than it
 /// already had, or its packet does not chain onto the one received before.
 /// Also raises a gap check when the sender's numbering skipped packets, and
-/// updates the acknowledgement high-water mark.
-fn peer_restored(peer: &mut PeerState, header: &PacketHeader) -> Option<String> {
+/// updates the acknowledgement high-water mark. A `resync` flag this node
+/// already answered (`repeated_resync`) is not a new request.
+fn peer_restored(
+    peer: &mut PeerState,
+    header: &PacketHeader,
+    repeated_resync: bool,
+) -> Option<String> {
     let code = &peer.info.code;
     let high = peer.peer_ack_high;
     peer.peer_ack_high = header.ack_packet_no;
     let received = peer.received_packet_no;
-    let reason = if header.resync {
+    let reason = if header.resync && !repeated_resync {
         format!("{code} reports it was restored from an older copy of its store")
     } else if header.ack_packet_no < high {
         format!(

@@ -44,6 +44,13 @@ pub struct Engine<S: Store> {
     rng: SeededRng,
     events: VecDeque<Event>,
     sessions: BTreeMap<NodeId, Session>,
+    /// Per peer: this node's packet number when it last re-initialized the
+    /// pair because the peer asked for a resync. The peer keeps the flag on
+    /// every packet until it sees an answer, so a flagged packet that does
+    /// not acknowledge anything sent after that point repeats the same
+    /// request and is not answered again. Volatile: after a restart a
+    /// repeated flag costs at most one more resend.
+    resync_answered: BTreeMap<NodeId, u64>,
 }
 
 /// Volatile per-peer state of a sync session (rebuilt after a restart).
@@ -182,6 +189,7 @@ impl<S: Store> Engine<S> {
             local,
             events: VecDeque::new(),
             sessions: BTreeMap::new(),
+            resync_answered: BTreeMap::new(),
         }
     }
 

@@ -202,8 +202,14 @@ fn record_sent(
         digest,
         resync: header.resync,
     });
-    let excess = state.in_flight.len().saturating_sub(max_in_flight.max(1));
-    state.in_flight.drain(..excess);
+    // The oldest packet of a running resync request stays remembered beyond
+    // the window: an acknowledgement of it or of any later packet (all carry
+    // the request) answers the request, even once those later packets have
+    // left the window.
+    let pinned = usize::from(state.in_flight.first().is_some_and(|f| f.resync));
+    let limit = max_in_flight.max(1) + pinned;
+    let excess = state.in_flight.len().saturating_sub(limit);
+    state.in_flight.drain(pinned..pinned + excess);
 }
 
 /// Rough encoded size of an entity, for batch limits.
