@@ -4,18 +4,11 @@
 //! `SYNCPLAN_SIM_START`, default 0) and `SYNCPLAN_SIM_OPS` the workload
 //! operations per seed (default 400; the `simulate` binary defaults to
 //! 1,000). The seeds are split over four tests so they run in parallel. A
-//! failure prints each failing seed with the command that replays it.
-//! A seed that fails on a diagnosed, not yet fixed engine bug may be listed
-//! in `KNOWN_ENGINE_BUGS` (skipped here) while the bug is replayed as an
-//! ignored test in `engine_regressions.rs`.
+//! failure prints each failing seed with the command that replays it. No
+//! seed is skipped: a failing seed is fixed, then kept in
+//! `sim_regressions.rs`.
 
 use sync_conformance::sim::{self, SimConfig};
-
-/// Seeds (with this file's default size) that fail on a diagnosed, unfixed
-/// engine bug.
-/// (Empty: 31 and 93 failed on a re-delivered old version taken for a
-/// concurrent edit, fixed in 87208f6 and replayed in `engine_regressions.rs`.)
-const KNOWN_ENGINE_BUGS: &[u64] = &[];
 
 const PARTS: u64 = 4;
 
@@ -31,7 +24,7 @@ fn sweep(part: u64) {
     let seeds = env("SYNCPLAN_SIM_SEEDS", 200);
     let ops = env("SYNCPLAN_SIM_OPS", 400) as usize;
     let failures: Vec<String> = (start..start + seeds)
-        .filter(|seed| seed % PARTS == part && !KNOWN_ENGINE_BUGS.contains(seed))
+        .filter(|seed| seed % PARTS == part)
         .map(|seed| sim::run(SimConfig::new(seed).ops(ops)))
         .filter(|report| !report.passed())
         .map(|report| report.failure())
