@@ -51,12 +51,15 @@ pub(crate) fn apply_change<T: StoreTxn>(
         Some(l) if l.entity.same_version(&incoming) => {}
         Some(l)
             if peer.is_pending(l.seq, l.source)
-                && l.base.is_some_and(|base| base == ty.sync_digest(&incoming)) =>
+                && (l.base.is_some_and(|base| base == ty.sync_digest(&incoming))
+                    || (l.source == ctx.local.id && incoming.origin == ctx.local.id)) =>
         {
             // The version our still-unacknowledged edits are based on,
             // delivered again late (a reply to a duplicated or retried
-            // request): old news, not a concurrent edit. Once the peer has
-            // acknowledged our edit, the same version is its decision.
+            // request), or an older write of our own sent back to us (a
+            // conflict winner the peer registered again): old news, not a
+            // concurrent edit. Once the peer has acknowledged our edit, the
+            // same version is its decision.
         }
         Some(l) if peer.is_pending(l.seq, l.source) => {
             stats.conflicts += 1;
