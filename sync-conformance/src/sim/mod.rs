@@ -46,7 +46,9 @@ pub mod world;
 use checks::{Violation, ViolationKind};
 use faults::Faults;
 use network::NetStats;
-use stores::{MemoryStores, SimStores};
+#[cfg(feature = "memory")]
+use stores::MemoryStores;
+use stores::SimStores;
 use watch::Watch;
 use world::World;
 
@@ -179,12 +181,14 @@ impl SimReport {
 }
 
 /// Runs one seed on memory stores.
+#[cfg(feature = "memory")]
 pub fn run(config: SimConfig) -> SimReport {
     run_with(config, MemoryStores)
 }
 
 /// Runs one seed on memory stores, printing the history of the entities
 /// whose id starts with `prefix` to stderr.
+#[cfg(feature = "memory")]
 pub fn run_watched(config: SimConfig, prefix: &str) -> SimReport {
     run_inner(config, MemoryStores, Some(Watch::new(prefix)))
 }
@@ -232,9 +236,19 @@ fn run_inner<B: SimStores>(config: SimConfig, backend: B, watch: Option<Watch>) 
 
 /// Runs a seed twice on memory stores and adds a violation when the two
 /// runs differ in state or trace.
+#[cfg(feature = "memory")]
 pub fn check_determinism(config: SimConfig) -> SimReport {
-    let mut first = run(config);
-    let second = run(config);
+    check_determinism_with(config, || MemoryStores)
+}
+
+/// Runs a seed twice, each time on fresh stores from `backend()`, and adds
+/// a violation when the two runs differ in state or trace.
+pub fn check_determinism_with<B: SimStores>(
+    config: SimConfig,
+    mut backend: impl FnMut() -> B,
+) -> SimReport {
+    let mut first = run_with(config, backend());
+    let second = run_with(config, backend());
     if (first.state_hash, first.trace_hash) != (second.state_hash, second.trace_hash) {
         first.violations.push(Violation {
             kind: ViolationKind::Nondeterminism,

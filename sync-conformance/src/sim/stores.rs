@@ -1,8 +1,10 @@
 //! How the simulator gets stores: [`SimStores`] creates them, copies them
 //! (a backup) and brings a copy back (a restore), so any store can run the
-//! simulation. [`MemoryStores`] does it for [`MemoryStore`].
+//! simulation. `MemoryStores` (feature `memory`) does it for
+//! `sync_store_memory::MemoryStore`.
 
 use sync_core::Store;
+#[cfg(feature = "memory")]
 use sync_store_memory::MemoryStore;
 
 /// Creates, snapshots and restores the stores of a simulation.
@@ -32,9 +34,11 @@ pub trait SimStores {
 }
 
 /// [`SimStores`] for [`MemoryStore`]: a clone is a snapshot.
+#[cfg(feature = "memory")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemoryStores;
 
+#[cfg(feature = "memory")]
 impl SimStores for MemoryStores {
     type Store = MemoryStore;
     type Snapshot = MemoryStore;
