@@ -7,11 +7,17 @@
 use std::path::Path;
 
 use sync_core::{
-    Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeId, NodeInfo, Record, Role, Store,
-    StoreTxn, SyncError, Timestamp, Uuid, Value,
+    Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeInfo, Record, Store, StoreTxn,
+    SyncError, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
 use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
+
+/// The fixture identities and clock every suite uses, and one sync session
+/// over a perfect network (`sync`). Not every test uses each.
+#[allow(unused_imports)]
+pub use sync_conformance::fixtures::{hub_id, hub_info, node_id, node_info, t};
+pub use sync_conformance::harness::session as sync;
 
 /// The application's own tables, before syncplan touches them.
 pub const APP_SCHEMA: &str = "
@@ -28,31 +34,6 @@ pub const APP_SCHEMA: &str = "
         text TEXT,
         qty REAL
     );";
-
-pub fn hub_id() -> NodeId {
-    NodeId(Uuid::from_u128(0x1000))
-}
-
-pub fn node_id(i: usize) -> NodeId {
-    NodeId(Uuid::from_u128(0x2000 + i as u128))
-}
-
-pub fn hub_info() -> NodeInfo {
-    NodeInfo::new(hub_id(), "HUB", "Central hub", Role::Hub)
-}
-
-pub fn node_info(i: usize) -> NodeInfo {
-    NodeInfo::new(
-        node_id(i),
-        format!("DESKTOP-{i}"),
-        format!("Desktop {i}"),
-        Role::Node,
-    )
-}
-
-pub fn t(secs: i64) -> Timestamp {
-    Timestamp::from_secs(1_765_535_400 + secs)
-}
 
 /// Creates the app schema in `store` and tracks both tables.
 pub fn track_app(store: &mut SqliteStore) -> EntityRegistry {
@@ -162,23 +143,6 @@ pub fn state<S: Store>(engine: &mut Engine<S>) -> Vec<(EntityKey, bool, Record)>
         }
     }
     out
-}
-
-/// Runs one sync session of `node` with `hub` over a perfect network.
-pub fn sync<A: Store, B: Store>(
-    node: &mut Engine<A>,
-    hub: &mut Engine<B>,
-    now: Timestamp,
-) -> Result<usize, SyncError> {
-    node.start_sync(hub_id())?;
-    let mut rounds = 0;
-    while let Some(packet) = node.poll_transmit(now)? {
-        rounds += 1;
-        assert!(rounds < 1_000, "sync session does not end");
-        let reply = hub.respond(&packet.bytes, now)?;
-        node.handle_incoming(&reply, now)?;
-    }
-    Ok(rounds)
 }
 
 pub fn memory_hub(registry: EntityRegistry) -> Engine<MemoryStore> {
