@@ -6,7 +6,7 @@
 //! transport needs). Cases drive node engines through the transport and
 //! check what arrives, byte for byte where it matters. A transport must pass
 //! requests and replies through unchanged, carry packets of many MiB, and
-//! report an unreachable or failing hub as a transient [`TransportError`].
+//! report an unreachable or failing hub as a transient [`TransportError`](sync_core::TransportError).
 //! A refusal from the hub is a reply (an error envelope), not a transport
 //! error. [`crate::transport_suite!`] stamps out one `#[test]` per case,
 //! each run with `futures_executor::block_on`:

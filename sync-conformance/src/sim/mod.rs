@@ -28,7 +28,7 @@
 //! or was replaced by a writer that had it; writes lost to a restore count
 //! only if the hub had applied them); no packet applied twice by one
 //! receiver; packet counters never going backwards except where the engine
-//! detected a restore; and, with [`check_determinism`], that the same seed
+//! detected a restore; and, with [`check_determinism_with`], that the same seed
 //! gives the same hashes twice.
 
 pub mod actor;
