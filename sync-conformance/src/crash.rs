@@ -176,15 +176,14 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.inner.entity(key)
     }
 
-    fn put_version(
+    fn put_entity(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
-        base: Option<[u8; 32]>,
     ) -> Result<u64, StoreError> {
         self.fuse.tick()?;
-        self.inner.put_version(entity, source, stored_at, base)
+        self.inner.put_entity(entity, source, stored_at)
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {

@@ -75,13 +75,7 @@ pub fn record<const N: usize>(pairs: [(&str, Value); N]) -> Record {
 
 /// A live entity version.
 pub fn entity(key: EntityKey, fields: Record, updated_at: Timestamp, origin: NodeId) -> Entity {
-    Entity {
-        key,
-        updated_at,
-        is_deleted: false,
-        origin,
-        fields,
-    }
+    Entity::new_version(key, updated_at, false, origin, fields)
 }
 
 /// A registry with the report types (both resolved by `report_strategy`) and

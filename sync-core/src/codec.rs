@@ -12,6 +12,7 @@ use prost::Message;
 use sync_proto::v1 as pb;
 use uuid::Uuid;
 
+use crate::clock::{Stamp, VersionVector};
 use crate::entity::{Entity, EntityKey, Operation};
 use crate::entity_registry::EntityRegistry;
 use crate::error::{ErrorCode, PeerError};
@@ -318,6 +319,7 @@ fn error_to_pb(e: &ErrorMessage) -> pb::ErrorMessage {
         ErrorCode::Unsupported => pb::ErrorCode::Unsupported,
         ErrorCode::Internal => pb::ErrorCode::Internal,
         ErrorCode::Unauthenticated => pb::ErrorCode::Unauthenticated,
+        ErrorCode::ClockAhead => pb::ErrorCode::ClockAhead,
         ErrorCode::Unknown => pb::ErrorCode::Unspecified,
     };
     pb::ErrorMessage {
@@ -339,6 +341,7 @@ fn error_from_pb(e: pb::ErrorMessage) -> Result<ErrorMessage, PeerError> {
         Ok(pb::ErrorCode::Unsupported) => ErrorCode::Unsupported,
         Ok(pb::ErrorCode::Internal) => ErrorCode::Internal,
         Ok(pb::ErrorCode::Unauthenticated) => ErrorCode::Unauthenticated,
+        Ok(pb::ErrorCode::ClockAhead) => ErrorCode::ClockAhead,
         _ => ErrorCode::Unknown,
     };
     let optional_id = |bytes: &[u8]| uuid_from(bytes).map(NodeId).unwrap_or(NodeId::NIL);
@@ -396,6 +399,7 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
             field_names: fields.clone(),
         })
         .collect();
+    let mut clock_nodes = ClockNodes::default();
     let changes = changes
         .iter()
         .map(|c| {
@@ -416,13 +420,85 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
                             .map_or_else(pb::Value::default, value_to_pb)
                     })
                     .collect(),
+                clock: clock_to_pb(&c.entity, &mut clock_nodes),
             }
         })
         .collect();
-    pb::PacketBody { types, changes }
+    pb::PacketBody {
+        types,
+        changes,
+        clock_nodes: clock_nodes.ids,
+    }
+}
+
+/// The node table of one body: each node id once, in order of first use.
+#[derive(Default)]
+struct ClockNodes {
+    ids: Vec<Vec<u8>>,
+    index: BTreeMap<NodeId, u32>,
+}
+
+impl ClockNodes {
+    fn index_of(&mut self, node: NodeId) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.index.entry(node).or_insert_with(|| {
+            self.ids.push(node.as_bytes().to_vec());
+            next
+        })
+    }
+}
+
+fn clock_to_pb(entity: &Entity, nodes: &mut ClockNodes) -> Vec<pb::ClockEntry> {
+    let at = entity.updated_at.as_micros();
+    entity
+        .clock
+        .iter()
+        .map(|(node, written)| pb::ClockEntry {
+            node: nodes.index_of(node),
+            micros_before: at.wrapping_sub(written.at.as_micros()),
+            tag: written.tag,
+        })
+        .collect()
+}
+
+fn clock_from_pb(
+    entries: Vec<pb::ClockEntry>,
+    nodes: &[NodeId],
+    origin: NodeId,
+    updated_at: Timestamp,
+    sender: NodeId,
+) -> Result<VersionVector, PeerError> {
+    if entries.is_empty() {
+        // A peer older than version vectors: the version includes its own
+        // write only.
+        return Ok(VersionVector::single(origin, updated_at));
+    }
+    let mut clock = VersionVector::new();
+    for entry in entries {
+        let node = *nodes.get(entry.node as usize).ok_or_else(|| {
+            malformed(sender, format!("clock node index {} out of range", entry.node))
+        })?;
+        if clock.get(node).is_some() {
+            return Err(malformed(sender, "a version's clock names one node twice"));
+        }
+        let at = updated_at.as_micros().wrapping_sub(entry.micros_before);
+        clock.observe(
+            node,
+            Stamp {
+                at: Timestamp::from_micros(at),
+                tag: entry.tag,
+            },
+        );
+    }
+    Ok(clock)
 }
 
 fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, PeerError> {
+    let clock_nodes = body
+        .clock_nodes
+        .iter()
+        .map(|bytes| node_id(bytes, sender, "clock_nodes"))
+        .collect::<Result<Vec<_>, _>>()?;
     body.changes
         .into_iter()
         .map(|c| {
@@ -448,14 +524,17 @@ fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, Pee
                     fields.insert(name.clone(), value);
                 }
             }
+            let updated_at = Timestamp::from_micros(c.updated_at_micros);
+            let clock = clock_from_pb(c.clock, &clock_nodes, origin, updated_at, sender)?;
             Ok(Change {
                 operation,
                 entity: Entity {
                     key: EntityKey::new(schema.name.clone(), id),
-                    updated_at: Timestamp::from_micros(c.updated_at_micros),
+                    updated_at,
                     is_deleted: operation == Operation::Delete,
                     origin,
                     fields,
+                    clock,
                 },
             })
         })

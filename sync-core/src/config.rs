@@ -32,6 +32,11 @@ pub struct EngineConfig {
     /// Emit an [`crate::Event::Applied`] per applied remote change (default
     /// true).
     pub applied_events: bool,
+    /// How far ahead of this node's clock a peer's clock may run, in
+    /// milliseconds (default 30 minutes). A packet stamped further ahead is
+    /// refused ([`crate::PeerError::ClockAhead`]) and a security event is
+    /// recorded: a fast clock would win every last-writer-wins conflict.
+    pub max_clock_offset_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -46,11 +51,19 @@ impl Default for EngineConfig {
             max_in_flight: 64,
             retry: RetryPolicy::default(),
             applied_events: true,
+            max_clock_offset_ms: 30 * 60 * 1000,
         }
     }
 }
 
 impl EngineConfig {
+    /// Sets how far ahead of this node's clock a peer's may run, in
+    /// milliseconds.
+    pub fn max_clock_offset_ms(mut self, ms: i64) -> Self {
+        self.max_clock_offset_ms = ms;
+        self
+    }
+
     /// Sets the random seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;

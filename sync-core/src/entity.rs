@@ -4,6 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::clock::{Stamp, VersionVector};
 use crate::ids::{NodeId, Timestamp};
 use crate::value::{Record, record_canonical_bytes};
 
@@ -45,12 +46,21 @@ pub struct Entity {
     pub origin: NodeId,
     /// Field values (excluded fields never leave their node).
     pub fields: Record,
+    /// The writes this version includes (see [`crate::clock`]): what tells a
+    /// late copy of an older version from a concurrent edit.
+    pub clock: VersionVector,
 }
 
 impl Entity {
     /// Whether two versions hold the same content: fields, deletion flag,
-    /// timestamp and writer.
+    /// timestamp, writer and causal history.
     pub fn same_version(&self, other: &Entity) -> bool {
+        self.same_content(other) && self.clock == other.clock
+    }
+
+    /// Whether two versions hold the same content, whatever their histories:
+    /// fields, deletion flag, timestamp and writer.
+    pub fn same_content(&self, other: &Entity) -> bool {
         self.key == other.key
             && self.updated_at == other.updated_at
             && self.is_deleted == other.is_deleted
@@ -58,8 +68,47 @@ impl Entity {
             && self.fields == other.fields
     }
 
-    /// SHA-256 over a canonical encoding of this version: equal versions give
-    /// equal digests on every node.
+    /// A first local write's version: its clock holds only this write.
+    pub fn new_version(
+        key: EntityKey,
+        updated_at: Timestamp,
+        is_deleted: bool,
+        origin: NodeId,
+        fields: Record,
+    ) -> Entity {
+        Entity {
+            key,
+            updated_at,
+            is_deleted,
+            origin,
+            fields,
+            clock: VersionVector::new(),
+        }
+        .with_own_write()
+    }
+
+    /// This version with its own write added to its clock: the writer's
+    /// entry set to `updated_at`, tagged with [`Entity::write_tag`].
+    pub fn with_own_write(mut self) -> Entity {
+        let tag = self.write_tag();
+        self.clock.observe(
+            self.origin,
+            Stamp {
+                at: self.updated_at,
+                tag,
+            },
+        );
+        self
+    }
+
+    /// The content tag of this version as a write: the first 4 bytes of
+    /// [`Entity::content_digest`]. See [`crate::clock::Stamp`].
+    pub fn write_tag(&self) -> u32 {
+        tag_of(&self.content_digest())
+    }
+
+    /// SHA-256 over a canonical encoding of this version's content (its
+    /// clock aside): equal versions give equal digests on every node.
     pub fn content_digest(&self) -> [u8; 32] {
         let mut bytes = Vec::with_capacity(64);
         bytes.extend(self.key.entity_type.as_bytes());
@@ -74,6 +123,11 @@ impl Entity {
         out.copy_from_slice(digest.as_ref());
         out
     }
+}
+
+/// The first 4 bytes of a digest, as a write's content tag.
+pub(crate) fn tag_of(digest: &[u8; 32]) -> u32 {
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 /// Kind of change, as named on the wire and in the `sync_changes` view.
@@ -105,12 +159,6 @@ pub struct StoredEntity {
     /// When this version was stored here (the `now` of the local write or of
     /// the packet that brought it): its arrival time.
     pub stored_at: Timestamp,
-    /// For a version written locally: the sync digest
-    /// ([`crate::EntityType::sync_digest`]) of the last version that came from
-    /// a peer, which the local edits since are based on. An incoming version
-    /// equal to it is one this node has already seen, re-delivered late, not
-    /// a concurrent edit. `None` for versions that came from a peer.
-    pub base: Option<[u8; 32]>,
 }
 
 impl StoredEntity {

@@ -203,6 +203,13 @@ impl EntityType {
         }
     }
 
+    /// The content tag of `entity` as a write ([`crate::clock::Stamp`]):
+    /// from [`EntityType::sync_digest`], so local-only values do not change
+    /// it.
+    pub fn write_tag(&self, entity: &Entity) -> u32 {
+        crate::entity::tag_of(&self.sync_digest(entity))
+    }
+
     /// Checks a record against the declared fields: every field must be
     /// declared and hold a value of its kind.
     pub fn validate(&self, record: &Record) -> Result<(), WriteError> {

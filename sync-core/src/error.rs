@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use uuid::Uuid;
 
 use crate::entity::EntityKey;
-use crate::ids::NodeId;
+use crate::ids::{NodeId, Timestamp};
 use crate::schema_version::SchemaVersion;
 
 /// Any error from an engine call.
@@ -93,6 +93,8 @@ pub enum ErrorCode {
     Internal,
     /// Authentication failed.
     Unauthenticated,
+    /// The sender's clock is too far ahead of the recipient's.
+    ClockAhead,
     /// A code this version does not know.
     Unknown,
 }
@@ -195,6 +197,24 @@ pub enum PeerError {
         /// The type name.
         entity_type: String,
     },
+    /// The sender's clock runs further ahead of this node's than the
+    /// configured maximum offset: its timestamps would win every
+    /// last-writer-wins conflict.
+    #[error(
+        "{sender}'s clock reads {peer_clock}, {ahead_ms} ms ahead of this node's {local_clock}, over the maximum offset of {max_ms} ms; fix the clock on {sender}, then sync again"
+    )]
+    ClockAhead {
+        /// The sender.
+        sender: NodeId,
+        /// The sender's clock (the packet's timestamp).
+        peer_clock: Timestamp,
+        /// This node's clock when the packet arrived.
+        local_clock: Timestamp,
+        /// How far ahead, in milliseconds.
+        ahead_ms: i64,
+        /// The configured maximum, in milliseconds.
+        max_ms: i64,
+    },
 }
 
 impl PeerError {
@@ -224,6 +244,7 @@ impl PeerError {
             }
             PeerError::Malformed { .. } => ErrorCode::Corrupt,
             PeerError::UnknownEntityType { .. } => ErrorCode::SchemaMismatch,
+            PeerError::ClockAhead { .. } => ErrorCode::ClockAhead,
         }
     }
 }

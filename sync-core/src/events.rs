@@ -140,6 +140,8 @@ pub enum SecurityKind {
     RestoreDetected,
     /// Authentication failed.
     AuthFailed,
+    /// A peer's clock ran further ahead than the configured maximum offset.
+    ClockAhead,
 }
 
 /// A security event, kept in the store.

@@ -40,6 +40,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod conflict;
@@ -60,6 +61,7 @@ pub mod timer;
 pub mod transport;
 pub mod value;
 
+pub use clock::{Causality, Stamp, VersionVector};
 pub use config::EngineConfig;
 pub use conflict::{
     AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, OpenConflict, Resolver,

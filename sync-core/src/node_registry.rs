@@ -24,17 +24,38 @@ pub struct NodeInfo {
     pub name: String,
     /// Hub or node.
     pub role: Role,
+    /// The id under which this node's writes enter version clocks
+    /// ([`crate::clock`]): `id`, until the node finds its store was restored
+    /// from an older copy. Its clock entries from before the restore may
+    /// then name writes it lost, so it continues under a new writer id and
+    /// its later writes cannot be mistaken for the lost ones.
+    pub writer: NodeId,
 }
 
 impl NodeInfo {
-    /// A node description.
+    /// A node description (its writer id is its id).
     pub fn new(id: NodeId, code: impl Into<String>, name: impl Into<String>, role: Role) -> Self {
         NodeInfo {
             id,
             code: code.into(),
             name: name.into(),
             role,
+            writer: id,
         }
+    }
+
+    /// The next writer id after a restore detected at `now`: derived from
+    /// the node id, the current writer id and the time, so two restores from
+    /// the same backup get different ones.
+    pub fn next_writer(&self, now: Timestamp) -> NodeId {
+        let mut input = b"syncplan writer\0".to_vec();
+        input.extend(self.id.as_bytes());
+        input.extend(self.writer.as_bytes());
+        input.extend(now.as_micros().to_be_bytes());
+        let digest = crate::codec::sha256(&input);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        NodeId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 }
 

@@ -99,7 +99,8 @@ pub trait StoreTxn {
 
     /// This node's identity, if the store was initialized.
     fn local_node(&self) -> Result<Option<NodeInfo>, StoreError>;
-    /// Records this node's identity (once, when the store is created).
+    /// Records this node's identity: when the store is created, and again
+    /// when its writer id moves on ([`NodeInfo::writer`]).
     fn set_local_node(&mut self, node: &NodeInfo) -> Result<(), StoreError>;
     /// One peer's state.
     fn peer(&self, id: NodeId) -> Result<Option<PeerState>, StoreError>;
@@ -114,25 +115,19 @@ pub trait StoreTxn {
     fn entity(&self, key: &EntityKey) -> Result<Option<StoredEntity>, StoreError>;
     /// Stores a version as the entity's current one and registers the change:
     /// assigns and returns the next sequence number, keeps `created_seq` of an
-    /// existing entity (or sets it to the new sequence), and records `source`,
-    /// `stored_at` and `base` (see [`StoredEntity::base`]). Cost: O(1) in the
-    /// number of peers.
-    fn put_version(
-        &mut self,
-        entity: &Entity,
-        source: NodeId,
-        stored_at: Timestamp,
-        base: Option<[u8; 32]>,
-    ) -> Result<u64, StoreError>;
-    /// [`StoreTxn::put_version`] without a base.
+    /// existing entity (or sets it to the new sequence), and records `source`
+    /// and `stored_at`. The version's [`Entity::clock`] is kept exactly as
+    /// given and returned by later reads. Cost: O(1) in the number of peers.
+    ///
+    /// A store that also captures writes made outside the engine (plain SQL)
+    /// must give each such write a clock too: the clock of the version it
+    /// replaced with this node's entry raised to the write's `updated_at`.
     fn put_entity(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.put_version(entity, source, stored_at, None)
-    }
+    ) -> Result<u64, StoreError>;
     /// The highest sequence assigned so far (0 for an empty store).
     fn last_seq(&self) -> Result<u64, StoreError>;
     /// Changes matching `query`, ascending by sequence, at most `query.limit`.
@@ -162,6 +157,14 @@ pub trait StoreTxn {
     fn put_open_conflict(&mut self, conflict: &OpenConflict) -> Result<(), StoreError>;
     /// All open manual conflicts, oldest first.
     fn open_conflicts(&self) -> Result<Vec<OpenConflict>, StoreError>;
+    /// The open manual conflicts about one entity, oldest first. The default
+    /// filters [`StoreTxn::open_conflicts`]; stores with many open conflicts
+    /// should answer it from an index.
+    fn open_conflicts_for(&self, key: &EntityKey) -> Result<Vec<OpenConflict>, StoreError> {
+        let mut all = self.open_conflicts()?;
+        all.retain(|c| &c.key == key);
+        Ok(all)
+    }
     /// Removes and returns an open conflict.
     fn take_open_conflict(&mut self, id: Uuid) -> Result<Option<OpenConflict>, StoreError>;
 

@@ -126,12 +126,11 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.entities.get(key).cloned())
     }
 
-    fn put_version(
+    fn put_entity(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
-        base: Option<[u8; 32]>,
     ) -> Result<u64, StoreError> {
         let s = &mut *self.state;
         let last_seq = s.last_seq;
@@ -149,7 +148,6 @@ impl StoreTxn for MemoryTxn<'_> {
                 created_seq,
                 source,
                 stored_at,
-                base,
             },
         );
         s.by_seq.insert(seq, entity.key.clone());

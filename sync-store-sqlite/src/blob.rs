@@ -6,24 +6,34 @@
 //! as LEB128 varints. Decoding checks every length against the bytes left and
 //! nesting depth, so damaged bytes give [`StoreError::Corrupt`], never a panic.
 
-use sync_core::{Entity, EntityKey, NodeId, Record, StoreError, Timestamp, Uuid, Value};
+use sync_core::{
+    Entity, EntityKey, NodeId, Record, StoreError, Timestamp, Uuid, Value, VersionVector,
+};
 
 /// Deepest nesting of lists and records accepted when decoding.
 const MAX_DEPTH: usize = 256;
 
-/// Encoding format version, the first byte of every encoded entity.
+/// Encoding format version, the first byte of every encoded record.
 const FORMAT: u8 = 1;
+
+/// Encoding format of entities: 2 appends the version's clock (length, then
+/// 24 bytes per entry); entities of format 1 predate clocks and include only
+/// their own write.
+const ENTITY_FORMAT: u8 = 2;
 
 /// Encodes a whole entity.
 pub(crate) fn encode_entity(entity: &Entity) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    out.push(FORMAT);
+    out.push(ENTITY_FORMAT);
     put_str(&mut out, &entity.key.entity_type);
     out.extend(entity.key.id.as_bytes());
     out.extend(entity.updated_at.as_micros().to_le_bytes());
     out.push(u8::from(entity.is_deleted));
     out.extend(entity.origin.as_bytes());
     put_record(&mut out, &entity.fields);
+    let clock = entity.clock.to_bytes();
+    put_varint(&mut out, clock.len() as u64);
+    out.extend(clock);
     out
 }
 
@@ -31,7 +41,7 @@ pub(crate) fn encode_entity(entity: &Entity) -> Vec<u8> {
 pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
     let mut r = Reader { bytes, pos: 0 };
     let format = r.byte()?;
-    if format != FORMAT {
+    if format != FORMAT && format != ENTITY_FORMAT {
         return Err(corrupt(format!("unknown entity encoding version {format}")));
     }
     let entity_type = r.string()?;
@@ -40,6 +50,13 @@ pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
     let is_deleted = r.byte()? != 0;
     let origin = NodeId(Uuid::from_bytes(r.array()?));
     let fields = r.record(0)?;
+    let clock = if format == FORMAT {
+        VersionVector::single(origin, updated_at)
+    } else {
+        let len = r.len()?;
+        let bytes = r.take(len)?;
+        VersionVector::from_bytes(bytes).ok_or_else(|| corrupt("a damaged clock".into()))?
+    };
     r.finish()?;
     Ok(Entity {
         key: EntityKey::new(entity_type, id),
@@ -47,6 +64,7 @@ pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
         is_deleted,
         origin,
         fields,
+        clock,
     })
 }
 
@@ -263,6 +281,10 @@ mod tests {
                 ("e".to_owned(), Value::Uuid(Uuid::from_u128(3))),
                 ("f".to_owned(), Value::Text("héllo".into())),
                 ("g".to_owned(), Value::Bool(true)),
+            ]),
+            clock: VersionVector::from_entries([
+                (NodeId(Uuid::from_u128(9)), Timestamp::from_micros(-5)),
+                (NodeId(Uuid::from_u128(1)), Timestamp::from_micros(-9)),
             ]),
         }
     }

@@ -6,22 +6,26 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::node_registry::{GapCheck, SentDigest};
 use sync_core::{InFlight, NodeId, NodeInfo, PeerState, Role, StoreError};
 
-use crate::sql::{n, node_at, read_error, u64_at};
+use crate::sql::{n, node_at, opt_node_at, read_error, u64_at};
 
 const PEER_COLUMNS: &str = "id, code, name, role, revoked, sent_packet_no, received_packet_no,
     received_digest, peer_ack_high, acked_seq, resend_own_upto, resync_requested, last_sync_in,
     last_sync_out, schema_version, gap_packet_no, gap_digest, gap_announced_in";
 
 pub(crate) fn local_node(conn: &Connection) -> Result<Option<NodeInfo>, StoreError> {
-    conn.prepare_cached("SELECT id, code, name, role FROM _sync_local WHERE slot = 1")
+    conn.prepare_cached("SELECT id, code, name, role, writer FROM _sync_local WHERE slot = 1")
         .and_then(|mut s| {
             s.query_row([], |r| {
-                Ok(NodeInfo::new(
+                let mut info = NodeInfo::new(
                     node_at(r, 0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     role_from(&r.get::<_, String>(3)?),
-                ))
+                );
+                if let Some(writer) = opt_node_at(r, 4)? {
+                    info.writer = writer;
+                }
+                Ok(info)
             })
             .optional()
         })
@@ -30,15 +34,16 @@ pub(crate) fn local_node(conn: &Connection) -> Result<Option<NodeInfo>, StoreErr
 
 pub(crate) fn set_local_node(conn: &Connection, node: &NodeInfo) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO _sync_local(slot, id, code, name, role) VALUES (1, ?1, ?2, ?3, ?4)
+        "INSERT INTO _sync_local(slot, id, code, name, role, writer) VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(slot) DO UPDATE SET id = excluded.id, code = excluded.code,
-             name = excluded.name, role = excluded.role",
+             name = excluded.name, role = excluded.role, writer = excluded.writer",
     )?
     .execute(params![
         node.id.as_bytes(),
         node.code,
         node.name,
-        role_name(node.role)
+        role_name(node.role),
+        node.writer.as_bytes()
     ])
     .map(drop)
 }

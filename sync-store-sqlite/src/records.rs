@@ -94,12 +94,14 @@ pub(crate) fn add_audit(conn: &Connection, a: &AuditRecord) -> rusqlite::Result<
         local_updated_at,
         incoming_origin,
         incoming_updated_at,
+        digests,
         detail,
     } = a;
     conn.prepare_cached(
         "INSERT INTO _sync_audit(id, at, entity_type, entity_uuid, peer, strategy, winner,
-             local_origin, local_updated_at, incoming_origin, incoming_updated_at, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             local_origin, local_updated_at, incoming_origin, incoming_updated_at, detail,
+             local_digest, incoming_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         id.as_bytes(),
@@ -113,7 +115,9 @@ pub(crate) fn add_audit(conn: &Connection, a: &AuditRecord) -> rusqlite::Result<
         local_updated_at.as_micros(),
         incoming_origin.as_bytes(),
         incoming_updated_at.as_micros(),
-        detail
+        detail,
+        digests[0].as_slice(),
+        digests[1].as_slice()
     ])
     .map(drop)
 }
@@ -125,7 +129,8 @@ pub(crate) fn audit_log(
 ) -> Result<Vec<AuditRecord>, StoreError> {
     conn.prepare_cached(
         "SELECT id, at, entity_type, entity_uuid, peer, strategy, winner, local_origin,
-             local_updated_at, incoming_origin, incoming_updated_at, detail
+             local_updated_at, incoming_origin, incoming_updated_at, detail, local_digest,
+             incoming_digest
          FROM _sync_audit ORDER BY position LIMIT ?1 OFFSET ?2",
     )
     .and_then(|mut s| {
@@ -142,11 +147,21 @@ pub(crate) fn audit_log(
                 incoming_origin: node_at(r, 9)?,
                 incoming_updated_at: time_at(r, 10)?,
                 detail: r.get(11)?,
+                digests: [digest_at(r, 12)?, digest_at(r, 13)?],
             })
         })?
         .collect()
     })
     .map_err(read_error("reading the audit log"))
+}
+
+/// A 32-byte digest column; NULL (records from before digests) or any other
+/// length reads as zeros.
+fn digest_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let bytes: Option<Vec<u8>> = r.get(i)?;
+    Ok(bytes
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .unwrap_or([0; 32]))
 }
 
 pub(crate) fn put_open_conflict(conn: &Connection, c: &OpenConflict) -> rusqlite::Result<()> {
@@ -408,7 +423,7 @@ fn side_from(text: &str) -> ConflictSide {
     }
 }
 
-const KINDS: [(SecurityKind, &str); 7] = [
+const KINDS: [(SecurityKind, &str); 8] = [
     (SecurityKind::UnknownSender, "unknown-sender"),
     (SecurityKind::RevokedSender, "revoked-sender"),
     (SecurityKind::WrongRecipient, "wrong-recipient"),
@@ -416,6 +431,7 @@ const KINDS: [(SecurityKind, &str); 7] = [
     (SecurityKind::SchemaRejected, "schema-rejected"),
     (SecurityKind::RestoreDetected, "restore-detected"),
     (SecurityKind::AuthFailed, "auth-failed"),
+    (SecurityKind::ClockAhead, "clock-ahead"),
 ];
 
 fn kind_name(kind: SecurityKind) -> &'static str {

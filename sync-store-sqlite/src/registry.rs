@@ -37,12 +37,13 @@ pub(crate) struct Meta {
     pub stored_at: Option<i64>,
     /// The stored document (see [`Doc`]), if any.
     pub doc: Option<Vec<u8>>,
-    /// [`sync_core::StoredEntity::base`]: set by the engine's writes; an
-    /// application write with SQL keeps the base of a previous local version
-    /// and has none after a version from a peer (the store cannot compute a
-    /// sync digest in a trigger), so such edits do not get the late-delivery
-    /// protection.
-    pub base: Option<Vec<u8>>,
+    /// The version's clock ([`sync_core::VersionVector::to_bytes`]), as the
+    /// engine stored it. A write captured from SQL (`origin` NULL) keeps the
+    /// clock of the version it replaced: its own entry, this node's at the
+    /// row's `updated_at`, is added when the row is read, so plain-SQL edits
+    /// carry their history like the engine's own. `None` on rows from before
+    /// clocks: they include only their own write.
+    pub clock: Option<Vec<u8>>,
 }
 
 /// A registry row with its key.
@@ -56,7 +57,7 @@ pub(crate) struct Entry {
 }
 
 const COLUMNS: &str =
-    "type_id, uuid, seq, created_seq, source, origin, deleted, deleted_at, stored_at, doc, base";
+    "type_id, uuid, seq, created_seq, source, origin, deleted, deleted_at, stored_at, doc, clock";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -71,7 +72,7 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             deleted_at: r.get(7)?,
             stored_at: r.get(8)?,
             doc: r.get(9)?,
-            base: r.get(10)?,
+            clock: r.get(10)?,
         },
     })
 }
@@ -94,8 +95,7 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
          FROM _sync_capture WHERE true ORDER BY id
          ON CONFLICT(type_id, uuid) DO UPDATE SET
              seq = excluded.seq, source = NULL, origin = NULL, deleted = excluded.deleted,
-             deleted_at = excluded.deleted_at, stored_at = NULL, doc = NULL,
-             base = CASE WHEN source IS NULL THEN base ELSE NULL END",
+             deleted_at = excluded.deleted_at, stored_at = NULL, doc = NULL",
     )?
     .execute([base])?;
     conn.prepare_cached("DELETE FROM _sync_capture")?
@@ -139,7 +139,7 @@ pub(crate) fn get(conn: &Connection, type_id: i64, id: Uuid) -> Result<Option<Me
 pub(crate) fn put(conn: &Connection, type_id: i64, id: Uuid, meta: &Meta) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO _sync_changes(type_id, uuid, seq, created_seq, source, origin,
-             deleted, deleted_at, stored_at, doc, base)
+             deleted, deleted_at, stored_at, doc, clock)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
@@ -153,7 +153,7 @@ pub(crate) fn put(conn: &Connection, type_id: i64, id: Uuid, meta: &Meta) -> rus
         meta.deleted_at,
         meta.stored_at,
         meta.doc,
-        meta.base
+        meta.clock
     ])
     .map(drop)
 }

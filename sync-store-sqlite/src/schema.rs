@@ -29,7 +29,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: every internal table.
 const V1: &str = r#"
@@ -207,6 +207,16 @@ CREATE VIEW sync_changes AS
     WHERE NOT n.revoked;
 "#;
 
+/// Version 2: every registry row keeps its version's clock (see
+/// `registry::Meta::clock`); the `base` column of version 1 is no longer
+/// read. Rows from version 1 have none: they include only their own write.
+/// The local node's writer id is kept too (NULL: its node id), and audit
+/// records name the exact versions that met (NULL in older records).
+const V2: &str = "ALTER TABLE _sync_changes ADD COLUMN clock BLOB;
+ALTER TABLE _sync_local ADD COLUMN writer BLOB;
+ALTER TABLE _sync_audit ADD COLUMN local_digest BLOB;
+ALTER TABLE _sync_audit ADD COLUMN incoming_digest BLOB;";
+
 /// Creates or upgrades the internal tables. Runs in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     let tx = conn
@@ -224,7 +234,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             "creating the sync tables (schema version 1)",
         ))?;
     }
-    // Later versions add `if found < 2 { ... }` steps here, in order.
+    if found < 2 {
+        tx.execute_batch(V2).map_err(OpenError::sqlite(
+            "adding version clocks to the change registry (schema version 2)",
+        ))?;
+    }
+    // Later versions add `if found < 3 { ... }` steps here, in order.
     tx.execute(
         "INSERT INTO _sync_meta(key, value) VALUES ('schema_version', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
+    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid, Stamp, VersionVector,
     VersionRecord,
 };
 
@@ -189,13 +189,15 @@ impl<'a> SqliteTxn<'a> {
             }
             // A row deleted with SQL: its tombstone carries nulls, as the
             // packet codec would deliver it.
-            (Some(table), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => Entity {
-                key: EntityKey::new(ty.name.clone(), id),
-                updated_at: sync_core::Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
-                is_deleted: true,
-                origin: meta.origin.unwrap_or(local),
-                fields: Record::new(),
-            },
+            (Some(_), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => {
+                Entity::new_version(
+                    EntityKey::new(ty.name.clone(), id),
+                    Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
+                    true,
+                    meta.origin.unwrap_or(local),
+                    Record::new(),
+                )
+            }
             (Some(table), extras) => {
                 let extras = match extras {
                     Some(Doc::Extras(r)) => r,
@@ -207,13 +209,13 @@ impl<'a> SqliteTxn<'a> {
         let stored_at = meta
             .stored_at
             .map_or(entity.updated_at, Timestamp::from_micros);
+        let clock = clock_of(&meta, ty, &entity, local)?;
         Ok(StoredEntity {
-            entity,
+            entity: Entity { clock, ..entity },
             seq: meta.seq,
             created_seq: meta.created_seq,
             source: meta.source.unwrap_or(local),
             stored_at,
-            base: meta.base.as_deref().and_then(|b| b.try_into().ok()),
         })
     }
 
@@ -238,13 +240,14 @@ impl<'a> SqliteTxn<'a> {
                 fields.remove(&column.name);
             }
         }
-        Ok(Entity {
-            key: EntityKey::new(table.type_name.clone(), id),
-            updated_at: row.updated_at,
-            is_deleted: row.is_deleted,
+        // The clock is filled in by `load` from the registry row.
+        Ok(Entity::new_version(
+            EntityKey::new(table.type_name.clone(), id),
+            row.updated_at,
+            row.is_deleted,
             origin,
             fields,
-        })
+        ))
     }
 
     fn load_entries(
@@ -364,12 +367,11 @@ impl StoreTxn for SqliteTxn<'_> {
         self.load(&ty, key.id, meta, false).map(Some)
     }
 
-    fn put_version(
+    fn put_entity(
         &mut self,
         entity: &Entity,
         source: NodeId,
         stored_at: Timestamp,
-        base: Option<[u8; 32]>,
     ) -> Result<u64, StoreError> {
         self.store.check_poison()?;
         self.wrote = true;
@@ -394,7 +396,7 @@ impl StoreTxn for SqliteTxn<'_> {
             deleted_at: None,
             stored_at: Some(stored_at.as_micros()),
             doc: doc.as_ref().map(encode_doc),
-            base: base.map(|b| b.to_vec()),
+            clock: Some(entity.clock.to_bytes()),
         };
         self.write("registering a change", |c| {
             registry::put(c, ty.id, id, &meta)
@@ -532,4 +534,49 @@ impl SqliteTxn<'_> {
             Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
         }
     }
+}
+
+/// The clock of a registry row's version. A write captured from SQL follows
+/// the version it replaced: that version's clock with this node's entry
+/// raised to the write's time (see `registry::Meta::clock`).
+fn clock_of(
+    meta: &Meta,
+    ty: &TypeEntry,
+    entity: &Entity,
+    local: NodeId,
+) -> Result<VersionVector, StoreError> {
+    let stored = meta
+        .clock
+        .as_deref()
+        .map(|bytes| {
+            VersionVector::from_bytes(bytes).ok_or_else(|| StoreError::Corrupt {
+                detail: format!(
+                    "the clock of {} in the change registry is damaged",
+                    entity.key
+                ),
+            })
+        })
+        .transpose()?;
+    Ok(match (meta.origin, stored) {
+        (Some(_), Some(clock)) => clock,
+        // A row from before clocks: it includes its own write only.
+        (Some(origin), None) => VersionVector::single(origin, entity.updated_at),
+        (None, stored) => {
+            // The tag ignores excluded columns: the row reads the same
+            // whether it is loaded for sending or not.
+            let tag = match &ty.table {
+                Some(table) => table.entity_type.write_tag(entity),
+                None => entity.write_tag(),
+            };
+            let mut clock = stored.unwrap_or_default();
+            clock.observe(
+                local,
+                Stamp {
+                    at: entity.updated_at,
+                    tag,
+                },
+            );
+            clock
+        }
+    })
 }

@@ -406,13 +406,13 @@ fn queue_case(ops: &[QueueOp], seed: u64) -> Result<(), TestCaseError> {
             }
             QueueOp::Abandon { hours } => {
                 let mut txn = node.store_mut().begin().unwrap();
-                let e = sync_core::Entity {
-                    key: EntityKey::new("DailyReport", Uuid::from_u128(u128::from(*hours) + 1)),
-                    updated_at: now,
-                    is_deleted: false,
-                    origin: node_id(0),
-                    fields: report_fields("never", 1),
-                };
+                let e = sync_core::Entity::new_version(
+                    EntityKey::new("DailyReport", Uuid::from_u128(u128::from(*hours) + 1)),
+                    now,
+                    false,
+                    node_id(0),
+                    report_fields("never", 1),
+                );
                 txn.put_entity(&e, node_id(0), Timestamp::from_secs(5))
                     .unwrap();
                 drop(txn);

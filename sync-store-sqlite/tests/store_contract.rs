@@ -22,19 +22,19 @@ fn node(n: u128) -> NodeId {
 }
 
 fn note(id: u128, text: &str, origin: NodeId) -> Entity {
-    Entity {
-        key: EntityKey::new("Note", Uuid::from_u128(id)),
-        updated_at: Timestamp::from_micros(id as i64 * 10),
-        is_deleted: false,
+    Entity::new_version(
+        EntityKey::new("Note", Uuid::from_u128(id)),
+        Timestamp::from_micros(id as i64 * 10),
+        false,
         origin,
-        fields: Record::from([
+        Record::from([
             ("text".to_owned(), Value::from(text)),
             (
                 "tags".to_owned(),
                 Value::List(vec![Value::Int(1), Value::Null]),
             ),
         ]),
-    }
+    )
 }
 
 fn peer_state(n: u128) -> PeerState {
@@ -233,6 +233,7 @@ fn records_round_trip_in_order() {
         local_updated_at: Timestamp::from_secs(2),
         incoming_origin: node(2),
         incoming_updated_at: Timestamp::from_secs(3),
+        digests: [[1; 32], [i as u8; 32]],
         detail: format!("audit {i}"),
     };
     for i in 0..4 {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sync_core::{
     ConflictSide, Entity, EntityKey, EntityRegistry, NodeId, PeerState, StoreError, StoreTxn,
-    Timestamp, Uuid, Value,
+    Timestamp, Uuid, Value, VersionVector,
 };
 
 use super::scheduler::{SimTime, Who};
@@ -33,6 +33,10 @@ pub enum ViolationKind {
     EngineError,
     /// The same seed gave different results.
     Nondeterminism,
+    /// A conflict was recorded (audit, history, copy or open conflict)
+    /// between two versions one of which was written knowing the other: a
+    /// late copy taken for a concurrent edit.
+    FalseConflict,
 }
 
 /// One violated invariant.
@@ -59,14 +63,17 @@ impl std::fmt::Display for Violation {
 }
 
 /// Identifies a version by content, whatever entity id it is stored under
-/// (so a keep-both copy matches its original): a digest over type,
-/// timestamp, writer, deletion flag and synced non-null fields.
+/// (so a keep-both copy matches its original) and whatever history it was
+/// stored with (a resolution keeps a winner's content under a clock that
+/// includes the loser): a digest over type, timestamp, writer, deletion flag
+/// and synced non-null fields.
 pub type VersionId = [u8; 32];
 
 /// The [`VersionId`] of `entity`.
 pub fn version_id(registry: &EntityRegistry, entity: &Entity) -> VersionId {
     let mut normalized = entity.clone();
     normalized.key.id = Uuid::nil();
+    normalized.clock = VersionVector::new();
     let ty = registry.get(&entity.key.entity_type);
     normalized
         .fields
@@ -91,6 +98,11 @@ struct WriteRecord {
     rev: Option<String>,
     /// The writer had lost it to a restore from an older backup.
     restored_away: bool,
+    /// It is a deletion.
+    deleted: bool,
+    /// The writes it replaced knowingly (indices into the log): its causal
+    /// predecessors as the application saw them.
+    after: Vec<usize>,
 }
 
 /// What a node's checks state looked like when its store was backed up.
@@ -108,6 +120,14 @@ pub struct Traces {
     /// `rev` markers named by merged versions
     /// ([`crate::fixtures::MergeResolver`] writes `merged A + B`).
     merged: HashSet<String>,
+    /// The two versions of every recorded conflict (audit records and open
+    /// conflicts) by entity and sync digest, with where it was found, for
+    /// the causal check.
+    conflicts: Vec<(EntityKey, [[u8; 32]; 2], &'static str)>,
+    /// Entities whose current version somewhere is a tombstone: a deletion
+    /// merged with a concurrent deletion of the same entity leaves no record
+    /// of its own, and needs none.
+    deleted: HashSet<EntityKey>,
 }
 
 impl Traces {
@@ -126,6 +146,9 @@ impl Traces {
                 after = Some(last.entity.key.id);
                 for stored in &page {
                     self.add(registry, &stored.entity);
+                    if stored.entity.is_deleted {
+                        self.deleted.insert(stored.entity.key.clone());
+                    }
                     for record in txn.versions(&stored.entity.key)? {
                         self.add(registry, &record.data);
                     }
@@ -137,6 +160,14 @@ impl Traces {
                 .insert(version_id(registry, &conflict.current));
             self.versions
                 .insert(version_id(registry, &conflict.incoming));
+            if let Some(ty) = registry.get(&conflict.key.entity_type) {
+                let digests = [
+                    ty.sync_digest(&conflict.current),
+                    ty.sync_digest(&conflict.incoming),
+                ];
+                self.conflicts
+                    .push((conflict.key.clone(), digests, "open conflict"));
+            }
         }
         for audit in txn.audit_log(0, usize::MAX)? {
             let local = (
@@ -144,7 +175,13 @@ impl Traces {
                 audit.local_origin,
                 audit.local_updated_at,
             );
-            let incoming = (audit.key, audit.incoming_origin, audit.incoming_updated_at);
+            let incoming = (
+                audit.key.clone(),
+                audit.incoming_origin,
+                audit.incoming_updated_at,
+            );
+            self.conflicts
+                .push((audit.key.clone(), audit.digests, "audit record"));
             match audit.winner {
                 ConflictSide::Local => self.audit.insert(incoming),
                 ConflictSide::Incoming => self.audit.insert(local),
@@ -168,6 +205,7 @@ impl Traces {
 
     fn holds(&self, write: &WriteRecord) -> bool {
         self.versions.contains(&write.id)
+            || (write.deleted && self.deleted.contains(&write.key))
             || write.rev.as_ref().is_some_and(|r| self.merged.contains(r))
             || self
                 .audit
@@ -186,6 +224,9 @@ pub struct Checks {
     overwritten_by: HashMap<VersionId, Vec<usize>>,
     /// Versions the hub applied (from its `Applied` events).
     hub_applied: HashSet<VersionId>,
+    /// Each write by entity and sync digest, as conflict records name
+    /// versions.
+    by_digest: HashMap<(EntityKey, [u8; 32]), usize>,
     /// Per receiver: hashes of the packets it applied (not as duplicates).
     applied: BTreeMap<Who, HashSet<u64>>,
     /// Per participant and peer: sent, received, acknowledged-sequence.
@@ -224,6 +265,17 @@ impl Checks {
             watch.write(self.clock, who, after, replaced);
         }
         let index = self.writes.len();
+        let digest = |e: &Entity| {
+            let digest = registry
+                .get(&e.key.entity_type)
+                .map_or_else(|| e.content_digest(), |ty| ty.sync_digest(e));
+            (e.key.clone(), digest)
+        };
+        let after_writes = replaced
+            .iter()
+            .filter_map(|old| self.by_digest.get(&digest(old)).copied())
+            .collect();
+        self.by_digest.insert(digest(after), index);
         self.writes.push(WriteRecord {
             who,
             number: index as u64 + 1,
@@ -237,6 +289,8 @@ impl Checks {
                 .and_then(Value::as_text)
                 .map(str::to_owned),
             restored_away: false,
+            deleted: after.is_deleted,
+            after: after_writes,
         });
         for old in replaced {
             self.overwritten_by
@@ -365,15 +419,38 @@ impl Checks {
     /// accounts for every link).
     pub fn lost_writes(&mut self, traces: &Traces, at: SimTime) {
         // A replacing write always comes later in the log, so one pass from
-        // the end settles every chain.
+        // the end settles every chain. Deletions of one entity stand for
+        // each other (concurrent deletions merge with no record), so a
+        // deletion is covered when another deletion of its entity is; that
+        // can cover earlier writes in turn, hence the repeat.
         let mut covered = vec![false; self.writes.len()];
-        for i in (0..self.writes.len()).rev() {
-            let write = &self.writes[i];
-            covered[i] = traces.holds_any(&self.archived, write)
-                || self
-                    .overwritten_by
-                    .get(&write.id)
-                    .is_some_and(|by| by.iter().any(|j| *j > i && covered[*j]));
+        loop {
+            for i in (0..self.writes.len()).rev() {
+                let write = &self.writes[i];
+                covered[i] = covered[i]
+                    || traces.holds_any(&self.archived, write)
+                    || self
+                        .overwritten_by
+                        .get(&write.id)
+                        .is_some_and(|by| by.iter().any(|j| *j > i && covered[*j]));
+            }
+            let deletions: HashSet<&EntityKey> = self
+                .writes
+                .iter()
+                .zip(&covered)
+                .filter(|(w, c)| w.deleted && **c)
+                .map(|(w, _)| &w.key)
+                .collect();
+            let mut changed = false;
+            for (write, covered) in self.writes.iter().zip(covered.iter_mut()) {
+                if write.deleted && !*covered && deletions.contains(&write.key) {
+                    *covered = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
         }
         let lost: Vec<String> = self
             .writes
@@ -390,6 +467,56 @@ impl Checks {
         for detail in lost {
             self.violation(ViolationKind::LostWrite, at, detail);
         }
+    }
+
+    /// The causal check at the end of a run: no conflict was recorded
+    /// between two versions one of which was written knowing the other (its
+    /// writer held it, or a version written knowing it, when writing).
+    /// Versions that are no write of the log (merges) are not judged.
+    pub fn false_conflicts(&mut self, traces: &Traces, at: SimTime) {
+        let mut found = Vec::new();
+        for (key, [a, b], what) in traces.conflicts.iter().chain(&self.archived.conflicts) {
+            let (Some(&x), Some(&y)) = (
+                self.by_digest.get(&(key.clone(), *a)),
+                self.by_digest.get(&(key.clone(), *b)),
+            ) else {
+                continue;
+            };
+            let ordered = if self.descends(x, y) {
+                Some((x, y))
+            } else if self.descends(y, x) {
+                Some((y, x))
+            } else {
+                None
+            };
+            if let Some((later, earlier)) = ordered {
+                let (l, e) = (&self.writes[later], &self.writes[earlier]);
+                found.push(format!(
+                    "{what} on {} between write #{} by {} (updated_at {}) and write #{} by {} (updated_at {}), which it was written knowing",
+                    l.key, l.number, l.who, l.updated_at, e.number, e.who, e.updated_at
+                ));
+            }
+        }
+        found.sort();
+        found.dedup();
+        for detail in found {
+            self.violation(ViolationKind::FalseConflict, at, detail);
+        }
+    }
+
+    /// Whether write `later` was written knowing write `earlier`.
+    fn descends(&self, later: usize, earlier: usize) -> bool {
+        let mut stack = self.writes[later].after.clone();
+        let mut seen = HashSet::new();
+        while let Some(i) = stack.pop() {
+            if i == earlier {
+                return true;
+            }
+            if seen.insert(i) {
+                stack.extend(self.writes[i].after.iter().copied());
+            }
+        }
+        false
     }
 
     /// Whether every write of `key` was lost to a restore before the hub

@@ -168,6 +168,7 @@ impl<B: SimStores> World<B> {
         }
         let at = self.sched.now();
         self.checks.lost_writes(&traces, at);
+        self.checks.false_conflicts(&traces, at);
     }
 
     /// A hash of every participant's entities and peer counters.

@@ -359,13 +359,13 @@ pub fn engine_crash_dropping_txn_loses_only_uncommitted<S: Store>(make: impl Fn(
     let mut store = net.nodes.remove(0).into_store();
     {
         let mut txn = store.begin().expect("begin");
-        let mut lost = sync_core::Entity {
-            key: EntityKey::new(NOTE_SERVER_WINS, Uuid::from_u128(99)),
-            updated_at: t(1),
-            is_deleted: false,
-            origin: node_id(0),
-            fields: note("uncommitted"),
-        };
+        let mut lost = sync_core::Entity::new_version(
+            EntityKey::new(NOTE_SERVER_WINS, Uuid::from_u128(99)),
+            t(1),
+            false,
+            node_id(0),
+            note("uncommitted"),
+        );
         txn.put_entity(&lost, node_id(0), t(1)).expect("put_entity");
         lost.key.id = kept;
         txn.put_entity(&lost, node_id(0), t(1)).expect("put_entity");

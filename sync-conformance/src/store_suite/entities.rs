@@ -1,7 +1,9 @@
 //! Entity and change-sequence cases: `put_entity`, `entity`, `last_seq`,
 //! `entities` paging.
 
-use sync_core::{Entity, EntityKey, NodeId, Store, StoreTxn, StoredEntity, Uuid, Value};
+use sync_core::{
+    Entity, EntityKey, NodeId, Store, StoreTxn, StoredEntity, Uuid, Value, VersionVector,
+};
 
 use super::{abandon, read, write};
 use crate::fixtures::{REPORT, entity, hub_id, key, node_id, record, t};
@@ -153,26 +155,25 @@ pub fn put_entity_records_stored_at<S: Store>(make: impl Fn() -> S) {
     );
 }
 
-/// The base passed to `put_version` is stored with the version; a version
-/// stored with `put_entity` has none; each new version replaces the base.
-pub fn put_version_records_base<S: Store>(make: impl Fn() -> S) {
+/// A version's clock is stored exactly as given, whatever its entries (the
+/// writer's own entry earlier than `updated_at` or absent, times before the
+/// epoch), and each new version replaces it whole.
+pub fn put_entity_keeps_clock<S: Store>(make: impl Fn() -> S) {
     let mut store = make();
-    let base = Some([0xAB; 32]);
-    write(&mut store, |txn| {
-        txn.put_version(&report(1, 1), node_id(0), t(1), base)
-            .expect("put_version")
-    });
-    assert_eq!(get(&mut store, &key(REPORT, 1)).expect("stored").base, base);
-    put(&mut store, &report(1, 2), hub_id());
-    assert_eq!(get(&mut store, &key(REPORT, 1)).expect("stored").base, None);
-    write(&mut store, |txn| {
-        txn.put_version(&report(1, 3), node_id(0), t(1), Some([1; 32]))
-            .expect("put_version")
-    });
-    assert_eq!(
-        get(&mut store, &key(REPORT, 1)).expect("stored").base,
-        Some([1; 32])
-    );
+    let mut merged = report(1, 1);
+    merged.clock = VersionVector::from_entries([
+        (hub_id(), t(-5)),
+        (node_id(0), t(3)),
+        (node_id(1), merged.updated_at),
+    ]);
+    put(&mut store, &merged, hub_id());
+    let stored = get(&mut store, &key(REPORT, 1)).expect("stored");
+    assert_eq!(stored.entity.clock, merged.clock);
+    let next = report(1, 2);
+    put(&mut store, &next, node_id(0));
+    let stored = get(&mut store, &key(REPORT, 1)).expect("stored");
+    assert_eq!(stored.entity.clock, next.clock);
+    assert_eq!(stored.entity, next);
 }
 
 /// A new version replaces the old one whole: fields it lacks are gone,

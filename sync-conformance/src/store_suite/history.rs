@@ -44,6 +44,7 @@ pub fn sample_audit(n: u128) -> AuditRecord {
         local_updated_at: t(n as i64),
         incoming_origin: node_id(7),
         incoming_updated_at: t(-(n as i64)),
+        digests: [[n as u8; 32], [0xEE; 32]],
         detail: format!("hub version kept, node version lost #{n}"),
     }
 }

@@ -46,7 +46,7 @@ macro_rules! store_suite {
                 entities::put_entity_keeps_created_seq_on_update,
                 entities::put_entity_records_source,
                 entities::put_entity_records_stored_at,
-                entities::put_version_records_base,
+                entities::put_entity_keeps_clock,
                 entities::put_entity_replaces_version_whole,
                 entities::tombstones_are_kept,
                 entities::seq_above_every_committed_after_rollback,

@@ -1,9 +1,11 @@
 //! Conflicts: detection rule, strategies, and the records every resolution
 //! leaves behind (audit, object version history, open manual conflicts).
 //!
-//! An incoming change from peer P conflicts when the receiver holds a version
-//! of the same entity that is still pending for P (P has not acknowledged it)
-//! and the two versions differ. The entity type's [`ConflictStrategy`] picks
+//! An incoming version conflicts when it is concurrent with the version the
+//! receiver holds: neither version's clock ([`crate::clock`]) includes the
+//! other's. A late copy of an older version is old news, a version built on
+//! the held one applies plainly, and two concurrent deletions merge without a
+//! conflict. The entity type's [`ConflictStrategy`] picks
 //! the outcome. Every resolution writes an [`AuditRecord`]; with versioning on,
 //! each losing version is kept whole as a [`VersionRecord`]. Nothing a node
 //! wrote is silently dropped.
@@ -14,4 +16,4 @@ mod strategies;
 pub use records::{AuditRecord, ConflictSide, OpenConflict, VersionRecord};
 pub use strategies::{ConflictContext, ConflictStrategy, Decision, Resolver};
 
-pub(crate) use strategies::{Plan, keep_both_copy_id, plan};
+pub(crate) use strategies::{Plan, keep_both_copy_id, last_writer, plan};

@@ -39,6 +39,10 @@ pub struct AuditRecord {
     pub incoming_origin: NodeId,
     /// `updated_at` of the incoming version.
     pub incoming_updated_at: Timestamp,
+    /// Which exact versions met: [`crate::EntityType::sync_digest`] of the
+    /// local and of the incoming version (a merge can share its writer and
+    /// time with one of its inputs; its digest tells them apart).
+    pub digests: [[u8; 32]; 2],
     /// What happened, in words.
     pub detail: String,
 }

@@ -22,8 +22,10 @@ pub enum ConflictStrategy {
     /// The hub's version stands and the other is kept as a new entity under a
     /// UUID derived from its content (the same on every node).
     KeepBoth,
-    /// Both kept: the current version stays and the other waits in the open
-    /// conflict queue until a person resolves it.
+    /// Both kept: the hub's version stays current (on every node) and the
+    /// other waits in the hub's open conflict queue, and in its version
+    /// history, until a person resolves it there
+    /// ([`crate::Engine::resolve_conflict`]).
     Manual,
     /// A custom resolver decides.
     Custom(Arc<dyn Resolver>),
@@ -93,8 +95,10 @@ pub(crate) struct Plan {
     pub merged: Option<Entity>,
     /// Keep the loser as a copy under a derived id (keep-both).
     pub keep_copy: bool,
-    /// Queue for a person (manual).
+    /// Queue for a person (manual, on the hub).
     pub open_manual: bool,
+    /// Leave it to the hub (manual, on a node): nothing changes here.
+    pub defer: bool,
 }
 
 /// Applies a strategy to one conflict.
@@ -109,6 +113,7 @@ pub(crate) fn plan(strategy: &ConflictStrategy, ctx: &ConflictContext<'_>) -> Pl
         merged: None,
         keep_copy: false,
         open_manual: false,
+        defer: false,
     };
     match strategy {
         ConflictStrategy::ServerWins => simple(hub_side),
@@ -118,7 +123,8 @@ pub(crate) fn plan(strategy: &ConflictStrategy, ctx: &ConflictContext<'_>) -> Pl
             ..simple(hub_side)
         },
         ConflictStrategy::Manual => Plan {
-            open_manual: true,
+            open_manual: ctx.local_is_hub,
+            defer: !ctx.local_is_hub,
             ..simple(ConflictSide::Local)
         },
         ConflictStrategy::Custom(resolver) => match resolver.resolve(ctx) {
@@ -133,8 +139,10 @@ pub(crate) fn plan(strategy: &ConflictStrategy, ctx: &ConflictContext<'_>) -> Pl
 }
 
 /// Later `updated_at` wins; then the larger writer id; then the larger content
-/// digest. A total order, so both sides agree.
-fn last_writer(local: &Entity, incoming: &Entity) -> ConflictSide {
+/// digest. A total order, so both sides agree. Only concurrent versions are
+/// ranked: a version written after seeing another descends from it and wins
+/// whatever the clocks say.
+pub(crate) fn last_writer(local: &Entity, incoming: &Entity) -> ConflictSide {
     let rank = |e: &Entity| (e.updated_at, e.origin, e.content_digest());
     if rank(incoming) > rank(local) {
         ConflictSide::Incoming
@@ -144,7 +152,7 @@ fn last_writer(local: &Entity, incoming: &Entity) -> ConflictSide {
 }
 
 /// A merged version that is identical whichever side computes it: the later
-/// timestamp and the larger writer id of the two.
+/// timestamp and the larger writer id of the two, and both histories.
 fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
     Entity {
         key: local.key.clone(),
@@ -152,6 +160,7 @@ fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
         is_deleted: local.is_deleted && incoming.is_deleted,
         origin: local.origin.max(incoming.origin),
         fields,
+        clock: local.clock.merged(&incoming.clock),
     }
 }
 

@@ -2,6 +2,7 @@
 //! detection and resolution, and release of children waiting for it.
 
 use super::Ctx;
+use crate::clock::Causality;
 use crate::conflict::{
     self, AuditRecord, ConflictContext, ConflictSide, OpenConflict, VersionRecord,
 };
@@ -19,6 +20,70 @@ pub(crate) struct ApplyStats {
     pub applied: usize,
     pub conflicts: usize,
     pub parked: usize,
+}
+
+/// How an incoming version relates to the one held here, and so what to do
+/// with it.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// An ancestor of the version held, or the same version: a late copy
+    /// (a reply to a retried request, a resend after a restore). Nothing
+    /// changes, nothing is recorded.
+    OldNews,
+    /// It descends from the version held: it includes every write this node
+    /// has seen of the entity. Store it.
+    Descendant,
+    /// The histories are concurrent, but the version held was written
+    /// knowing the incoming one's content (its writer's entry is at or past
+    /// that write): only the incoming history is news. The held content
+    /// stays, with both histories.
+    KnowsIncoming,
+    /// The histories are concurrent, but the incoming version was written
+    /// knowing the held content: it replaces it, with both histories.
+    KnownByIncoming,
+    /// Same history, different content (two nodes computed one resolution
+    /// differently): settled by the deterministic last-writer rank, with no
+    /// record, so every node ends with the same content.
+    TieBreak,
+    /// Both deleted concurrently: no conflict, the tombstones are merged.
+    BothDeleted,
+    /// Concurrent edits: the type's strategy decides.
+    Conflict,
+}
+
+fn judge(ty: &EntityType, local: &Entity, incoming: &Entity) -> Verdict {
+    match incoming.clock.compare(&local.clock) {
+        Causality::Ancestor => Verdict::OldNews,
+        Causality::Equal if incoming.same_content(local) => Verdict::OldNews,
+        Causality::Equal => Verdict::TieBreak,
+        Causality::Descendant => Verdict::Descendant,
+        Causality::Concurrent if knows(ty, local, incoming) => Verdict::KnowsIncoming,
+        Causality::Concurrent if knows(ty, incoming, local) => Verdict::KnownByIncoming,
+        Causality::Concurrent if local.is_deleted && incoming.is_deleted => Verdict::BothDeleted,
+        Causality::Concurrent => Verdict::Conflict,
+    }
+}
+
+/// Whether `later` was written knowing `earlier`'s content: `earlier` is
+/// a write (its clock holds an entry stamped with its time and its content's
+/// tag, so it is no merge) and `later`'s history holds that writer's entry
+/// at or past it. A writer's writes to one entity follow each other, so its
+/// write at that time or later was made knowing this one. This is what lets
+/// a resolution's wider history travel without turning edits made on the
+/// winner into conflicts with it.
+fn knows(ty: &EntityType, later: &Entity, earlier: &Entity) -> bool {
+    let tag = ty.write_tag(earlier);
+    let Some((writer, own)) = earlier
+        .clock
+        .iter()
+        .find(|(_, s)| s.at == earlier.updated_at && s.tag == tag)
+    else {
+        return false;
+    };
+    later
+        .clock
+        .get(writer)
+        .is_some_and(|seen| seen.includes(&own))
 }
 
 /// Applies `incoming` from `peer` inside `txn`.
@@ -46,33 +111,48 @@ pub(crate) fn apply_change<T: StoreTxn>(
     let local = txn.entity(&incoming.key)?;
     let incoming = keep_local_excluded(ty, incoming, local.as_ref());
     let key = incoming.key.clone();
+    let from = peer.id();
     match local {
-        None => store_incoming(txn, ctx, peer.id(), incoming, ChangeKind::Created, stats)?,
-        Some(l) if l.entity.same_version(&incoming) => {}
-        Some(l)
-            if peer.is_pending(l.seq, l.source)
-                && (l.base.is_some_and(|base| base == ty.sync_digest(&incoming))
-                    || (l.source == ctx.local.id && incoming.origin == ctx.local.id)) =>
-        {
-            // The version our still-unacknowledged edits are based on,
-            // delivered again late (a reply to a duplicated or retried
-            // request), or an older write of our own sent back to us (a
-            // conflict winner the peer registered again): old news, not a
-            // concurrent edit. Once the peer has acknowledged our edit, the
-            // same version is its decision.
-        }
-        Some(l) if peer.is_pending(l.seq, l.source) => {
-            stats.conflicts += 1;
-            resolve(txn, ctx, ty, peer.id(), l, incoming, stats)?;
-        }
-        Some(_) => {
-            let kind = if incoming.is_deleted {
-                ChangeKind::Deleted
-            } else {
-                ChangeKind::Updated
-            };
-            store_incoming(txn, ctx, peer.id(), incoming, kind, stats)?;
-        }
+        None => store_incoming(txn, ctx, from, incoming, ChangeKind::Created, stats)?,
+        Some(l) => match { let v = judge(ty, &l.entity, &incoming); if std::env::var("DBG").is_ok_and(|k| l.entity.key.id.to_string().starts_with(&k)) { eprintln!("DBG at {:?} local {:?} {:?} {:?} incoming {:?} {:?} {:?} => {:?}", ctx.local.code, l.entity.origin, l.entity.updated_at, l.entity.clock, incoming.origin, incoming.updated_at, incoming.clock, v); } v } {
+            Verdict::OldNews => {}
+            Verdict::Descendant => {
+                    let kind = if incoming.is_deleted {
+                    ChangeKind::Deleted
+                } else {
+                    ChangeKind::Updated
+                };
+                store_incoming(txn, ctx, from, incoming, kind, stats)?;
+            }
+            Verdict::KnowsIncoming => {
+                let winner = ConflictSide::Local;
+                store_outcome(txn, ctx, from, l, incoming, winner, None, stats)?;
+            }
+            Verdict::KnownByIncoming => {
+                let both = l.entity.clock.merged(&incoming.clock);
+                let kind = if incoming.is_deleted {
+                    ChangeKind::Deleted
+                } else {
+                    ChangeKind::Updated
+                };
+                let taken = Entity {
+                    clock: both,
+                    ..incoming
+                };
+                // Stored as this node's own: the sender learns the wider
+                // history too.
+                txn.put_entity(&taken, ctx.local.id, ctx.now)?;
+                applied(ctx, from, taken, kind, stats);
+            }
+            Verdict::TieBreak | Verdict::BothDeleted => {
+                let winner = conflict::last_writer(&l.entity, &incoming);
+                store_outcome(txn, ctx, from, l, incoming, winner, None, stats)?;
+            }
+            Verdict::Conflict if already_queued(txn, &incoming)? => {}
+            Verdict::Conflict => {
+                resolve(txn, ctx, ty, from, l, incoming, stats)?;
+            }
+        },
     }
     release_parked(txn, ctx, &key, now)
 }
@@ -95,20 +175,6 @@ pub(crate) fn release_parked<T: StoreTxn>(
         apply_change(txn, ctx, &peer, child.entity, now, &mut stats)?;
     }
     Ok(())
-}
-
-/// The base of a local write replacing `existing`: the last version that came
-/// from a peer (see [`StoredEntity::base`]).
-pub(crate) fn local_base(
-    ty: &EntityType,
-    existing: Option<&StoredEntity>,
-    local: NodeId,
-) -> Option<[u8; 32]> {
-    match existing {
-        Some(e) if e.source == local => e.base,
-        Some(e) => Some(ty.sync_digest(&e.entity)),
-        None => None,
-    }
 }
 
 /// The first referenced parent that does not exist here.
@@ -153,6 +219,18 @@ fn store_incoming<T: StoreTxn>(
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
     txn.put_entity(&entity, from, ctx.now)?;
+    applied(ctx, from, entity, kind, stats);
+    Ok(())
+}
+
+/// Counts a change from `from` as applied and emits its event.
+fn applied(
+    ctx: &mut Ctx<'_>,
+    from: NodeId,
+    entity: Entity,
+    kind: ChangeKind,
+    stats: &mut ApplyStats,
+) {
     stats.applied += 1;
     if ctx.config.applied_events {
         ctx.events.push(Event::Applied(AppliedChange {
@@ -165,10 +243,11 @@ fn store_incoming<T: StoreTxn>(
             entity,
         }));
     }
-    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Resolves a conflict between the version held here and a concurrent
+/// incoming one by the type's strategy: stores the outcome, keeps every
+/// loser in the version history, writes the audit record and the event.
 fn resolve<T: StoreTxn>(
     txn: &mut T,
     ctx: &mut Ctx<'_>,
@@ -178,10 +257,8 @@ fn resolve<T: StoreTxn>(
     incoming: Entity,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    let now = ctx.now;
+    let local = stored.entity.clone();
     let local_arrived = stored.stored_at;
-    let restamp_base = local_base(ty, Some(&stored), ctx.local.id);
-    let local = stored.entity;
     let strategy = ty.conflict_strategy();
     let plan = conflict::plan(
         strategy,
@@ -192,91 +269,219 @@ fn resolve<T: StoreTxn>(
             local_is_hub: ctx.is_hub(),
         },
     );
-    let strategy_name = strategy.name();
-    let audit = AuditRecord {
-        id: Ctx::record_id("audit", &local.key, now, &[&local, &incoming]),
-        at: now,
-        key: local.key.clone(),
-        peer: from,
-        strategy: strategy_name.clone(),
-        winner: plan.winner,
-        local_origin: local.origin,
-        local_updated_at: local.updated_at,
-        incoming_origin: incoming.origin,
-        incoming_updated_at: incoming.updated_at,
-        detail: describe(&plan, ctx.is_hub()),
-    };
-    let mut open_conflict = None;
-    if plan.open_manual {
-        let conflict = OpenConflict {
-            id: Ctx::record_id("open-conflict", &local.key, now, &[&local, &incoming]),
-            key: local.key.clone(),
-            current: local.clone(),
-            incoming: incoming.clone(),
-            from,
-            arrived_at: now,
-        };
-        txn.put_open_conflict(&conflict)?;
-        open_conflict = Some(conflict.id);
+    if plan.defer {
+        // Manual conflicts are decided at the hub: this node keeps its
+        // version, which reaches the hub (or has), and the hub's outcome
+        // comes back with both histories.
+        return Ok(());
     }
+    stats.conflicts += 1;
+    let detail = describe(&plan, ctx.is_hub());
+    store_outcome(
+        txn,
+        ctx,
+        from,
+        stored,
+        incoming.clone(),
+        plan.winner,
+        plan.merged.clone(),
+        stats,
+    )?;
+    let open_conflict = if plan.open_manual {
+        open_manual(txn, ctx, from, &local, &incoming)?
+    } else {
+        None
+    };
     let losers = match plan.winner {
-        ConflictSide::Local => {
-            // The sender still holds the losing version and may have sent it
-            // again in packets already on the way, acknowledging less than
-            // this verdict. Registering the winner again keeps it pending for
-            // the sender until it acknowledges a packet built after this
-            // verdict, so every copy of the loser sent before then is judged
-            // the same way, and the sender is told the outcome even if it had
-            // acknowledged the winner before. It is registered as this
-            // node's own: the sender may be where the winner came from and
-            // have lost it since (restored from an older copy), so it must
-            // not be held back as an echo.
-            txn.put_version(&local, ctx.local.id, local_arrived, restamp_base)?;
-            vec![(incoming, now)]
-        }
-        ConflictSide::Incoming => {
-            store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
-            vec![(local, local_arrived)]
-        }
-        ConflictSide::Merged => {
-            // `plan` always sets `merged` for a merged winner; fall back to
-            // the local version if a future strategy forgets.
-            let merged = plan.merged.clone().unwrap_or_else(|| local.clone());
-            let base = Some(ty.sync_digest(&incoming));
-            txn.put_version(&merged, ctx.local.id, now, base)?;
-            vec![(local, local_arrived), (incoming, now)]
-        }
+        ConflictSide::Local => vec![(incoming.clone(), ctx.now)],
+        ConflictSide::Incoming => vec![(local.clone(), local_arrived)],
+        ConflictSide::Merged => vec![(local.clone(), local_arrived), (incoming.clone(), ctx.now)],
     };
-    let mut version_record = None;
-    if ty.versioning_enabled() {
-        for (loser, arrival_time) in &losers {
-            let record = VersionRecord {
-                id: Ctx::record_id("version", &loser.key, now, &[loser]),
-                key: loser.key.clone(),
-                source_node: loser.origin,
-                arrival_time: *arrival_time,
-                data: loser.clone(),
-                resolution: format!("{strategy_name}: {}", audit.detail),
-            };
-            txn.add_version(&record)?;
-            version_record.get_or_insert(record.id);
-        }
-    }
-    let mut copy = None;
-    if plan.keep_copy {
-        copy = Some(keep_copy(txn, ctx, &losers[0].0)?);
-    }
+    let record = Resolution {
+        strategy: strategy.name(),
+        digests: [ty.sync_digest(&local), ty.sync_digest(&incoming)],
+        detail,
+        from,
+        local: &local,
+        incoming: &incoming,
+        winner: plan.winner,
+    };
+    let version_record = keep_losers(txn, ctx, ty, &record, &losers)?;
+    let copy = match losers.first() {
+        Some((loser, _)) if plan.keep_copy => Some(keep_copy(txn, ctx, loser)?),
+        _ => None,
+    };
+    let audit = record.audit(ctx.now);
     txn.add_audit(&audit)?;
     ctx.events.push(Event::Conflict(ConflictEvent {
         key: audit.key,
         peer: from,
-        strategy: strategy_name,
+        strategy: audit.strategy,
         winner: plan.winner,
         version_record,
         copy,
         open_conflict,
     }));
     Ok(())
+}
+
+/// One resolved conflict, for its records.
+struct Resolution<'a> {
+    strategy: String,
+    digests: [[u8; 32]; 2],
+    detail: String,
+    from: NodeId,
+    local: &'a Entity,
+    incoming: &'a Entity,
+    winner: ConflictSide,
+}
+
+impl Resolution<'_> {
+    fn audit(&self, now: Timestamp) -> AuditRecord {
+        AuditRecord {
+            id: Ctx::record_id("audit", &self.local.key, now, &[self.local, self.incoming]),
+            at: now,
+            key: self.local.key.clone(),
+            peer: self.from,
+            strategy: self.strategy.clone(),
+            winner: self.winner,
+            local_origin: self.local.origin,
+            local_updated_at: self.local.updated_at,
+            incoming_origin: self.incoming.origin,
+            incoming_updated_at: self.incoming.updated_at,
+            digests: self.digests,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// Stores the outcome of two concurrent versions: the winner's content under
+/// a clock that includes both histories, so a copy of either version that
+/// arrives later is old news.
+///
+/// - The local version won (or a merge): stored as this node's own, so it
+///   reaches every peer, the sender included, which then sees it descends
+///   from its version.
+/// - The incoming version won, on the hub: stored with both histories as
+///   the hub's own, so it reaches every node, the sender included: nodes
+///   holding the hub's earlier version take it plainly, and the sender's
+///   next edits include the loser too (else they would look concurrent with
+///   the hub's copy of the resolution).
+/// - The incoming (the hub's) version won, on a node: stored exactly as the
+///   hub sent it. The node's losing write stays out of its history: the hub
+///   never took it, and its next edits must not look concurrent with the
+///   hub's copy. When the loser does reach the hub, the hub resolves the
+///   same way and sends the version with both histories.
+#[allow(clippy::too_many_arguments)]
+fn store_outcome<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    from: NodeId,
+    stored: StoredEntity,
+    incoming: Entity,
+    winner: ConflictSide,
+    merged: Option<Entity>,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let both = stored.entity.clock.merged(&incoming.clock);
+    match winner {
+        ConflictSide::Local => {
+            let kept = Entity {
+                clock: both,
+                ..stored.entity
+            };
+            txn.put_entity(&kept, ctx.local.id, stored.stored_at)?;
+        }
+        ConflictSide::Incoming if ctx.is_hub() => {
+            let taken = Entity {
+                clock: both,
+                ..incoming
+            };
+            txn.put_entity(&taken, ctx.local.id, ctx.now)?;
+            applied(ctx, from, taken, ChangeKind::Updated, stats);
+        }
+        ConflictSide::Incoming => {
+            store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
+        }
+        ConflictSide::Merged => {
+            // `plan` always sets `merged` for a merged winner; fall back to
+            // the local version if a future strategy forgets.
+            let merged = merged.unwrap_or(stored.entity);
+            let merged = Entity {
+                clock: both,
+                ..merged
+            };
+            txn.put_entity(&merged, ctx.local.id, ctx.now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Manual, on the hub: the hub's version stays current everywhere until a
+/// person decides; the incoming one waits in the open conflict queue (and
+/// the version history), where it replaces any queued version it descends
+/// from (see [`already_queued`] for the reverse).
+fn open_manual<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    from: NodeId,
+    local: &Entity,
+    incoming: &Entity,
+) -> Result<Option<uuid::Uuid>, SyncError> {
+    let queued = txn.open_conflicts_for(&local.key)?;
+    for older in queued
+        .iter()
+        .filter(|c| incoming.clock.includes(&c.incoming.clock))
+    {
+        txn.take_open_conflict(older.id)?;
+    }
+    let conflict = OpenConflict {
+        id: Ctx::record_id("open-conflict", &local.key, ctx.now, &[local, incoming]),
+        key: local.key.clone(),
+        current: local.clone(),
+        incoming: incoming.clone(),
+        from,
+        arrived_at: ctx.now,
+    };
+    txn.put_open_conflict(&conflict)?;
+    Ok(Some(conflict.id))
+}
+
+/// Whether an open manual conflict already holds `incoming` or a version
+/// that descends from it: a late copy, not a new conflict.
+fn already_queued<T: StoreTxn>(txn: &T, incoming: &Entity) -> Result<bool, SyncError> {
+    Ok(txn
+        .open_conflicts_for(&incoming.key)?
+        .iter()
+        .any(|c| c.incoming.clock.includes(&incoming.clock)))
+}
+
+/// Keeps each losing version whole in the object version history (when the
+/// type has versioning on); returns the first record's id.
+fn keep_losers<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    ty: &EntityType,
+    resolution: &Resolution<'_>,
+    losers: &[(Entity, Timestamp)],
+) -> Result<Option<uuid::Uuid>, SyncError> {
+    if !ty.versioning_enabled() {
+        return Ok(None);
+    }
+    let mut first = None;
+    for (loser, arrival_time) in losers {
+        let record = VersionRecord {
+            id: Ctx::record_id("version", &loser.key, ctx.now, &[loser]),
+            key: loser.key.clone(),
+            source_node: loser.origin,
+            arrival_time: *arrival_time,
+            data: loser.clone(),
+            resolution: format!("{}: {}", resolution.strategy, resolution.detail),
+        };
+        txn.add_version(&record)?;
+        first.get_or_insert(record.id);
+    }
+    Ok(first)
 }
 
 /// Keep-both: stores the loser as a new entity under an id derived from its

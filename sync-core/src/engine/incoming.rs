@@ -11,7 +11,7 @@ use crate::entity::Entity;
 use crate::error::{ErrorCode, PeerError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::{GapCheck, PeerState};
+use crate::node_registry::{GapCheck, NodeInfo, PeerState};
 use crate::packet::{Change, Envelope, ErrorMessage, Packet, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
@@ -137,6 +137,7 @@ impl<S: Store> Engine<S> {
         ctx.config
             .schema
             .check(&peer.info.code, &header.schema_version, ctx.is_hub())?;
+        check_clock(header, now, ctx.config.max_clock_offset_ms)?;
         if sha256(&packet.body) != header.body_sha256 {
             return Err(PeerError::BodyHashMismatch {
                 sender: header.sender,
@@ -160,9 +161,11 @@ impl<S: Store> Engine<S> {
         let changes = codec::decode_body(header, &packet.body, &ctx.config.limits)?;
         check_changes(&ctx, header.sender, &changes)?;
         let ack = process_ack(&mut peer, header);
+        let mut moved_writer = None;
         if let Some(reason) = &ack.restore {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
+            moved_writer = Some(move_writer(&mut txn, &ctx, &peer, now)?);
         }
         if let Some(reason) = peer_restored(&mut peer, header, repeated_resync) {
             if header.resync {
@@ -185,6 +188,9 @@ impl<S: Store> Engine<S> {
         txn.commit()?;
         let events = ctx.events;
         self.events.extend(events);
+        if let Some(local) = moved_writer {
+            self.local = local;
+        }
         if let Some(answered) = resync_answered {
             self.resync_answered.insert(header.sender, answered);
         }
@@ -251,6 +257,7 @@ impl<S: Store> Engine<S> {
             SyncError::Peer(PeerError::UnknownSender { .. }) => SecurityKind::UnknownSender,
             SyncError::Peer(PeerError::RevokedSender { .. }) => SecurityKind::RevokedSender,
             SyncError::Peer(PeerError::WrongRecipient { .. }) => SecurityKind::WrongRecipient,
+            SyncError::Peer(PeerError::ClockAhead { .. }) => SecurityKind::ClockAhead,
             SyncError::Peer(_) => SecurityKind::Corrupt,
             SyncError::Schema(_) => SecurityKind::SchemaRejected,
             _ => return,
@@ -270,6 +277,21 @@ fn check_addressing(header: &PacketHeader, local: NodeId) -> Result<(), PeerErro
         return Err(PeerError::WrongRecipient {
             local,
             recipient: header.recipient,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a packet stamped further ahead of `now` than `max_ms`.
+fn check_clock(header: &PacketHeader, now: Timestamp, max_ms: i64) -> Result<(), PeerError> {
+    let ahead_ms = header.timestamp.as_micros().saturating_sub(now.as_micros()) / 1_000;
+    if ahead_ms > max_ms {
+        return Err(PeerError::ClockAhead {
+            sender: header.sender,
+            peer_clock: header.timestamp,
+            local_clock: now,
+            ahead_ms,
+            max_ms,
         });
     }
     Ok(())
@@ -432,6 +454,41 @@ fn peer_restored(
         return None;
     };
     Some(format!("{reason}; resending everything to it"))
+}
+
+/// This node's store was found restored from an older copy: its clock
+/// entries from before the restore may name writes it lost, so it continues
+/// under a new writer id ([`NodeInfo::writer`]). Its own writes still
+/// pending for the peer (some made since the restore, under the old id) get
+/// an entry under the new id too: where the peer holds a lost write stamped
+/// later, they now show as concurrent with it instead of older.
+fn move_writer<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    peer: &PeerState,
+    now: Timestamp,
+) -> Result<NodeInfo, SyncError> {
+    let mut info = ctx.local.clone();
+    let old = info.writer;
+    info.writer = info.next_writer(now);
+    txn.set_local_node(&info)?;
+    let pending = txn.pending(&PendingQuery::for_peer(peer, usize::MAX))?;
+    for stored in pending.into_iter().filter(|s| s.source == info.id) {
+        let Some(ty) = ctx.registry.get(&stored.entity.key.entity_type) else {
+            continue;
+        };
+        let own = stored
+            .entity
+            .clock
+            .get(old)
+            .filter(|s| s.at == stored.entity.updated_at && s.tag == ty.write_tag(&stored.entity));
+        if let Some(stamp) = own {
+            let mut entity = stored.entity;
+            entity.clock.observe(info.writer, stamp);
+            txn.put_entity(&entity, info.id, stored.stored_at)?;
+        }
+    }
+    Ok(info)
 }
 
 fn restart_numbering(peer: &mut PeerState, claimed: u64) {

@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::{Ctx, Engine, apply};
+use crate::clock::{Stamp, VersionVector};
 use crate::conflict::{AuditRecord, ConflictSide};
 use crate::entity::{Entity, EntityKey};
+use crate::entity_registry::EntityType;
 use crate::error::{SyncError, WriteError};
 use crate::ids::Timestamp;
 use crate::serde_bridge;
@@ -156,16 +158,30 @@ impl<S: Store> Engine<S> {
         let floor = current.as_ref().map_or(base.updated_at, |c| {
             c.entity.updated_at.max(base.updated_at)
         });
+        let floor = [&conflict.current, &conflict.incoming]
+            .into_iter()
+            .chain(current.as_ref().map(|c| &c.entity))
+            .filter_map(|e| e.clock.latest())
+            .fold(floor, Timestamp::max);
         let ty = ctx.registry.require(&conflict.key.entity_type)?;
-        let based_on = apply::local_base(ty, current.as_ref(), ctx.local.id);
-        let decided = Entity {
+        // The decision includes both versions of the conflict and whatever
+        // is current now: it supersedes all of them, everywhere.
+        let mut clock = conflict.current.clock.merged(&conflict.incoming.clock);
+        if let Some(current) = &current {
+            clock = clock.merged(&current.entity.clock);
+        }
+        let updated_at = now.max(floor.add_micros(1));
+        let mut decided = Entity {
             key: conflict.key.clone(),
-            updated_at: now.max(floor.add_micros(1)),
+            updated_at,
             is_deleted: base.is_deleted,
             origin: ctx.local.id,
             fields,
+            clock: VersionVector::new(),
         };
-        txn.put_version(&decided, ctx.local.id, now, based_on)?;
+        clock.observe(ctx.local.writer, own_stamp(ty, &decided));
+        decided.clock = clock;
+        txn.put_entity(&decided, ctx.local.id, now)?;
         let audit = AuditRecord {
             id: Ctx::record_id(
                 "manual-resolution",
@@ -182,6 +198,10 @@ impl<S: Store> Engine<S> {
             local_updated_at: conflict.current.updated_at,
             incoming_origin: conflict.incoming.origin,
             incoming_updated_at: conflict.incoming.updated_at,
+            digests: [
+                ty.sync_digest(&conflict.current),
+                ty.sync_digest(&conflict.incoming),
+            ],
             detail: format!("resolved by a person: {winner:?} version chosen"),
         };
         txn.add_audit(&audit)?;
@@ -217,22 +237,43 @@ fn local_write<T: StoreTxn>(
             (key, Some(existing), fields, true)
         }
     };
-    // A later local write must sort after the previous version even if this
-    // node's clock stepped back.
-    let updated_at = existing
-        .as_ref()
-        .map_or(now, |e| now.max(e.entity.updated_at.add_micros(1)));
-    let entity = Entity {
+    let updated_at = existing.as_ref().map_or(now, |e| after(&e.entity, now));
+    let mut entity = Entity {
         key,
         updated_at,
         is_deleted,
         origin: ctx.local.id,
         fields,
+        clock: VersionVector::new(),
     };
+    // This write follows every write the replaced version includes.
+    let mut clock = existing.map(|e| e.entity.clock).unwrap_or_default();
     let ty = ctx.registry.require(&entity.key.entity_type)?;
-    let base = apply::local_base(ty, existing.as_ref(), ctx.local.id);
-    txn.put_version(&entity, ctx.local.id, now, base)?;
+    clock.observe(ctx.local.writer, own_stamp(ty, &entity));
+    entity.clock = clock;
+    txn.put_entity(&entity, ctx.local.id, now)?;
     apply::release_parked(txn, ctx, &entity.key, now)
+}
+
+/// The stamp of a local write in its own clock.
+fn own_stamp(ty: &EntityType, entity: &Entity) -> Stamp {
+    Stamp {
+        at: entity.updated_at,
+        tag: ty.write_tag(entity),
+    }
+}
+
+/// The time of a local write replacing `previous`: `now`, or just after
+/// every write `previous` includes if this node's clock is behind them (a
+/// hybrid logical clock per entity). So a version written after seeing
+/// another always orders after it, and this node's entry in the clock
+/// always moves forward, even after its clock stepped back.
+fn after(previous: &Entity, now: Timestamp) -> Timestamp {
+    let seen = previous
+        .clock
+        .latest()
+        .map_or(previous.updated_at, |t| t.max(previous.updated_at));
+    now.max(seen.add_micros(1))
 }
 
 fn check_parents<T: StoreTxn>(

@@ -137,7 +137,7 @@ impl<S: Store> Engine<S> {
         mut store: S,
         registry: EntityRegistry,
         config: EngineConfig,
-        local: NodeInfo,
+        mut local: NodeInfo,
     ) -> Result<Self, SyncError> {
         let mut txn = store.begin()?;
         let last_seq = txn.last_seq()?;
@@ -148,7 +148,9 @@ impl<S: Store> Engine<S> {
                     requested: local.id,
                 });
             }
-            Some(_) => {}
+            // The stored writer id survives: it may have moved on after a
+            // restore.
+            Some(stored) => local.writer = stored.writer,
             None => txn.set_local_node(&local)?,
         }
         txn.commit()?;
