@@ -25,10 +25,11 @@ pub struct NodeInfo {
     /// Hub or node.
     pub role: Role,
     /// The id under which this node's writes enter version clocks
-    /// ([`crate::clock`]): `id`, until the node finds its store was restored
-    /// from an older copy. Its clock entries from before the restore may
-    /// then name writes it lost, so it continues under a new writer id and
-    /// its later writes cannot be mistaken for the lost ones.
+    /// ([`crate::clock`]): `id` in the first session on a new store, and a
+    /// new one every time an engine opens the store again. A store can be
+    /// a restored older copy, whose clock entries may then name writes it
+    /// lost; writes made after opening it carry a writer id never used
+    /// before, so they cannot be mistaken for the lost ones.
     pub writer: NodeId,
 }
 
@@ -44,14 +45,14 @@ impl NodeInfo {
         }
     }
 
-    /// The next writer id after a restore detected at `now`: derived from
-    /// the node id, the current writer id and the time, so two restores from
-    /// the same backup get different ones.
-    pub fn next_writer(&self, now: Timestamp) -> NodeId {
+    /// The writer id of the next session on this store: derived from the
+    /// node id, the current writer id and `salt` (the engine's seed mixed
+    /// with the store's last change sequence).
+    pub fn next_writer(&self, salt: u64) -> NodeId {
         let mut input = b"syncplan writer\0".to_vec();
         input.extend(self.id.as_bytes());
         input.extend(self.writer.as_bytes());
-        input.extend(now.as_micros().to_be_bytes());
+        input.extend(salt.to_be_bytes());
         let digest = crate::codec::sha256(&input);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);

@@ -114,7 +114,7 @@ pub(crate) fn apply_change<T: StoreTxn>(
     let from = peer.id();
     match local {
         None => store_incoming(txn, ctx, from, incoming, ChangeKind::Created, stats)?,
-        Some(l) => match { let v = judge(ty, &l.entity, &incoming); if std::env::var("DBG").is_ok_and(|k| l.entity.key.id.to_string().starts_with(&k)) { eprintln!("DBG at {:?} local {:?} {:?} {:?} incoming {:?} {:?} {:?} => {:?}", ctx.local.code, l.entity.origin, l.entity.updated_at, l.entity.clock, incoming.origin, incoming.updated_at, incoming.clock, v); } v } {
+        Some(l) => match judge(ty, &l.entity, &incoming) {
             Verdict::OldNews => {}
             Verdict::Descendant => {
                     let kind = if incoming.is_deleted {

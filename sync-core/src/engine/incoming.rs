@@ -11,7 +11,7 @@ use crate::entity::Entity;
 use crate::error::{ErrorCode, PeerError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::{GapCheck, NodeInfo, PeerState};
+use crate::node_registry::{GapCheck, PeerState};
 use crate::packet::{Change, Envelope, ErrorMessage, Packet, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
@@ -161,11 +161,9 @@ impl<S: Store> Engine<S> {
         let changes = codec::decode_body(header, &packet.body, &ctx.config.limits)?;
         check_changes(&ctx, header.sender, &changes)?;
         let ack = process_ack(&mut peer, header);
-        let mut moved_writer = None;
         if let Some(reason) = &ack.restore {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
-            moved_writer = Some(move_writer(&mut txn, &ctx, &peer, now)?);
         }
         if let Some(reason) = peer_restored(&mut peer, header, repeated_resync) {
             if header.resync {
@@ -188,9 +186,6 @@ impl<S: Store> Engine<S> {
         txn.commit()?;
         let events = ctx.events;
         self.events.extend(events);
-        if let Some(local) = moved_writer {
-            self.local = local;
-        }
         if let Some(answered) = resync_answered {
             self.resync_answered.insert(header.sender, answered);
         }
@@ -454,41 +449,6 @@ fn peer_restored(
         return None;
     };
     Some(format!("{reason}; resending everything to it"))
-}
-
-/// This node's store was found restored from an older copy: its clock
-/// entries from before the restore may name writes it lost, so it continues
-/// under a new writer id ([`NodeInfo::writer`]). Its own writes still
-/// pending for the peer (some made since the restore, under the old id) get
-/// an entry under the new id too: where the peer holds a lost write stamped
-/// later, they now show as concurrent with it instead of older.
-fn move_writer<T: StoreTxn>(
-    txn: &mut T,
-    ctx: &Ctx<'_>,
-    peer: &PeerState,
-    now: Timestamp,
-) -> Result<NodeInfo, SyncError> {
-    let mut info = ctx.local.clone();
-    let old = info.writer;
-    info.writer = info.next_writer(now);
-    txn.set_local_node(&info)?;
-    let pending = txn.pending(&PendingQuery::for_peer(peer, usize::MAX))?;
-    for stored in pending.into_iter().filter(|s| s.source == info.id) {
-        let Some(ty) = ctx.registry.get(&stored.entity.key.entity_type) else {
-            continue;
-        };
-        let own = stored
-            .entity
-            .clock
-            .get(old)
-            .filter(|s| s.at == stored.entity.updated_at && s.tag == ty.write_tag(&stored.entity));
-        if let Some(stamp) = own {
-            let mut entity = stored.entity;
-            entity.clock.observe(info.writer, stamp);
-            txn.put_entity(&entity, info.id, stored.stored_at)?;
-        }
-    }
-    Ok(info)
 }
 
 fn restart_numbering(peer: &mut PeerState, claimed: u64) {

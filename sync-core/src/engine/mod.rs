@@ -112,6 +112,19 @@ impl Ctx<'_> {
     }
 }
 
+/// Moves the writer id on for a new session on an existing store (see
+/// [`NodeInfo::writer`]) and records it.
+fn next_session<T: StoreTxn>(
+    txn: &mut T,
+    mut local: NodeInfo,
+    seed: u64,
+    last_seq: u64,
+) -> Result<NodeInfo, SyncError> {
+    local.writer = local.next_writer(seed ^ last_seq.rotate_left(29));
+    txn.set_local_node(&local)?;
+    Ok(local)
+}
+
 /// One row of the spec's `sync_changes` view, derived from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncChange {
@@ -148,9 +161,10 @@ impl<S: Store> Engine<S> {
                     requested: local.id,
                 });
             }
-            // The stored writer id survives: it may have moved on after a
-            // restore.
-            Some(stored) => local.writer = stored.writer,
+            Some(stored) => {
+                local.writer = stored.writer;
+                local = next_session(&mut txn, local, config.seed, last_seq)?;
+            }
             None => txn.set_local_node(&local)?,
         }
         txn.commit()?;
@@ -163,10 +177,11 @@ impl<S: Store> Engine<S> {
         registry: EntityRegistry,
         config: EngineConfig,
     ) -> Result<Self, SyncError> {
-        let txn = store.begin()?;
+        let mut txn = store.begin()?;
         let local = txn.local_node()?.ok_or(SyncError::NotInitialized)?;
         let last_seq = txn.last_seq()?;
-        drop(txn);
+        let local = next_session(&mut txn, local, config.seed, last_seq)?;
+        txn.commit()?;
         Ok(Self::assemble(store, registry, config, local, last_seq))
     }
 
