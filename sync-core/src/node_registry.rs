@@ -26,10 +26,11 @@ pub struct NodeInfo {
     pub role: Role,
     /// The id under which this node's writes enter version clocks
     /// ([`crate::clock`]): `id` in the first session on a new store, and a
-    /// new one every time an engine opens the store again. A store can be
-    /// a restored older copy, whose clock entries may then name writes it
-    /// lost; writes made after opening it carry a writer id never used
-    /// before, so they cannot be mistaken for the lost ones.
+    /// new one in every later session (an engine opening the store again)
+    /// that writes. A store can be a restored older copy, whose clock
+    /// entries may then name writes it lost; writes made after opening it
+    /// carry a writer id never used before, so they cannot be mistaken for
+    /// the lost ones.
     pub writer: NodeId,
 }
 
@@ -47,7 +48,7 @@ impl NodeInfo {
 
     /// The writer id of the next session on this store: derived from the
     /// node id, the current writer id and `salt` (the engine's seed mixed
-    /// with the store's last change sequence).
+    /// with the time of the session's first write).
     pub fn next_writer(&self, salt: u64) -> NodeId {
         let mut input = b"syncplan writer\0".to_vec();
         input.extend(self.id.as_bytes());

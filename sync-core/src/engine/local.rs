@@ -121,15 +121,35 @@ impl<S: Store> Engine<S> {
         writes: Vec<LocalWrite>,
         now: Timestamp,
     ) -> Result<(), SyncError> {
+        let moving = self.prepare_writer(now);
         let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
+        if moving {
+            txn.set_local_node(ctx.local)?;
+        }
         for write in writes {
             local_write(&mut txn, &mut ctx, write, now)?;
         }
         txn.commit()?;
         let events = ctx.events;
         self.events.extend(events);
+        self.writer_moved |= moving;
         Ok(())
+    }
+
+    /// Before the first local write of a session on an existing store:
+    /// picks the session's writer id ([`crate::NodeInfo::writer`]) from the
+    /// node id, the previous writer id, the seed and `now`, so a session on
+    /// a restored copy of the store never reuses the writer id of a session
+    /// that wrote the lost versions. Returns whether it moved (the caller
+    /// records it in the write's transaction).
+    fn prepare_writer(&mut self, now: Timestamp) -> bool {
+        if self.writer_moved {
+            return false;
+        }
+        let salt = self.config.seed ^ (now.as_micros() as u64).rotate_left(23);
+        self.local.writer = self.local.next_writer(salt);
+        true
     }
 
     /// Resolves an open manual conflict. The decision is written as a new
@@ -140,8 +160,12 @@ impl<S: Store> Engine<S> {
         choice: ManualChoice,
         now: Timestamp,
     ) -> Result<(), SyncError> {
+        let moving = self.prepare_writer(now);
         let (store, ctx) = self.parts(now);
         let mut txn = store.begin()?;
+        if moving {
+            txn.set_local_node(ctx.local)?;
+        }
         let conflict = txn
             .take_open_conflict(id)?
             .ok_or(SyncError::ConflictNotFound(id))?;
@@ -208,6 +232,7 @@ impl<S: Store> Engine<S> {
         txn.commit()?;
         let events = ctx.events;
         self.events.extend(events);
+        self.writer_moved |= moving;
         Ok(())
     }
 }

@@ -51,6 +51,9 @@ pub struct Engine<S: Store> {
     /// request and is not answered again. Volatile: after a restart a
     /// repeated flag costs at most one more resend.
     resync_answered: BTreeMap<NodeId, u64>,
+    /// This session has its own writer id (see `Engine::prepare_writer`):
+    /// set by the first local write of a session on an existing store.
+    writer_moved: bool,
 }
 
 /// Volatile per-peer state of a sync session (rebuilt after a restart).
@@ -112,19 +115,6 @@ impl Ctx<'_> {
     }
 }
 
-/// Moves the writer id on for a new session on an existing store (see
-/// [`NodeInfo::writer`]) and records it.
-fn next_session<T: StoreTxn>(
-    txn: &mut T,
-    mut local: NodeInfo,
-    seed: u64,
-    last_seq: u64,
-) -> Result<NodeInfo, SyncError> {
-    local.writer = local.next_writer(seed ^ last_seq.rotate_left(29));
-    txn.set_local_node(&local)?;
-    Ok(local)
-}
-
 /// One row of the spec's `sync_changes` view, derived from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncChange {
@@ -161,11 +151,15 @@ impl<S: Store> Engine<S> {
                     requested: local.id,
                 });
             }
-            Some(stored) => {
-                local.writer = stored.writer;
-                local = next_session(&mut txn, local, config.seed, last_seq)?;
+            Some(stored) => local.writer = stored.writer,
+            None => {
+                txn.set_local_node(&local)?;
+                txn.commit()?;
+                let mut engine = Self::assemble(store, registry, config, local, last_seq);
+                // A new store: its first session writes under the node id.
+                engine.writer_moved = true;
+                return Ok(engine);
             }
-            None => txn.set_local_node(&local)?,
         }
         txn.commit()?;
         Ok(Self::assemble(store, registry, config, local, last_seq))
@@ -177,11 +171,10 @@ impl<S: Store> Engine<S> {
         registry: EntityRegistry,
         config: EngineConfig,
     ) -> Result<Self, SyncError> {
-        let mut txn = store.begin()?;
+        let txn = store.begin()?;
         let local = txn.local_node()?.ok_or(SyncError::NotInitialized)?;
         let last_seq = txn.last_seq()?;
-        let local = next_session(&mut txn, local, config.seed, last_seq)?;
-        txn.commit()?;
+        drop(txn);
         Ok(Self::assemble(store, registry, config, local, last_seq))
     }
 
@@ -207,6 +200,7 @@ impl<S: Store> Engine<S> {
             events: VecDeque::new(),
             sessions: BTreeMap::new(),
             resync_answered: BTreeMap::new(),
+            writer_moved: false,
         }
     }
 
