@@ -142,7 +142,10 @@ impl VersionVector {
     /// How `self` relates to `other`.
     pub fn compare(&self, other: &VersionVector) -> Causality {
         let (mut self_ahead, mut other_ahead) = (false, false);
-        let (mut a, mut b) = (self.entries.iter().peekable(), other.entries.iter().peekable());
+        let (mut a, mut b) = (
+            self.entries.iter().peekable(),
+            other.entries.iter().peekable(),
+        );
         loop {
             match (a.peek(), b.peek()) {
                 (None, None) => break,

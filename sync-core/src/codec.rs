@@ -476,7 +476,10 @@ fn clock_from_pb(
     let mut clock = VersionVector::new();
     for entry in entries {
         let node = *nodes.get(entry.node as usize).ok_or_else(|| {
-            malformed(sender, format!("clock node index {} out of range", entry.node))
+            malformed(
+                sender,
+                format!("clock node index {} out of range", entry.node),
+            )
         })?;
         if clock.get(node).is_some() {
             return Err(malformed(sender, "a version's clock names one node twice"));

@@ -44,8 +44,14 @@ fn hours(engine: &mut MemEngine, key: &EntityKey) -> i64 {
 
 /// Nothing in `engine` says a conflict happened.
 fn assert_no_conflict_records(engine: &mut MemEngine, key: &EntityKey, who: &str) {
-    assert!(engine.audit_log().unwrap().is_empty(), "{who}: audit record");
-    assert!(engine.versions(key).unwrap().is_empty(), "{who}: history entry");
+    assert!(
+        engine.audit_log().unwrap().is_empty(),
+        "{who}: audit record"
+    );
+    assert!(
+        engine.versions(key).unwrap().is_empty(),
+        "{who}: history entry"
+    );
     assert!(
         engine.open_conflicts().unwrap().is_empty(),
         "{who}: open conflict"
@@ -89,7 +95,11 @@ fn a_retry_after_a_lost_reply_is_old_news_not_a_conflict() {
         let deadline = net.nodes[b].poll_timeout().unwrap();
         net.nodes[b].handle_timeout(deadline);
         let retry = net.nodes[b].poll_transmit(deadline).unwrap().unwrap();
-        assert_eq!(keys_in(&retry.bytes).len(), 1, "{name}: the retry carries V1");
+        assert_eq!(
+            keys_in(&retry.bytes).len(),
+            1,
+            "{name}: the retry carries V1"
+        );
         let reply = net.hub.respond(&retry.bytes, deadline).unwrap();
         net.nodes[b].handle_incoming(&reply, deadline).unwrap();
         net.sync_all(t(40)).unwrap();
@@ -185,7 +195,11 @@ fn update_against_delete_is_a_conflict() {
     let current = net.hub.get(&key).unwrap().unwrap();
     assert!(!current.is_deleted, "the later update wins");
     assert_eq!(net.hub.audit_log().unwrap().len(), 1);
-    assert_eq!(net.hub.versions(&key).unwrap().len(), 1, "the delete is kept");
+    assert_eq!(
+        net.hub.versions(&key).unwrap().len(),
+        1,
+        "the delete is kept"
+    );
 }
 
 /// A peer whose clock runs further ahead than the maximum offset is refused
@@ -214,7 +228,12 @@ fn a_peer_clock_too_far_ahead_is_refused() {
             .iter()
             .any(|e| e.kind == SecurityKind::ClockAhead)
     );
-    assert!(net.hub.get(&keys_in(&packet.bytes).pop_first().unwrap()).unwrap().is_none());
+    assert!(
+        net.hub
+            .get(&keys_in(&packet.bytes).pop_first().unwrap())
+            .unwrap()
+            .is_none()
+    );
     let reply = net.hub.respond(&packet.bytes, hub_now).unwrap();
     let refused = net.nodes[0].handle_incoming(&reply, t(10_000)).unwrap_err();
     assert!(matches!(

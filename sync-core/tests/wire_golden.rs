@@ -2,15 +2,20 @@
 //! in `tests/golden/`. Every build must still decode them to the same content
 //! (old peers keep working) and still produce the same bytes from the same
 //! inputs (deterministic encoding). After an intentional format change, run
-//! with `SYNCPLAN_BLESS=1` to rewrite the files, and say why in the commit.
+//! with `SYNCPLAN_BLESS=1` to rewrite the current files, and say why in the
+//! commit.
+//!
+//! `v1_packet_*.bin` are from before version clocks (`EntityChange.clock`):
+//! they are never rewritten, and must keep decoding, each version then
+//! including only its own write. `v1_clock_packet_*.bin` are today's.
 
 use std::path::PathBuf;
 
 use sync_core::codec::{self, Limits};
-use sync_core::packet::Envelope;
+use sync_core::packet::{Change, Envelope};
 use sync_core::{
     Codec, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, FieldKind, NodeId,
-    NodeInfo, Operation, Record, Role, Timestamp, Uuid, Value,
+    NodeInfo, Operation, Record, Role, Timestamp, Uuid, Value, VersionVector,
 };
 use sync_store_memory::MemoryStore;
 
@@ -110,8 +115,40 @@ fn check(name: &str, codec: Codec) {
         std::fs::write(&path, &produced).expect("write golden file");
     }
     let stored = std::fs::read(&path).expect("golden file (run with SYNCPLAN_BLESS=1 to create)");
+    let changes = decode_golden(&stored, codec);
+    let node = NodeId(Uuid::from_u128(2));
+    for change in &changes {
+        let own = change
+            .entity
+            .clock
+            .get(node)
+            .expect("the writer's own entry");
+        assert_eq!(own.at, change.entity.updated_at);
+        assert_ne!(own.tag, 0, "today's writes carry a content tag");
+    }
+    assert_eq!(
+        produced, stored,
+        "encoding of the same inputs changed: bless only if intended"
+    );
+}
+
+/// A packet from before version clocks still decodes; each version includes
+/// only its own write, untagged.
+fn check_pre_clock(name: &str, codec: Codec) {
+    let stored = std::fs::read(golden_path(name)).expect("pre-clock golden file");
+    for change in decode_golden(&stored, codec) {
+        let entity = &change.entity;
+        assert_eq!(
+            entity.clock,
+            VersionVector::single(entity.origin, entity.updated_at)
+        );
+    }
+}
+
+/// Decodes a golden packet and checks what every version of it holds.
+fn decode_golden(stored: &[u8], codec: Codec) -> Vec<Change> {
     let Envelope::Packet(packet) =
-        codec::decode_envelope(&stored, &Limits::default()).expect("golden decodes")
+        codec::decode_envelope(stored, &Limits::default()).expect("golden decodes")
     else {
         panic!("golden file is not a packet");
     };
@@ -135,23 +172,27 @@ fn check(name: &str, codec: Codec) {
             .iter()
             .any(|c| c.operation == Operation::Delete && c.entity.is_deleted)
     );
-    assert_eq!(
-        produced, stored,
-        "encoding of the same inputs changed: bless only if intended"
-    );
+    changes
 }
 
 #[test]
 fn zstd_packet_matches_golden_file() {
-    check("v1_packet_zstd.bin", Codec::Zstd);
+    check("v1_clock_packet_zstd.bin", Codec::Zstd);
 }
 
 #[test]
 fn gzip_packet_matches_golden_file() {
-    check("v1_packet_gzip.bin", Codec::Gzip);
+    check("v1_clock_packet_gzip.bin", Codec::Gzip);
 }
 
 #[test]
 fn uncompressed_packet_matches_golden_file() {
-    check("v1_packet_none.bin", Codec::None);
+    check("v1_clock_packet_none.bin", Codec::None);
+}
+
+#[test]
+fn packets_from_before_version_clocks_still_decode() {
+    check_pre_clock("v1_packet_zstd.bin", Codec::Zstd);
+    check_pre_clock("v1_packet_gzip.bin", Codec::Gzip);
+    check_pre_clock("v1_packet_none.bin", Codec::None);
 }

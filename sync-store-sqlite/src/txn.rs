@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid, Stamp, VersionVector,
-    VersionRecord,
+    PendingQuery, Record, SecurityEvent, Stamp, StoreError, StoreTxn, StoredEntity, Timestamp,
+    Uuid, VersionRecord, VersionVector,
 };
 
 use crate::blob;

@@ -117,7 +117,7 @@ pub(crate) fn apply_change<T: StoreTxn>(
         Some(l) => match judge(ty, &l.entity, &incoming) {
             Verdict::OldNews => {}
             Verdict::Descendant => {
-                    let kind = if incoming.is_deleted {
+                let kind = if incoming.is_deleted {
                     ChangeKind::Deleted
                 } else {
                     ChangeKind::Updated
