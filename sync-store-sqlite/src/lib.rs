@@ -100,6 +100,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod blob;
+mod columns;
 mod error;
 mod nodes;
 mod options;
@@ -126,6 +127,14 @@ pub use options::{
 };
 pub use tracking::{NOW_MICROS_SQL, UUID_V7_SQL};
 pub use txn::SqliteTxn;
+
+/// The field a tombstone carries, set to `true`, when its row was removed
+/// with SQL (`DELETE`, `REPLACE`, a foreign-key cascade) rather than
+/// soft-deleted (`is_deleted = 1`). It travels inside the entity's record
+/// like any field a peer's schema lacks, so every store keeps it; a SQLite
+/// store receiving such a tombstone removes the row too, where one without
+/// it only sets `is_deleted`. Other stores need not know it.
+pub const REMOVED_FIELD: &str = "_sync_removed";
 
 use crate::table::TrackedTable;
 use crate::tracking::{Peers, Remembered};
@@ -165,6 +174,9 @@ pub(crate) struct Types {
     by_name: BTreeMap<String, TypeEntry>,
     by_id: HashMap<i64, String>,
     pub stale: bool,
+    /// `PRAGMA schema_version` when the types were mapped: any schema
+    /// change since (an `ALTER TABLE` from any connection) maps them again.
+    cookie: i64,
 }
 
 impl Types {
@@ -384,6 +396,7 @@ impl SqliteStore {
             .filter_map(|e| e.table.as_ref())
             .map(|t| (t.table.clone(), t.entity_type.clone()))
             .collect();
+        let cookie = schema_cookie(&self.conn)?;
         let rows: Vec<(i64, String, Option<String>, Option<String>)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT type_id, name, table_name, options FROM _sync_types ORDER BY type_id",
@@ -391,6 +404,7 @@ impl SqliteStore {
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<_, _>>()?
         };
+        let known_columns = columns::known(&self.conn)?;
         let tracked: BTreeMap<String, (String, String)> = rows
             .iter()
             .filter_map(|(_, name, table, options)| {
@@ -398,7 +412,11 @@ impl SqliteStore {
                 Some((table.clone()?, (name.clone(), remembered.key)))
             })
             .collect();
-        let mut types = Types::default();
+        let mut types = Types {
+            cookie,
+            ..Types::default()
+        };
+        let mut noticed = Vec::new();
         for (id, name, table, options) in rows {
             let table = match (table, options) {
                 (Some(table), Some(options)) => {
@@ -426,20 +444,32 @@ impl SqliteStore {
                             mapped.entity_type = t.clone();
                         }
                     }
+                    if let Some(change) =
+                        columns::Change::between(id, known_columns.get(&id), &mapped)
+                    {
+                        noticed.push(change);
+                    }
                     Some(Arc::new(mapped))
                 }
                 _ => None,
             };
             types.insert(TypeEntry { id, name, table });
         }
+        if !noticed.is_empty() {
+            self.check_poison()?;
+            columns::record(&mut self.conn, &noticed)?;
+        }
         self.types = types;
         Ok(())
     }
 
     /// Reloads the type cache if a rolled-back transaction may have left it
-    /// out of date.
+    /// out of date, or the schema changed since it was mapped (a column
+    /// added by any connection is read, and sent, from then on).
     pub(crate) fn refresh_types(&mut self) -> Result<(), StoreError> {
-        if self.types.stale {
+        let cookie = schema_cookie(&self.conn)
+            .map_err(|e| StoreError::backend("reading the schema version", e))?;
+        if self.types.stale || cookie != self.types.cookie {
             self.load_types_with(None).map_err(|e| match e {
                 TrackError::Store(e) => e,
                 other => StoreError::Corrupt {
@@ -502,6 +532,10 @@ impl SqliteStore {
             }
         }
     }
+}
+
+fn schema_cookie(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
 }
 
 fn configure(conn: &Connection, options: &SqliteOptions, wal: bool) -> Result<(), OpenError> {

@@ -94,7 +94,8 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
          FROM _sync_capture WHERE true ORDER BY id
          ON CONFLICT(type_id, uuid) DO UPDATE SET
              seq = excluded.seq, source = NULL, origin = NULL, deleted = excluded.deleted,
-             deleted_at = excluded.deleted_at, stored_at = NULL, doc = NULL,
+             deleted_at = excluded.deleted_at, stored_at = NULL,
+             doc = CASE WHEN substr(doc, 1, 1) = x'01' THEN doc END,
              base = CASE WHEN source IS NULL THEN base ELSE NULL END",
     )?
     .execute([base])?;
@@ -103,12 +104,43 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
-/// Drops what the store's own writes to tracked tables appended to the
-/// capture log (they are registered directly, with their real source).
-pub(crate) fn drop_echoes(conn: &Connection) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM _sync_capture")?
-        .execute([])
-        .map(drop)
+/// Sorts out what the triggers logged while the store itself wrote tracked
+/// tables, before commit. The store's own writes (entities registered in
+/// this transaction, above sequence `start`) are registered already, with
+/// their real source: their echoes are dropped. Everything else is a side
+/// effect in the application's schema (a foreign key cascade set off by a
+/// deletion from a peer, a `REPLACE` conflict clause, the application's own
+/// triggers) and is folded in as a local change, so every node hears of it;
+/// so is the hard deletion of a row that this transaction wrote live (a
+/// cascade from a later deletion in the same packet).
+pub(crate) fn settle_echoes(conn: &Connection, start: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM _sync_capture WHERE EXISTS (
+             SELECT 1 FROM _sync_changes r
+             WHERE r.type_id = _sync_capture.type_id
+               AND r.uuid = unhex(replace(_sync_capture.key, '-', ''))
+               AND r.seq > ?1
+               AND (_sync_capture.deleted_at IS NULL OR r.deleted))",
+    )?
+    .execute([bound(start)])?;
+    fold(conn).map(drop)
+}
+
+/// Gives a registry row whose table row is gone without a captured
+/// deletion a deletion time (now, and after the version it replaces), so
+/// that it reads, and travels, as a tombstone. Returns that time.
+pub(crate) fn heal_missing_row(conn: &Connection, type_id: i64, id: Uuid) -> rusqlite::Result<i64> {
+    conn.prepare_cached(&format!(
+        "UPDATE _sync_changes SET deleted = 1,
+             deleted_at = max({now}, coalesce(stored_at, 0) + 1)
+         WHERE type_id = ?1 AND uuid = ?2 AND deleted_at IS NULL",
+        now = crate::tracking::NOW_MICROS_SQL
+    ))?
+    .execute(params![type_id, id.as_bytes()])?;
+    conn.prepare_cached(
+        "SELECT coalesce(deleted_at, 0) FROM _sync_changes WHERE type_id = ?1 AND uuid = ?2",
+    )?
+    .query_row(params![type_id, id.as_bytes()], |r| r.get(0))
 }
 
 fn last_seq_raw(conn: &Connection) -> rusqlite::Result<i64> {

@@ -9,8 +9,11 @@
 //!
 //! Writing: a live version sets every synced column (absent fields become
 //! NULL) and the excluded columns it carries; a reference is written as the
-//! parent row's key. A tombstone only sets the time and the delete flag: the
-//! row keeps its last values and the exact tombstone is kept in the registry.
+//! parent row's key. A tombstone marked [`crate::REMOVED_FIELD`] (the writer
+//! removed its row with SQL `DELETE`) removes the row, unless a foreign key
+//! without a cascade still holds it (then it is soft-deleted instead); any
+//! other tombstone soft-deletes the row (`is_deleted = 1`) with the values it
+//! carries. The exact tombstone is kept in the registry either way.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -203,7 +206,10 @@ pub(crate) fn write_live(
         &table.updated_at,
         SqlValue::Integer(entity.updated_at.as_micros()),
     ));
-    sets.push((&table.is_deleted, SqlValue::Integer(0)));
+    sets.push((
+        &table.is_deleted,
+        SqlValue::Integer(i64::from(entity.is_deleted)),
+    ));
     for column in &table.columns {
         let field = entity.fields.get(&column.name);
         if column.excluded && field.is_none() {
@@ -224,7 +230,7 @@ pub(crate) fn write_live(
     let extras: Record = entity
         .fields
         .iter()
-        .filter(|(name, _)| table.column(name).is_none())
+        .filter(|(name, _)| table.column(name).is_none() && *name != crate::REMOVED_FIELD)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !known || !update(conn, table, entity.key.id, &sets)? {
@@ -233,21 +239,47 @@ pub(crate) fn write_live(
     Ok(Written::Row { extras })
 }
 
-/// Marks the row (if any) deleted at `updated_at`; its values stay.
-pub(crate) fn write_tombstone(
+/// Whether a tombstone says its row was removed with SQL `DELETE` (rather
+/// than soft-deleted).
+pub(crate) fn is_removal(entity: &Entity) -> bool {
+    entity.is_deleted && entity.fields.get(crate::REMOVED_FIELD) == Some(&Value::Bool(true))
+}
+
+/// Removes the row of a tombstone that says so; else, or when a foreign key
+/// without a cascade still holds the row, marks it deleted at `updated_at`
+/// keeping its values. Returns whether the row was removed.
+pub(crate) fn remove_or_mark(
     conn: &Connection,
     table: &TrackedTable,
-    id: Uuid,
-    updated_at: Timestamp,
-) -> Result<(), StoreError> {
+    entity: &Entity,
+) -> Result<bool, StoreError> {
+    let id = entity.key.id;
+    if is_removal(entity) {
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            quote(&table.table),
+            quote(&table.key)
+        );
+        match conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute([key_text(id)]))
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                // Rows of this node still reference it (added concurrently
+                // with its deletion): keep it, soft-deleted.
+            }
+            Err(e) => return Err(write_error(table, id, e)),
+        }
+    }
     let sets = [
         (
             table.updated_at.as_str(),
-            SqlValue::Integer(updated_at.as_micros()),
+            SqlValue::Integer(entity.updated_at.as_micros()),
         ),
         (table.is_deleted.as_str(), SqlValue::Integer(1)),
     ];
-    update(conn, table, id, &sets).map(drop)
+    update(conn, table, id, &sets).map(|_| false)
 }
 
 fn update(

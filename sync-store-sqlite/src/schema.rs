@@ -19,7 +19,8 @@
 //! | parked children | `_sync_parked` |
 //! | security events | `_sync_security` |
 //!
-//! Plus `_sync_types` (registered entity types and tracked tables),
+//! Plus `_sync_types` (registered entity types and tracked tables, with the
+//! columns last mapped),
 //! `_sync_capture` (the trigger-fed log of changed keys, folded into
 //! `_sync_changes` by the store) and `_sync_applying` (set while the store
 //! itself writes a tracked table).
@@ -29,7 +30,12 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: `_sync_types.columns`, the data columns of a tracked table as
+/// last mapped (a JSON array of names), so that a column added since is
+/// noticed and the values in it are sent.
+const V2: &str = "ALTER TABLE _sync_types ADD COLUMN columns TEXT;";
 
 /// Version 1: every internal table.
 const V1: &str = r#"
@@ -224,7 +230,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             "creating the sync tables (schema version 1)",
         ))?;
     }
-    // Later versions add `if found < 2 { ... }` steps here, in order.
+    if found < 2 {
+        tx.execute_batch(V2).map_err(OpenError::sqlite(
+            "upgrading the sync tables to schema version 2",
+        ))?;
+    }
+    // Later versions add `if found < 3 { ... }` steps here, in order.
     tx.execute(
         "INSERT INTO _sync_meta(key, value) VALUES ('schema_version', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

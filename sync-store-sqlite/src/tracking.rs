@@ -661,7 +661,7 @@ fn register_rows(
     .map(drop)
 }
 
-const TRIGGERS: [&str; 6] = ["ins", "upd", "del", "fill", "stamp", "key"];
+const TRIGGERS: [&str; 7] = ["pre", "ins", "upd", "del", "fill", "stamp", "key"];
 
 fn trigger_name(table: &str, which: &str) -> String {
     quote(&format!("_sync_{table}_{which}"))
@@ -699,6 +699,7 @@ fn create_triggers(
         "rowid = NEW.rowid".to_owned()
     };
     let not_applying = "NOT EXISTS (SELECT 1 FROM _sync_applying)";
+    let replaced = conflicting_rows(tx, table, &r.key, wr)?;
     let key_message = literal(&format!(
         "syncplan: {table}.{} is the row's sync key on every node and cannot be changed",
         r.key
@@ -708,7 +709,13 @@ fn create_triggers(
     // so the rare cases (fill, stamp) ride in the same trigger as conditional
     // statements rather than in triggers of their own.
     let sql = format!(
-        "CREATE TRIGGER {ins} AFTER INSERT ON {t}
+        "CREATE TRIGGER {pre} BEFORE INSERT ON {t}
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
+           SELECT {type_id}, {k}, 0, {NOW_MICROS_SQL} FROM {t}
+           WHERE {k} IS NOT NULL AND ({replaced});
+         END;
+         CREATE TRIGGER {ins} AFTER INSERT ON {t}
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted)
            SELECT {type_id}, NEW.{k}, coalesce(NEW.{d}, 0) <> 0
@@ -735,12 +742,62 @@ fn create_triggers(
          CREATE TRIGGER {key} BEFORE UPDATE OF {k} ON {t}
            WHEN OLD.{k} IS NOT NULL AND NEW.{k} IS NOT OLD.{k}
          BEGIN SELECT RAISE(ABORT, {key_message}); END;",
+        pre = trigger_name(table, "pre"),
         ins = trigger_name(table, "ins"),
         upd = trigger_name(table, "upd"),
         del = trigger_name(table, "del"),
         key = trigger_name(table, "key"),
     );
     tx.execute_batch(&sql)
+}
+
+/// The condition, for a `BEFORE INSERT` trigger, that an existing row
+/// shares a primary key or UNIQUE value with the row being inserted: the
+/// rows an `INSERT OR REPLACE` (or a `REPLACE` conflict clause) removes
+/// without firing a delete trigger. Unique indexes on expressions are left
+/// out (their values cannot be compared here); partial ones are compared
+/// as if whole, which at worst notes a row that stays, harmlessly.
+fn conflicting_rows(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    without_rowid: bool,
+) -> rusqlite::Result<String> {
+    let mut arms = Vec::new();
+    if !without_rowid {
+        arms.push("rowid = NEW.rowid".to_owned());
+    }
+    let sql = format!("PRAGMA index_list({})", quote(table));
+    let indexes: Vec<(String, bool)> = conn
+        .prepare(&sql)?
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (index, unique) in indexes {
+        if !unique {
+            continue;
+        }
+        let sql = format!("PRAGMA index_info({})", quote(&index));
+        let cols: Vec<Option<String>> = conn
+            .prepare(&sql)?
+            .query_map([], |r| r.get(2))?
+            .collect::<Result<_, _>>()?;
+        if cols.iter().any(Option::is_none) || cols == [Some(key.to_owned())] {
+            // An expression index, or the sync key's own (a row replaced
+            // under the same key is an update of that key).
+            continue;
+        }
+        let parts: Vec<String> = cols
+            .iter()
+            .flatten()
+            .map(|c| format!("{0} = NEW.{0}", quote(c)))
+            .collect();
+        arms.push(format!("({})", parts.join(" AND ")));
+    }
+    Ok(if arms.is_empty() {
+        "false".to_owned()
+    } else {
+        arms.join(" OR ")
+    })
 }
 
 /// Whether `name` is reserved for the store's own tables.

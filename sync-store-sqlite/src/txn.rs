@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
     PendingQuery, Record, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
-    VersionRecord,
+    Value, VersionRecord,
 };
 
 use crate::blob;
@@ -58,6 +58,9 @@ pub struct SqliteTxn<'a> {
     finished: bool,
     wrote: bool,
     applying: bool,
+    /// The last sequence before the store's first write to a tracked table
+    /// in this transaction (see [`registry::settle_echoes`]).
+    applied_after: u64,
     local: Cell<Option<NodeId>>,
     last_seq: Cell<Option<u64>>,
     /// The registry row last read or written: the engine reads an entity
@@ -79,6 +82,7 @@ impl<'a> SqliteTxn<'a> {
             finished: false,
             wrote: false,
             applying: false,
+            applied_after: 0,
             local: Cell::new(None),
             last_seq: Cell::new(None),
             last_meta: RefCell::new(None),
@@ -160,6 +164,7 @@ impl<'a> SqliteTxn<'a> {
 
     fn set_applying(&mut self) -> Result<(), StoreError> {
         if !self.applying {
+            self.applied_after = self.next_seq()? - 1;
             self.write("marking the store's own writes", |c| {
                 c.prepare_cached("INSERT OR IGNORE INTO _sync_applying(flag) VALUES (1)")?
                     .execute([])
@@ -180,6 +185,7 @@ impl<'a> SqliteTxn<'a> {
     ) -> Result<StoredEntity, StoreError> {
         let local = self.local_id()?;
         let doc = meta.doc.as_deref().map(decode_doc).transpose()?;
+        let origin = meta.origin.unwrap_or(local);
         let entity = match (&ty.table, doc) {
             (_, Some(Doc::Whole(entity))) => entity,
             (None, _) => {
@@ -187,21 +193,15 @@ impl<'a> SqliteTxn<'a> {
                     detail: format!("entity {} {id} has no stored version", ty.name),
                 });
             }
-            // A row deleted with SQL: its tombstone carries nulls, as the
-            // packet codec would deliver it.
-            (Some(table), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => Entity {
-                key: EntityKey::new(ty.name.clone(), id),
-                updated_at: sync_core::Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
-                is_deleted: true,
-                origin: meta.origin.unwrap_or(local),
-                fields: Record::new(),
-            },
             (Some(table), extras) => {
                 let extras = match extras {
                     Some(Doc::Extras(r)) => r,
                     _ => Record::new(),
                 };
-                self.load_row(table, id, meta.origin.unwrap_or(local), extras, for_sending)?
+                match self.load_row(table, id, origin, extras, for_sending)? {
+                    Some(entity) => entity,
+                    None => self.removed(ty, id, origin, meta.deleted_at)?,
+                }
             }
         };
         let stored_at = meta
@@ -217,6 +217,35 @@ impl<'a> SqliteTxn<'a> {
         })
     }
 
+    /// The tombstone of a row removed with SQL (`DELETE`, `REPLACE`, a
+    /// cascade): no values but [`crate::REMOVED_FIELD`], at the deletion
+    /// time the capture noted. A row found gone without a captured deletion
+    /// (its triggers were dropped meanwhile) is given a deletion time now and
+    /// travels as a deletion like any other.
+    fn removed(
+        &self,
+        ty: &TypeEntry,
+        id: Uuid,
+        origin: NodeId,
+        deleted_at: Option<i64>,
+    ) -> Result<Entity, StoreError> {
+        let at = match deleted_at {
+            Some(at) => at,
+            None => registry::heal_missing_row(self.conn(), ty.id, id)
+                .map_err(|e| StoreError::backend("recording a deletion the triggers missed", e))?,
+        };
+        Ok(Entity {
+            key: EntityKey::new(ty.name.clone(), id),
+            updated_at: Timestamp::from_micros(at),
+            is_deleted: true,
+            origin,
+            fields: Record::from([(crate::REMOVED_FIELD.to_owned(), Value::Bool(true))]),
+        })
+    }
+
+    /// The entity as its row holds it (`None`: there is no row). A field
+    /// kept beside the row fills a column only while that column is NULL
+    /// (a column added after the value arrived).
     fn load_row(
         &self,
         table: &TrackedTable,
@@ -224,27 +253,28 @@ impl<'a> SqliteTxn<'a> {
         origin: NodeId,
         extras: Record,
         for_sending: bool,
-    ) -> Result<Entity, StoreError> {
-        let row = rows::read(self.conn(), table, id)?.ok_or_else(|| StoreError::Corrupt {
-            detail: format!(
-                "the row with {} = {id} of tracked table {} is gone but its deletion was not captured; were the triggers dropped? track the table again",
-                table.key, table.table
-            ),
-        })?;
+    ) -> Result<Option<Entity>, StoreError> {
+        let Some(row) = rows::read(self.conn(), table, id)? else {
+            return Ok(None);
+        };
         let mut fields = row.fields;
-        fields.extend(extras);
+        for (name, value) in extras {
+            if name != crate::REMOVED_FIELD {
+                fields.entry(name).or_insert(value);
+            }
+        }
         if for_sending {
             for column in table.columns.iter().filter(|c| c.excluded) {
                 fields.remove(&column.name);
             }
         }
-        Ok(Entity {
+        Ok(Some(Entity {
             key: EntityKey::new(table.type_name.clone(), id),
             updated_at: row.updated_at,
             is_deleted: row.is_deleted,
             origin,
             fields,
-        })
+        }))
     }
 
     fn load_entries(
@@ -303,7 +333,8 @@ impl StoreTxn for SqliteTxn<'_> {
             return Err(e);
         }
         if self.applying {
-            let cleared = registry::drop_echoes(&self.store.conn).and_then(|()| {
+            let start = self.applied_after;
+            let cleared = registry::settle_echoes(&self.store.conn, start).and_then(|()| {
                 self.store
                     .conn
                     .prepare_cached("DELETE FROM _sync_applying")?
@@ -313,7 +344,7 @@ impl StoreTxn for SqliteTxn<'_> {
             if let Err(e) = cleared {
                 return Err(self
                     .store
-                    .failed("clearing the apply flag before commit", e));
+                    .failed("registering side effects and clearing the apply flag", e));
             }
         }
         match self.finish("COMMIT") {
@@ -522,8 +553,8 @@ impl SqliteTxn<'_> {
         entity: &Entity,
         known: bool,
     ) -> Result<Option<Doc>, StoreError> {
-        if entity.is_deleted {
-            self.write_with(|c| rows::write_tombstone(c, table, entity.key.id, entity.updated_at))?;
+        if entity.is_deleted && (rows::is_removal(entity) || entity.fields.is_empty()) {
+            self.write_with(|c| rows::remove_or_mark(c, table, entity))?;
             return Ok(Some(Doc::Whole(entity.clone())));
         }
         match self.write_with(|c| rows::write_live(c, table, entity, known))? {
