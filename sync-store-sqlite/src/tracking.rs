@@ -661,7 +661,7 @@ fn register_rows(
     .map(drop)
 }
 
-const TRIGGERS: [&str; 7] = ["pre", "ins", "upd", "del", "fill", "stamp", "key"];
+const TRIGGERS: [&str; 8] = ["pre", "ins", "preupd", "upd", "del", "fill", "stamp", "key"];
 
 fn trigger_name(table: &str, which: &str) -> String {
     quote(&format!("_sync_{table}_{which}"))
@@ -699,7 +699,8 @@ fn create_triggers(
         "rowid = NEW.rowid".to_owned()
     };
     let not_applying = "NOT EXISTS (SELECT 1 FROM _sync_applying)";
-    let replaced = conflicting_rows(tx, table, &r.key, wr)?;
+    let replaceable = replaceable(tx, table, &r.key, wr)?;
+    let replaced = &replaceable.condition;
     let key_message = literal(&format!(
         "syncplan: {table}.{} is the row's sync key on every node and cannot be changed",
         r.key
@@ -748,24 +749,54 @@ fn create_triggers(
         del = trigger_name(table, "del"),
         key = trigger_name(table, "key"),
     );
-    tx.execute_batch(&sql)
+    tx.execute_batch(&sql)?;
+    if replaceable.columns.is_empty() {
+        return Ok(());
+    }
+    // Only an update that sets one of these columns can replace a row, so
+    // the trigger is not even started for any other update.
+    let of: Vec<String> = replaceable.columns.iter().map(|c| quote(c)).collect();
+    tx.execute_batch(&format!(
+        "CREATE TRIGGER {preupd} BEFORE UPDATE OF {of} ON {t}
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
+           SELECT {type_id}, {k}, 0, {NOW_MICROS_SQL} FROM {t}
+           WHERE {k} IS NOT NULL AND {k} IS NOT OLD.{k} AND ({replaced});
+         END;",
+        preupd = trigger_name(table, "preupd"),
+        of = of.join(", "),
+    ))
 }
 
-/// The condition, for a `BEFORE INSERT` trigger, that an existing row
-/// shares a primary key or UNIQUE value with the row being inserted: the
-/// rows an `INSERT OR REPLACE` (or a `REPLACE` conflict clause) removes
-/// without firing a delete trigger. Unique indexes on expressions are left
-/// out (their values cannot be compared here); partial ones are compared
-/// as if whole, which at worst notes a row that stays, harmlessly.
-fn conflicting_rows(
+/// What an `INSERT OR REPLACE`, an `UPDATE OR REPLACE` or a `REPLACE`
+/// conflict clause in the schema may remove without firing a delete
+/// trigger: rows sharing the rowid, the primary key or a UNIQUE value with
+/// the row being written.
+struct Replaceable {
+    /// The condition that an existing row conflicts with `NEW`.
+    condition: String,
+    /// The columns whose change can make an update conflict.
+    columns: Vec<String>,
+}
+
+/// Finds the [`Replaceable`] rows of `table`. Unique indexes on expressions
+/// are left out (their values cannot be compared in a trigger); partial ones
+/// are compared as if whole, which at worst notes a row that stays, and a
+/// noted row that stays is only sent again. The sync key's own index is left
+/// out: a row replaced under the same key is an update of that key.
+fn replaceable(
     conn: &Connection,
     table: &str,
     key: &str,
     without_rowid: bool,
-) -> rusqlite::Result<String> {
+) -> rusqlite::Result<Replaceable> {
     let mut arms = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
     if !without_rowid {
         arms.push("rowid = NEW.rowid".to_owned());
+        if let Some(alias) = rowid_alias(&self::columns(conn, table)?, false) {
+            columns.push(alias.to_owned());
+        }
     }
     let sql = format!("PRAGMA index_list({})", quote(table));
     let indexes: Vec<(String, bool)> = conn
@@ -782,21 +813,27 @@ fn conflicting_rows(
             .query_map([], |r| r.get(2))?
             .collect::<Result<_, _>>()?;
         if cols.iter().any(Option::is_none) || cols == [Some(key.to_owned())] {
-            // An expression index, or the sync key's own (a row replaced
-            // under the same key is an update of that key).
             continue;
         }
+        let cols: Vec<String> = cols.into_iter().flatten().collect();
         let parts: Vec<String> = cols
             .iter()
-            .flatten()
             .map(|c| format!("{0} = NEW.{0}", quote(c)))
             .collect();
         arms.push(format!("({})", parts.join(" AND ")));
+        for c in cols {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
     }
-    Ok(if arms.is_empty() {
-        "false".to_owned()
-    } else {
-        arms.join(" OR ")
+    Ok(Replaceable {
+        condition: if arms.is_empty() {
+            "false".to_owned()
+        } else {
+            arms.join(" OR ")
+        },
+        columns,
     })
 }
 

@@ -194,6 +194,35 @@ fn replace_into_an_existing_row_replaces_it_on_every_node() {
     assert_eq!(count(&n1, "SELECT count(*) FROM tag"), 1);
 }
 
+/// `UPDATE OR REPLACE` onto another row's UNIQUE value removes that row
+/// without a delete trigger, too.
+#[test]
+fn update_or_replace_removes_the_conflicting_row_everywhere() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    let app = fleet.app(0);
+    app.execute_batch(
+        "INSERT INTO customer(email, name) VALUES ('jo@example.com', 'Jo');
+         INSERT INTO customer(email, name) VALUES ('kim@example.com', 'Kim');
+         INSERT INTO tag(code, label) VALUES ('a', 'A'), ('b', 'B');",
+    )
+    .unwrap();
+    fleet.settle();
+    app.execute_batch(
+        "UPDATE OR REPLACE customer SET email = 'jo@example.com' WHERE name = 'Kim';
+         UPDATE OR REPLACE tag SET code = 'a' WHERE code = 'b';",
+    )
+    .unwrap();
+    fleet.settle();
+    fleet.assert_same_tables();
+    let n1 = fleet.app(1);
+    assert_eq!(
+        count(&n1, "SELECT count(*) FROM customer WHERE name = 'Kim'"),
+        1
+    );
+    assert_eq!(count(&n1, "SELECT count(*) FROM customer"), 1);
+    assert_eq!(count(&n1, "SELECT count(*) FROM tag"), 1);
+}
+
 /// Issue 10, first bullet: a row replaced before it was ever synced is not
 /// corruption.
 #[test]
