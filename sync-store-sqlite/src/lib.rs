@@ -71,7 +71,9 @@
 //!   existing rows UUIDv7 keys, and installs triggers that log only the
 //!   changed row's key. Rows are read when a packet is built, so repeated
 //!   writes to one row send its latest state once. A hard `DELETE` becomes a
-//!   tombstone that travels. See [`tracking`] for the triggers.
+//!   tombstone that travels and removes the row on every node. See
+//!   [what is captured](#what-sql-is-captured-and-how) below and
+//!   [`tracking`] for the triggers.
 //! - **Entity types**: by default derived from the table's columns (rules in
 //!   [`table`]), named after the table or as
 //!   [`TrackOptions::entity_type_name`] says; foreign keys to other tracked
@@ -96,6 +98,85 @@
 //!   triggers use only built-in SQL functions (SQLite 3.42 or newer), so
 //!   every connection's writes are captured. Do not hold a transaction open
 //!   on the store's connection while calling the engine.
+//!
+//! # What SQL is captured, and how
+//!
+//! Nothing is asked of the application's connections: no pragma, no
+//! function, no extension. The triggers live in the database's schema, so
+//! they fire for the store's connection, a second `rusqlite::Connection`,
+//! another process and the `sqlite3` shell alike.
+//!
+//! | the application writes | captured by | what travels |
+//! |---|---|---|
+//! | `INSERT`, `INSERT OR IGNORE`, `INSERT ... ON CONFLICT DO NOTHING` | `AFTER INSERT` trigger `ins`: logs the new row's key | the row |
+//! | `UPDATE`, the `DO UPDATE` of an UPSERT | `AFTER UPDATE` trigger `upd`: logs the key, moves `updated_at` forward if the statement did not | the row |
+//! | `UPDATE ... SET is_deleted = 1` | `upd` | a soft tombstone with the row's values: every node keeps the row with `is_deleted = 1` |
+//! | `DELETE` | `AFTER DELETE` trigger `del`: logs the key and the time | a removal tombstone (see [`REMOVED_FIELD`]): every node removes the row |
+//! | `INSERT OR REPLACE`, `REPLACE`, a `REPLACE` conflict clause in the schema | `BEFORE INSERT` trigger `pre`: logs the key of every row sharing the rowid, primary key or a UNIQUE value with the new row (SQLite fires no delete trigger for the row it replaces unless `recursive_triggers` is on) | a removal tombstone for the replaced row, then the new row |
+//! | `UPDATE OR REPLACE` | `BEFORE UPDATE OF` the primary key and UNIQUE columns, trigger `preupd` (not started by updates of other columns) | as `REPLACE` |
+//! | foreign-key actions (`ON DELETE CASCADE`, `SET NULL`, `SET DEFAULT`, `ON UPDATE CASCADE`) | SQLite runs the child table's own triggers for them | the children's tombstones or rows |
+//! | `ALTER TABLE ... ADD COLUMN` (with or without `DEFAULT`) | no trigger fires: the store notices the schema change at its next transaction, on open and in `track_table`, and registers every row holding a value in the new column | those rows, with the new field |
+//!
+//! A logged key whose row is gone when it is read (replaced, deleted, or
+//! removed while its triggers were dropped) reads as a removal tombstone and
+//! is sent as a deletion; it is never reported as corruption.
+//!
+//! Not captured: writes made while the triggers are dropped, except that a
+//! row found gone reads (and, if it has changes pending, is sent) as a
+//! deletion; unique indexes on expressions (a `REPLACE` conflict on one
+//! removes a row unseen until it is read); a UNIQUE index created after
+//! `track_table` until `track_table` runs again.
+//!
+//! # What a receiving node's tables hold
+//!
+//! After sync every tracked table holds the same rows with the same values
+//! on every node, sync-only columns (`updated_at`) and local row ids aside:
+//!
+//! - a live version inserts or updates its row; fields the table has no
+//!   column for are kept in the sync tables (`_sync_changes.doc`), read
+//!   with the row, and sent on with this node's own edits of it;
+//! - a soft tombstone sets `is_deleted = 1` and the values it carries;
+//! - a removal tombstone deletes the row (so its UNIQUE values can be used
+//!   again), keeping the tombstone in `_sync_changes`. Foreign-key cascades
+//!   that this deletion sets off here are registered as this node's own
+//!   changes, so every node hears of them. If a foreign key without a
+//!   cascade still holds the row (children added here while the parent was
+//!   deleted elsewhere), the row is soft-deleted instead. Deferred foreign
+//!   keys (`DEFERRABLE INITIALLY DEFERRED`) are not checked before the
+//!   deletion: a violation fails the whole packet at commit.
+//! - A parent whose deletion loses to a concurrent update is written back,
+//!   but the children its cascade removed stay deleted: cascades do not yet
+//!   follow causality.
+//!
+//! # Changing a schema across a fleet
+//!
+//! Adding a column (the common case) needs no coordination:
+//!
+//! 1. Run `ALTER TABLE t ADD COLUMN c ...` (nullable or with a `DEFAULT`) on
+//!    any node, from any connection, in any order; the hub may go first or
+//!    last. Nodes with the column write the field to it; nodes without it
+//!    keep it in their sync tables and send it on with their edits, so it is
+//!    never overwritten with NULL.
+//! 2. Nothing else is needed for the values to sync: the store notices the
+//!    column (at its next transaction, on open, in `track_table`) and sends
+//!    every row holding a value in it, so values written before then, and a
+//!    `DEFAULT` that filled existing rows, reach the other nodes.
+//! 3. If the table is tracked with a caller-supplied entity type
+//!    ([`TrackOptions::with_entity_type`]), a column it does not declare
+//!    stays local: declare the field and call `track_table` again.
+//! 4. At the next restart, build the engine's registry from
+//!    [`SqliteStore::registry`] so the field is declared there too (for
+//!    writes through the Rust API, strategies and per-field merge), and
+//!    raise the minor schema version
+//!    ([`sync_core::EngineConfig::schema_version`]).
+//!
+//! Dropping, renaming or retyping a column is a breaking change: raise the
+//! major schema version, raise the hub's minimum
+//! ([`sync_core::EngineConfig::min_peer_schema`]) so that outdated nodes are
+//! told to upgrade, and migrate every node's table the same way before it
+//! syncs again. Values for a dropped column that other nodes still send are
+//! kept in the sync tables, never lost. After adding a UNIQUE index to a
+//! tracked table, call `track_table` again so `REPLACE` captures it.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

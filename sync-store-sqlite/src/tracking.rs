@@ -14,7 +14,16 @@
 //!   forward, moves it to the current time (at least one microsecond past
 //!   the previous value), so last-writer-wins sees every local write.
 //! - `del`: a hard `DELETE` becomes a tombstone that travels: the key and
-//!   the delete time are logged, nothing else.
+//!   the delete time are logged, nothing else. SQLite runs it for rows a
+//!   foreign-key cascade removes, too.
+//! - `pre` (`BEFORE INSERT`) and `preupd` (`BEFORE UPDATE OF` the primary
+//!   key and UNIQUE columns): log, with the time, the key of every row that
+//!   shares the rowid, primary key or a UNIQUE value with the row being
+//!   written. Those are the rows `INSERT OR REPLACE` and `UPDATE OR REPLACE`
+//!   remove without firing `del` (SQLite fires delete triggers for them only
+//!   under `recursive_triggers`, a per-connection pragma this store cannot
+//!   ask of the application). Reading a logged key whose row is gone gives a
+//!   tombstone at that time; one whose row stays is merely sent again.
 //! - `key`: refuses to change a row's sync key.
 //!
 //! Filling and stamping stand still while the store itself writes a tracked
@@ -711,6 +720,7 @@ fn create_triggers(
     // statements rather than in triggers of their own.
     let sql = format!(
         "CREATE TRIGGER {pre} BEFORE INSERT ON {t}
+           WHEN {possible}
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
            SELECT {type_id}, {k}, 0, {NOW_MICROS_SQL} FROM {t}
@@ -744,6 +754,7 @@ fn create_triggers(
            WHEN OLD.{k} IS NOT NULL AND NEW.{k} IS NOT OLD.{k}
          BEGIN SELECT RAISE(ABORT, {key_message}); END;",
         pre = trigger_name(table, "pre"),
+        possible = replaceable.possible,
         ins = trigger_name(table, "ins"),
         upd = trigger_name(table, "upd"),
         del = trigger_name(table, "del"),
@@ -775,6 +786,10 @@ fn create_triggers(
 struct Replaceable {
     /// The condition that an existing row conflicts with `NEW`.
     condition: String,
+    /// A cheaper condition on `NEW` alone that must hold for any row to
+    /// conflict: a value in every column of some key (in a `BEFORE INSERT`
+    /// trigger, SQLite shows a rowid it has yet to assign as -1).
+    possible: String,
     /// The columns whose change can make an update conflict.
     columns: Vec<String>,
 }
@@ -791,9 +806,11 @@ fn replaceable(
     without_rowid: bool,
 ) -> rusqlite::Result<Replaceable> {
     let mut arms = Vec::new();
+    let mut possible = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     if !without_rowid {
         arms.push("rowid = NEW.rowid".to_owned());
+        possible.push("NEW.rowid <> -1".to_owned());
         if let Some(alias) = rowid_alias(&self::columns(conn, table)?, false) {
             columns.push(alias.to_owned());
         }
@@ -821,18 +838,27 @@ fn replaceable(
             .map(|c| format!("{0} = NEW.{0}", quote(c)))
             .collect();
         arms.push(format!("({})", parts.join(" AND ")));
+        let present: Vec<String> = cols
+            .iter()
+            .map(|c| format!("NEW.{} IS NOT NULL", quote(c)))
+            .collect();
+        possible.push(format!("({})", present.join(" AND ")));
         for c in cols {
             if !columns.contains(&c) {
                 columns.push(c);
             }
         }
     }
-    Ok(Replaceable {
-        condition: if arms.is_empty() {
+    let any = |parts: Vec<String>| {
+        if parts.is_empty() {
             "false".to_owned()
         } else {
-            arms.join(" OR ")
-        },
+            parts.join(" OR ")
+        }
+    };
+    Ok(Replaceable {
+        condition: any(arms),
+        possible: any(possible),
         columns,
     })
 }
