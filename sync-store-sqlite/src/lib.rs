@@ -144,9 +144,15 @@
 //!   deleted elsewhere), the row is soft-deleted instead. Deferred foreign
 //!   keys (`DEFERRABLE INITIALLY DEFERRED`) are not checked before the
 //!   deletion: a violation fails the whole packet at commit.
-//! - A parent whose deletion loses to a concurrent update is written back,
-//!   but the children its cascade removed stay deleted: cascades do not yet
-//!   follow causality.
+//! - Before a peer's removal of a row is applied, the live rows of tracked
+//!   tables that an `ON DELETE CASCADE` foreign key will remove with it are
+//!   kept whole in the version history (resolution `cascade-deleted`, up to
+//!   eight levels of children). A parent whose deletion loses to a
+//!   concurrent update is written back, but its children stay deleted: the
+//!   cascade does not follow causality yet, and their last versions are in
+//!   the history of every node that received the deletion (not of the node
+//!   where the application deleted the parent: its children were gone
+//!   before the store saw them).
 //!
 //! # Changing a schema across a fleet
 //!
@@ -181,6 +187,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod blob;
+mod cascade;
 mod columns;
 mod error;
 mod nodes;
@@ -273,6 +280,13 @@ impl Types {
             .ok_or_else(|| StoreError::Corrupt {
                 detail: format!("_sync_changes names entity type id {id}, which _sync_types lacks"),
             })
+    }
+
+    /// Every tracked table with its type.
+    pub fn tables(&self) -> impl Iterator<Item = (TypeEntry, Arc<TrackedTable>)> + '_ {
+        self.by_name
+            .values()
+            .filter_map(|e| e.table.clone().map(|t| (e.clone(), t)))
     }
 
     fn insert(&mut self, entry: TypeEntry) {

@@ -204,6 +204,7 @@ struct ForeignKeyInfo {
     from: String,
     table: String,
     to: Option<String>,
+    on_delete: String,
 }
 
 fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignKeyInfo>> {
@@ -217,6 +218,7 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignK
                     table: r.get(2)?,
                     from: r.get(3)?,
                     to: r.get(4)?,
+                    on_delete: r.get(6)?,
                 },
             ))
         })?
@@ -352,6 +354,7 @@ fn foreign_key(
         parent_table: fk.table.clone(),
         parent_column,
         parent_key: parent_key.clone(),
+        cascades: fk.on_delete.eq_ignore_ascii_case("CASCADE"),
     }))
 }
 

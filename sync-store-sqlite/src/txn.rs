@@ -413,6 +413,9 @@ impl StoreTxn for SqliteTxn<'_> {
             None => Some(Doc::Whole(entity.clone())),
             Some(table) => {
                 self.set_applying()?;
+                if rows::is_removal(entity) {
+                    self.keep_cascaded(table, id, stored_at, 0)?;
+                }
                 self.write_row(table, entity, previous.is_some())?
             }
         };
@@ -544,7 +547,61 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 }
 
+/// How deep [`SqliteTxn::keep_cascaded`] follows cascades (children of
+/// children...).
+const CASCADE_DEPTH: usize = 8;
+
 impl SqliteTxn<'_> {
+    /// Before a peer's removal of the row `id` of `table` is applied: the
+    /// live rows of tracked tables that an `ON DELETE CASCADE` foreign key
+    /// will remove with it go to the version history (resolution
+    /// `cascade-deleted`), so that if the parent's deletion later loses to
+    /// an update, the children's last versions are on record.
+    fn keep_cascaded(
+        &mut self,
+        table: &TrackedTable,
+        id: Uuid,
+        arrival_time: Timestamp,
+        depth: usize,
+    ) -> Result<(), StoreError> {
+        if depth >= CASCADE_DEPTH {
+            return Ok(());
+        }
+        let mut children: Vec<(TypeEntry, Arc<TrackedTable>, String)> = Vec::new();
+        for (ty, child) in self.store.types.tables() {
+            for column in &child.columns {
+                if let crate::table::ColumnKind::ForeignKey(fk) = &column.kind {
+                    if fk.cascades && fk.parent_table == table.table {
+                        let sql = crate::cascade::children_sql(&child, &column.name, fk);
+                        children.push((ty.clone(), child.clone(), sql));
+                    }
+                }
+            }
+        }
+        for (ty, child, sql) in children {
+            let keys = crate::cascade::child_keys(self.conn(), &sql, id)?;
+            for key in keys {
+                let Some(meta) = registry::get(self.conn(), ty.id, key)? else {
+                    continue;
+                };
+                let version = self.load(&ty, key, meta, false)?.entity;
+                let record = VersionRecord {
+                    id: crate::cascade::record_id(&version),
+                    key: version.key.clone(),
+                    source_node: version.origin,
+                    arrival_time,
+                    data: version,
+                    resolution: "cascade-deleted: its parent was removed by a peer".into(),
+                };
+                self.write("keeping a cascaded child in the version history", |c| {
+                    records::add_version(c, &record)
+                })?;
+                self.keep_cascaded(&child, key, arrival_time, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a version into its tracked table; returns the document to keep
     /// in the registry beside it.
     fn write_row(

@@ -451,3 +451,32 @@ fn a_column_added_while_closed_is_noticed_on_open() {
         .unwrap();
     assert_eq!(phone.as_deref(), Some("555-0142"));
 }
+
+// --- item 4, as far as it goes without version vectors ------------------------
+
+/// A peer's removal of a parent cascades here too; the children it takes
+/// with it are kept whole in the version history first.
+#[test]
+fn children_a_cascade_removes_are_kept_in_the_version_history() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    let app0 = fleet.app(0);
+    app0.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         INSERT INTO customer(email, name) VALUES ('lu@example.com', 'Lu');
+         INSERT INTO purchase(customer_id, item) VALUES (last_insert_rowid(), 'chair');",
+    )
+    .unwrap();
+    let purchase = key(&app0, "SELECT sync_uuid FROM purchase");
+    fleet.settle();
+    app0.execute("DELETE FROM customer", []).unwrap();
+    fleet.settle();
+    fleet.assert_same_tables();
+    let purchase_key = EntityKey::new("Purchase", purchase);
+    for engine in [&mut fleet.hub, &mut fleet.nodes[1]] {
+        let kept = engine.versions(&purchase_key).unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].resolution.starts_with("cascade-deleted"));
+        assert!(!kept[0].data.is_deleted);
+        assert_eq!(kept[0].data.fields["item"], sync_core::Value::from("chair"));
+    }
+}
