@@ -9,8 +9,11 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, TransactionBehavior};
+use sync_core::Uuid;
 
+use crate::rows;
 use crate::table::{TrackedTable, quote};
+use crate::txn::{Doc, decode_doc, encode_doc};
 
 /// The remembered data columns of each tracked type, by type id.
 pub(crate) fn known(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<String>>> {
@@ -31,9 +34,7 @@ pub(crate) fn known(conn: &Connection) -> rusqlite::Result<HashMap<i64, Vec<Stri
 /// A tracked table whose mapped columns differ from the remembered ones.
 pub(crate) struct Change {
     type_id: i64,
-    table: String,
-    key: String,
-    is_deleted: String,
+    mapped: TrackedTable,
     columns: Vec<String>,
     /// Synced columns new since last time (empty the first time).
     added: Vec<String>,
@@ -61,17 +62,16 @@ impl Change {
         };
         Some(Change {
             type_id,
-            table: mapped.table.clone(),
-            key: mapped.key.clone(),
-            is_deleted: mapped.is_deleted.clone(),
+            mapped: mapped.clone(),
             columns,
             added,
         })
     }
 }
 
-/// Remembers the new columns and registers the rows holding values in the
-/// added ones, in one transaction.
+/// Remembers the new columns, registers the rows holding values in the
+/// added ones, and moves values kept beside rows for want of a column into
+/// the column now there, in one transaction.
 pub(crate) fn record(conn: &mut Connection, changes: &[Change]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for change in changes {
@@ -94,13 +94,75 @@ pub(crate) fn record(conn: &mut Connection, changes: &[Change]) -> rusqlite::Res
                 "INSERT INTO _sync_capture(type_id, key, deleted)
                  SELECT ?1, {k}, coalesce({d}, 0) <> 0 FROM {t}
                  WHERE {k} IS NOT NULL AND ({any})",
-                k = quote(&change.key),
-                d = quote(&change.is_deleted),
-                t = quote(&change.table),
+                k = quote(&change.mapped.key),
+                d = quote(&change.mapped.is_deleted),
+                t = quote(&change.mapped.table),
                 any = any_value.join(" OR "),
             ),
             [change.type_id],
         )?;
+        move_kept_values(&tx, change)?;
     }
     tx.commit()
+}
+
+/// Writes the values kept in `_sync_changes.doc` for fields that now have a
+/// column into that column (where it is NULL), and keeps the rest. These
+/// values came from peers, which have them already: the store's own apply
+/// flag keeps `updated_at` as it is, and what the triggers log is dropped.
+fn move_kept_values(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
+    let kept: Vec<(Vec<u8>, Vec<u8>)> = tx
+        .prepare(
+            "SELECT uuid, doc FROM _sync_changes WHERE type_id = ?1 AND substr(doc, 1, 1) = x'01'",
+        )?
+        .query_map([change.type_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let table = &change.mapped;
+    let logged_before: i64 =
+        tx.query_row("SELECT coalesce(max(id), 0) FROM _sync_capture", [], |r| {
+            r.get(0)
+        })?;
+    tx.execute("INSERT OR IGNORE INTO _sync_applying(flag) VALUES (1)", [])?;
+    for (uuid, doc) in kept {
+        let Ok(Doc::Extras(mut extras)) = decode_doc(&doc) else {
+            continue;
+        };
+        let Ok(id) = Uuid::from_slice(&uuid) else {
+            continue;
+        };
+        let mut moved = false;
+        for name in &change.added {
+            let (Some(column), Some(value)) = (table.column(name), extras.get(name)) else {
+                continue;
+            };
+            let Ok(value) = rows::to_sql(table, column, value) else {
+                // A value the column cannot hold stays kept beside the row.
+                continue;
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE {t} SET {c} = ?2 WHERE {k} = ?1 AND {c} IS NULL",
+                    t = quote(&table.table),
+                    c = quote(name),
+                    k = quote(&table.key),
+                ),
+                rusqlite::params![rows::key_text(id), value],
+            )?;
+            extras.remove(name);
+            moved = true;
+        }
+        if moved {
+            let doc = (!extras.is_empty()).then(|| encode_doc(&Doc::Extras(extras)));
+            tx.execute(
+                "UPDATE _sync_changes SET doc = ?3 WHERE type_id = ?1 AND uuid = ?2",
+                rusqlite::params![change.type_id, uuid, doc],
+            )?;
+        }
+    }
+    tx.execute("DELETE FROM _sync_applying", [])?;
+    tx.execute("DELETE FROM _sync_capture WHERE id > ?1", [logged_before])
+        .map(drop)
 }

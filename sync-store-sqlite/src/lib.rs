@@ -166,7 +166,9 @@
 //! 2. Nothing else is needed for the values to sync: the store notices the
 //!    column (at its next transaction, on open, in `track_table`) and sends
 //!    every row holding a value in it, so values written before then, and a
-//!    `DEFAULT` that filled existing rows, reach the other nodes.
+//!    `DEFAULT` that filled existing rows, reach the other nodes. Values it
+//!    kept beside its rows for want of the column are written into it
+//!    (where the column is NULL), so plain SQL reads them.
 //! 3. If the table is tracked with a caller-supplied entity type
 //!    ([`TrackOptions::with_entity_type`]), a column it does not declare
 //!    stays local: declare the field and call `track_table` again.

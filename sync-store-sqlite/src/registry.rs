@@ -126,14 +126,15 @@ pub(crate) fn settle_echoes(conn: &Connection, start: u64) -> rusqlite::Result<(
     fold(conn).map(drop)
 }
 
-/// Gives a registry row whose table row is gone without a captured
-/// deletion a deletion time (now, and after the version it replaces), so
-/// that it reads, and travels, as a tombstone. Returns that time.
+/// Marks a registry row whose table row is gone as deleted; one without a
+/// captured deletion gets a deletion time (now, and after the version it
+/// replaces), so that it reads, and travels, as a tombstone. Returns that
+/// time.
 pub(crate) fn heal_missing_row(conn: &Connection, type_id: i64, id: Uuid) -> rusqlite::Result<i64> {
     conn.prepare_cached(&format!(
         "UPDATE _sync_changes SET deleted = 1,
-             deleted_at = max({now}, coalesce(stored_at, 0) + 1)
-         WHERE type_id = ?1 AND uuid = ?2 AND deleted_at IS NULL",
+             deleted_at = coalesce(deleted_at, max({now}, coalesce(stored_at, 0) + 1))
+         WHERE type_id = ?1 AND uuid = ?2 AND (deleted_at IS NULL OR NOT deleted)",
         now = crate::tracking::NOW_MICROS_SQL
     ))?
     .execute(params![type_id, id.as_bytes()])?;

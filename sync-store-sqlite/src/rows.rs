@@ -377,7 +377,11 @@ fn parent_value(
 }
 
 /// A field value as SQLite stores it in `column`.
-fn to_sql(table: &TrackedTable, column: &Column, value: &Value) -> Result<SqlValue, StoreError> {
+pub(crate) fn to_sql(
+    table: &TrackedTable,
+    column: &Column,
+    value: &Value,
+) -> Result<SqlValue, StoreError> {
     Ok(match value {
         Value::Null => SqlValue::Null,
         Value::Bool(b) => SqlValue::Integer(i64::from(*b)),

@@ -20,7 +20,7 @@ use crate::table::TrackedTable;
 use crate::{SqliteStore, TypeEntry, nodes, records};
 
 /// What `_sync_changes.doc` holds for an entity.
-enum Doc {
+pub(crate) enum Doc {
     /// Fields without a column, kept beside the row.
     Extras(Record),
     /// The whole version; the row (if any) is not authoritative.
@@ -30,7 +30,7 @@ enum Doc {
 const DOC_EXTRAS: u8 = 1;
 const DOC_WHOLE: u8 = 2;
 
-fn encode_doc(doc: &Doc) -> Vec<u8> {
+pub(crate) fn encode_doc(doc: &Doc) -> Vec<u8> {
     let (tag, body) = match doc {
         Doc::Extras(record) => (DOC_EXTRAS, blob::encode_record(record)),
         Doc::Whole(entity) => (DOC_WHOLE, blob::encode_entity(entity)),
@@ -41,7 +41,7 @@ fn encode_doc(doc: &Doc) -> Vec<u8> {
     out
 }
 
-fn decode_doc(bytes: &[u8]) -> Result<Doc, StoreError> {
+pub(crate) fn decode_doc(bytes: &[u8]) -> Result<Doc, StoreError> {
     match bytes.split_first() {
         Some((&DOC_EXTRAS, rest)) => blob::decode_record(rest).map(Doc::Extras),
         Some((&DOC_WHOLE, rest)) => blob::decode_entity(rest).map(Doc::Whole),
@@ -200,7 +200,7 @@ impl<'a> SqliteTxn<'a> {
                 };
                 match self.load_row(table, id, origin, extras, for_sending)? {
                     Some(entity) => entity,
-                    None => self.removed(ty, id, origin, meta.deleted_at)?,
+                    None => self.removed(ty, id, origin, &meta)?,
                 }
             }
         };
@@ -221,17 +221,18 @@ impl<'a> SqliteTxn<'a> {
     /// cascade): no values but [`crate::REMOVED_FIELD`], at the deletion
     /// time the capture noted. A row found gone without a captured deletion
     /// (its triggers were dropped meanwhile) is given a deletion time now and
-    /// travels as a deletion like any other.
+    /// travels as a deletion like any other; the registry is marked so the
+    /// `sync_changes` view calls it a deletion.
     fn removed(
         &self,
         ty: &TypeEntry,
         id: Uuid,
         origin: NodeId,
-        deleted_at: Option<i64>,
+        meta: &Meta,
     ) -> Result<Entity, StoreError> {
-        let at = match deleted_at {
-            Some(at) => at,
-            None => registry::heal_missing_row(self.conn(), ty.id, id)
+        let at = match meta.deleted_at {
+            Some(at) if meta.deleted => at,
+            _ => registry::heal_missing_row(self.conn(), ty.id, id)
                 .map_err(|e| StoreError::backend("recording a deletion the triggers missed", e))?,
         };
         Ok(Entity {

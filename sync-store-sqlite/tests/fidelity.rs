@@ -452,6 +452,37 @@ fn a_column_added_while_closed_is_noticed_on_open() {
     assert_eq!(phone.as_deref(), Some("555-0142"));
 }
 
+/// Values a table kept beside its rows for want of a column land in the
+/// column once the application adds it: plain SQL then reads them.
+#[test]
+fn a_column_added_later_takes_the_values_kept_for_it() {
+    let phone = "ALTER TABLE customer ADD COLUMN phone TEXT;";
+    // Node 0 has the column from the start; the hub and node 1 add it later.
+    let mut fleet = Fleet::new(["", phone, ""]);
+    fleet
+        .app(0)
+        .execute(
+            "INSERT INTO customer(email, name, phone) VALUES ('mo@example.com', 'Mo', '555-0111')",
+            [],
+        )
+        .unwrap();
+    fleet.settle();
+    for i in [0, 2] {
+        Connection::open(&fleet.paths[i])
+            .unwrap()
+            .execute_batch(phone)
+            .unwrap();
+    }
+    fleet.settle();
+    for i in 0..3 {
+        let phone: Option<String> = Connection::open(&fleet.paths[i])
+            .unwrap()
+            .query_row("SELECT phone FROM customer", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(phone.as_deref(), Some("555-0111"), "database {i}");
+    }
+}
+
 // --- item 4, as far as it goes without version vectors ------------------------
 
 /// A peer's removal of a parent cascades here too; the children it takes
