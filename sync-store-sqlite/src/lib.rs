@@ -112,7 +112,7 @@
 //! | `UPDATE`, the `DO UPDATE` of an UPSERT | `AFTER UPDATE` trigger `upd`: logs the key, moves `updated_at` forward if the statement did not | the row |
 //! | `UPDATE ... SET is_deleted = 1` | `upd` | a soft tombstone with the row's values: every node keeps the row with `is_deleted = 1` |
 //! | `DELETE` | `AFTER DELETE` trigger `del`: logs the key and the time | a removal tombstone (see [`REMOVED_FIELD`]): every node removes the row |
-//! | `INSERT OR REPLACE`, `REPLACE`, a `REPLACE` conflict clause in the schema | `BEFORE INSERT` trigger `pre`: logs the key of every row sharing the rowid, primary key or a UNIQUE value with the new row (SQLite fires no delete trigger for the row it replaces unless `recursive_triggers` is on) | a removal tombstone for the replaced row, then the new row |
+//! | `INSERT OR REPLACE`, `REPLACE`, a `REPLACE` conflict clause in the schema | `BEFORE INSERT` trigger `pre`: logs, as a check, the key of every row sharing the rowid, primary key or a UNIQUE value with the new row (SQLite fires no delete trigger for the row it replaces unless `recursive_triggers` is on); when the log is folded a checked row that is gone becomes a removal, one still there is dropped (so `INSERT OR IGNORE` and UPSERT change nothing by it) | a removal tombstone for the replaced row, then the new row |
 //! | `UPDATE OR REPLACE` | `BEFORE UPDATE OF` the primary key and UNIQUE columns, trigger `preupd` (not started by updates of other columns) | as `REPLACE` |
 //! | foreign-key actions (`ON DELETE CASCADE`, `SET NULL`, `SET DEFAULT`, `ON UPDATE CASCADE`) | SQLite runs the child table's own triggers for them | the children's tombstones or rows |
 //! | `ALTER TABLE ... ADD COLUMN` (with or without `DEFAULT`) | no trigger fires: the store notices the schema change at its next transaction, on open and in `track_table`, and registers every row holding a value in the new column | those rows, with the new field |
@@ -282,6 +282,18 @@ impl Types {
             .ok_or_else(|| StoreError::Corrupt {
                 detail: format!("_sync_changes names entity type id {id}, which _sync_types lacks"),
             })
+    }
+
+    /// Every tracked table as the capture-log fold needs it.
+    pub fn logged(&self) -> Vec<registry::Logged<'_>> {
+        self.by_name
+            .values()
+            .filter_map(|e| {
+                e.table
+                    .as_ref()
+                    .map(|t| (e.id, t.table.as_str(), t.key.as_str()))
+            })
+            .collect()
     }
 
     /// Every tracked table with its type.

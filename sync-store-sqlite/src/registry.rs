@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::{NodeId, PendingQuery, StoreError, Uuid};
 
 use crate::sql::{bound, n, opt_node_at, read_error, u64_at, uuid_at};
+use crate::table::quote;
 
 /// One registry row.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,15 +77,43 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// A tracked table as the fold needs it: type id, table and key column.
+pub(crate) type Logged<'a> = (i64, &'a str, &'a str);
+
+/// Settles the "check" entries (`deleted = 2`) the `REPLACE` triggers
+/// logged: a row still there was not replaced (the entry is dropped), a
+/// row gone was removed (the entry becomes a deletion).
+fn settle_checks(conn: &Connection, tables: &[Logged<'_>]) -> rusqlite::Result<()> {
+    let any: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_capture WHERE deleted = 2)")?
+        .query_row([], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    for (type_id, table, key) in tables {
+        conn.prepare_cached(&format!(
+            "DELETE FROM _sync_capture WHERE deleted = 2 AND type_id = ?1
+               AND EXISTS (SELECT 1 FROM {t} WHERE {k} = _sync_capture.key)",
+            t = quote(table),
+            k = quote(key),
+        ))?
+        .execute([type_id])?;
+    }
+    conn.prepare_cached("UPDATE _sync_capture SET deleted = 1 WHERE deleted = 2")?
+        .execute([])
+        .map(drop)
+}
+
 /// Moves the capture log into the registry (see the module docs). Returns
 /// whether there was anything to fold.
-pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
+pub(crate) fn fold(conn: &Connection, tables: &[Logged<'_>]) -> rusqlite::Result<bool> {
     let first: Option<i64> = conn
         .prepare_cached("SELECT min(id) FROM _sync_capture")?
         .query_row([], |r| r.get(0))?;
     let Some(first) = first else {
         return Ok(false);
     };
+    settle_checks(conn, tables)?;
     let base = last_seq_raw(conn)? - first + 1;
     conn.prepare_cached(
         "INSERT INTO _sync_changes(type_id, uuid, seq, created_seq, source, origin, deleted,
@@ -113,7 +142,11 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
 /// triggers) and is folded in as a local change, so every node hears of it;
 /// so is the hard deletion of a row that this transaction wrote live (a
 /// cascade from a later deletion in the same packet).
-pub(crate) fn settle_echoes(conn: &Connection, start: u64) -> rusqlite::Result<()> {
+pub(crate) fn settle_echoes(
+    conn: &Connection,
+    start: u64,
+    tables: &[Logged<'_>],
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "DELETE FROM _sync_capture WHERE EXISTS (
              SELECT 1 FROM _sync_changes r
@@ -123,7 +156,7 @@ pub(crate) fn settle_echoes(conn: &Connection, start: u64) -> rusqlite::Result<(
                AND (_sync_capture.deleted_at IS NULL OR r.deleted))",
     )?
     .execute([bound(start)])?;
-    fold(conn).map(drop)
+    fold(conn, tables).map(drop)
 }
 
 /// Marks a registry row whose table row is gone as deleted; one without a

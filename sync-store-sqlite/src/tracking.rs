@@ -22,8 +22,10 @@
 //!   written. Those are the rows `INSERT OR REPLACE` and `UPDATE OR REPLACE`
 //!   remove without firing `del` (SQLite fires delete triggers for them only
 //!   under `recursive_triggers`, a per-connection pragma this store cannot
-//!   ask of the application). Reading a logged key whose row is gone gives a
-//!   tombstone at that time; one whose row stays is merely sent again.
+//!   ask of the application). They are logged as "check" entries
+//!   (`deleted = 2`): when the log is folded, one whose row is gone becomes
+//!   a removal at that time, one whose row stays (`INSERT OR IGNORE`, an
+//!   UPSERT) is dropped, so it changes nothing.
 //! - `key`: refuses to change a row's sync key.
 //!
 //! Filling and stamping stand still while the store itself writes a tracked
@@ -726,7 +728,7 @@ fn create_triggers(
            WHEN {possible}
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
-           SELECT {type_id}, {k}, 0, {NOW_MICROS_SQL} FROM {t}
+           SELECT {type_id}, {k}, 2, {NOW_MICROS_SQL} FROM {t}
            WHERE {k} IS NOT NULL AND ({replaced});
          END;
          CREATE TRIGGER {ins} AFTER INSERT ON {t}
@@ -774,7 +776,7 @@ fn create_triggers(
         "CREATE TRIGGER {preupd} BEFORE UPDATE OF {of} ON {t}
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
-           SELECT {type_id}, {k}, 0, {NOW_MICROS_SQL} FROM {t}
+           SELECT {type_id}, {k}, 2, {NOW_MICROS_SQL} FROM {t}
            WHERE {k} IS NOT NULL AND {k} IS NOT OLD.{k} AND ({replaced});
          END;",
         preupd = trigger_name(table, "preupd"),

@@ -88,7 +88,7 @@ impl<'a> SqliteTxn<'a> {
             last_meta: RefCell::new(None),
             parked_empty: Cell::new(None),
         };
-        if let Err(e) = registry::fold(&txn.store.conn) {
+        if let Err(e) = registry::fold(&txn.store.conn, &txn.store.types.logged()) {
             // Dropping `txn` rolls back.
             return Err(txn.store.failed("registering captured changes", e));
         }
@@ -335,13 +335,15 @@ impl StoreTxn for SqliteTxn<'_> {
         }
         if self.applying {
             let start = self.applied_after;
-            let cleared = registry::settle_echoes(&self.store.conn, start).and_then(|()| {
-                self.store
-                    .conn
-                    .prepare_cached("DELETE FROM _sync_applying")?
-                    .execute([])
-                    .map(drop)
-            });
+            let logged = self.store.types.logged();
+            let cleared =
+                registry::settle_echoes(&self.store.conn, start, &logged).and_then(|()| {
+                    self.store
+                        .conn
+                        .prepare_cached("DELETE FROM _sync_applying")?
+                        .execute([])
+                        .map(drop)
+                });
             if let Err(e) = cleared {
                 return Err(self
                     .store

@@ -223,6 +223,32 @@ fn update_or_replace_removes_the_conflicting_row_everywhere() {
     assert_eq!(count(&n1, "SELECT count(*) FROM tag"), 1);
 }
 
+/// `INSERT OR IGNORE` and UPSERT over an existing row set off the `REPLACE`
+/// trigger's check but replace nothing: the row another node wrote is not
+/// taken over by this one.
+#[test]
+fn insert_or_ignore_of_an_existing_row_changes_nothing() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    fleet
+        .app(1)
+        .execute("INSERT INTO tag(code, label) VALUES ('new', 'New')", [])
+        .unwrap();
+    let tag = key(&fleet.app(1), "SELECT sync_uuid FROM tag");
+    fleet.settle();
+    fleet
+        .app(0)
+        .execute_batch(
+            "INSERT OR IGNORE INTO tag(code, label) VALUES ('new', 'Ignored');
+             INSERT INTO tag(code, label) VALUES ('new', 'Ignored too') ON CONFLICT DO NOTHING;",
+        )
+        .unwrap();
+    fleet.settle();
+    fleet.assert_same_tables();
+    let on_hub = fleet.hub.get(&EntityKey::new("Tag", tag)).unwrap().unwrap();
+    assert_eq!(on_hub.origin, node_info(1).id, "still node 1's version");
+    assert_eq!(on_hub.fields["label"], sync_core::Value::from("New"));
+}
+
 /// Issue 10, first bullet: a row replaced before it was ever synced is not
 /// corruption.
 #[test]
