@@ -135,6 +135,13 @@
 //! - a live version inserts or updates its row; fields the table has no
 //!   column for are kept in the sync tables (`_sync_changes.doc`), read
 //!   with the row, and sent on with this node's own edits of it;
+//! - a live version whose UNIQUE value another row here still holds (each
+//!   row travels as its latest state, so the row letting go of the value
+//!   may come later in the packet) is kept whole in the sync tables, and
+//!   its row is written as soon as the value is free, before the packet's
+//!   commit (see `_sync_blocked` in [`schema`]). Two rows that swapped
+//!   values through a third one wait, kept whole, until a later version of
+//!   either arrives;
 //! - a soft tombstone sets `is_deleted = 1` and the values it carries;
 //! - a removal tombstone deletes the row (so its UNIQUE values can be used
 //!   again), keeping the tombstone in `_sync_changes`. Foreign-key cascades
@@ -189,6 +196,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod blob;
+mod blocked;
 mod cascade;
 mod columns;
 mod error;

@@ -191,6 +191,21 @@ pub(crate) enum Written {
     /// A referenced parent has no row here (it exists only as a tombstone),
     /// so the version cannot be written to the table.
     ParentRowMissing,
+    /// Another row holds one of its UNIQUE or primary-key values (it will
+    /// most likely let go of it later in the same packet: several writes to
+    /// one row travel as its latest state only), so the row was left as it
+    /// was.
+    Blocked,
+}
+
+/// Whether a failed write collided with a UNIQUE or primary-key value.
+fn is_key_conflict(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 /// Writes a live version into its row: an insert when the entity is new
@@ -233,10 +248,20 @@ pub(crate) fn write_live(
         .filter(|(name, _)| table.column(name).is_none() && *name != crate::REMOVED_FIELD)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !known || !update(conn, table, entity.key.id, &sets)? {
-        insert(conn, table, entity.key.id, &sets)?;
+    let id = entity.key.id;
+    let written = match known {
+        true => update_raw(conn, table, id, &sets),
+        false => Ok(false),
     }
-    Ok(Written::Row { extras })
+    .and_then(|updated| match updated {
+        true => Ok(()),
+        false => insert_raw(conn, table, id, &sets),
+    });
+    match written {
+        Ok(()) => Ok(Written::Row { extras }),
+        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked),
+        Err(e) => Err(write_error(table, id, e)),
+    }
 }
 
 /// Whether a tombstone says its row was removed with SQL `DELETE` (rather
@@ -288,6 +313,15 @@ fn update(
     id: Uuid,
     sets: &[(&str, SqlValue)],
 ) -> Result<bool, StoreError> {
+    update_raw(conn, table, id, sets).map_err(|e| write_error(table, id, e))
+}
+
+fn update_raw(
+    conn: &Connection,
+    table: &TrackedTable,
+    id: Uuid,
+    sets: &[(&str, SqlValue)],
+) -> rusqlite::Result<bool> {
     let assignments: Vec<String> = sets
         .iter()
         .enumerate()
@@ -304,15 +338,14 @@ fn update(
     conn.prepare_cached(&sql)
         .and_then(|mut s| s.execute(params_from_iter(params)))
         .map(|changed| changed > 0)
-        .map_err(|e| write_error(table, id, e))
 }
 
-fn insert(
+fn insert_raw(
     conn: &Connection,
     table: &TrackedTable,
     id: Uuid,
     sets: &[(&str, SqlValue)],
-) -> Result<(), StoreError> {
+) -> rusqlite::Result<()> {
     let names: Vec<String> = std::iter::once(quote(&table.key))
         .chain(sets.iter().map(|(name, _)| quote(name)))
         .collect();
@@ -328,7 +361,6 @@ fn insert(
     conn.prepare_cached(&sql)
         .and_then(|mut s| s.execute(params_from_iter(params)))
         .map(drop)
-        .map_err(|e| write_error(table, id, e))
 }
 
 fn write_error(table: &TrackedTable, id: Uuid, e: rusqlite::Error) -> StoreError {

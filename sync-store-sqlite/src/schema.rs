@@ -16,7 +16,7 @@
 //! | `object_version_history` | `_sync_versions` |
 //! | audit of resolutions | `_sync_audit` |
 //! | open manual conflicts | `_sync_conflicts` |
-//! | parked children | `_sync_parked` |
+//! | parked children | `_sync_parked` (and `_sync_blocked`: versions whose row waits for a UNIQUE value to be freed) |
 //! | security events | `_sync_security` |
 //!
 //! Plus `_sync_types` (registered entity types and tracked tables, with the
@@ -34,8 +34,17 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 2: `_sync_types.columns`, the data columns of a tracked table as
 /// last mapped (a JSON array of names), so that a column added since is
-/// noticed and the values in it are sent.
-const V2: &str = "ALTER TABLE _sync_types ADD COLUMN columns TEXT;";
+/// noticed and the values in it are sent; `_sync_blocked`, the entities
+/// whose row could not be written yet because another row held one of its
+/// UNIQUE values (their versions are kept whole in `_sync_changes`).
+const V2: &str = "
+ALTER TABLE _sync_types ADD COLUMN columns TEXT;
+CREATE TABLE _sync_blocked(
+    type_id INTEGER NOT NULL,
+    uuid BLOB NOT NULL,
+    PRIMARY KEY (type_id, uuid)
+) WITHOUT ROWID;
+";
 
 /// Version 1: every internal table.
 const V1: &str = r#"

@@ -17,7 +17,7 @@ use crate::error::poisons;
 use crate::registry::{self, Meta};
 use crate::rows::{self, Written};
 use crate::table::TrackedTable;
-use crate::{SqliteStore, TypeEntry, nodes, records};
+use crate::{SqliteStore, TypeEntry, blocked, nodes, records};
 
 /// What `_sync_changes.doc` holds for an entity.
 pub(crate) enum Doc {
@@ -334,6 +334,10 @@ impl StoreTxn for SqliteTxn<'_> {
             return Err(e);
         }
         if self.applying {
+            if let Err(e) = blocked::retry(&self.store.conn, &self.store.types) {
+                self.store.poison_if_backend(&e);
+                return Err(e);
+            }
             let start = self.applied_after;
             let logged = self.store.types.logged();
             let cleared =
@@ -419,7 +423,7 @@ impl StoreTxn for SqliteTxn<'_> {
                 if rows::is_removal(entity) {
                     self.keep_cascaded(table, id, stored_at, 0)?;
                 }
-                self.write_row(table, entity, previous.is_some())?
+                self.write_row(ty.id, table, entity, previous.is_some())?
             }
         };
         let meta = Meta {
@@ -609,6 +613,7 @@ impl SqliteTxn<'_> {
     /// in the registry beside it.
     fn write_row(
         &mut self,
+        type_id: i64,
         table: &Arc<TrackedTable>,
         entity: &Entity,
         known: bool,
@@ -621,6 +626,12 @@ impl SqliteTxn<'_> {
             Written::Row { extras } if extras.is_empty() => Ok(None),
             Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
             Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
+            Written::Blocked => {
+                self.write("noting a row that waits for a UNIQUE value", |c| {
+                    blocked::note(c, type_id, entity.key.id)
+                })?;
+                Ok(Some(Doc::Whole(entity.clone())))
+            }
         }
     }
 }

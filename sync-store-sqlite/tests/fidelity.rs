@@ -363,6 +363,31 @@ fn a_deleted_row_is_removed_everywhere_and_its_unique_value_freed() {
     assert!(tomb.is_some_and(|s| s.entity.is_deleted));
 }
 
+/// A packet carries each row's latest state only, so a row's new UNIQUE
+/// value may arrive before the row that held it lets go: the receiver
+/// writes it once the value is free, in the same packet.
+#[test]
+fn a_unique_value_taken_over_in_one_batch_lands_on_every_node() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    let app0 = fleet.app(0);
+    app0.execute_batch(
+        "INSERT INTO customer(email, name) VALUES ('a@example.com', 'First');
+         INSERT INTO customer(email, name) VALUES ('b@example.com', 'Second');",
+    )
+    .unwrap();
+    fleet.settle();
+    // Second lets go of b, First takes it, Second is edited again: Second's
+    // latest state is sent after First's.
+    app0.execute_batch(
+        "UPDATE customer SET email = 'x@example.com' WHERE name = 'Second';
+         UPDATE customer SET email = 'b@example.com' WHERE name = 'First';
+         UPDATE customer SET name = 'Second!' WHERE name = 'Second';",
+    )
+    .unwrap();
+    fleet.settle();
+    fleet.assert_same_tables();
+}
+
 /// A row soft-deleted with `is_deleted = 1` stays, soft-deleted, everywhere.
 #[test]
 fn a_soft_deleted_row_is_soft_deleted_everywhere() {
@@ -535,5 +560,63 @@ fn children_a_cascade_removes_are_kept_in_the_version_history() {
         assert!(kept[0].resolution.starts_with("cascade-deleted"));
         assert!(!kept[0].data.is_deleted);
         assert_eq!(kept[0].data.fields["item"], sync_core::Value::from("chair"));
+    }
+}
+
+// --- everything at once ------------------------------------------------------
+
+/// Seeded rounds of plain SQL of every kind above on both nodes (REPLACE,
+/// UPDATE OR REPLACE, UPSERT, INSERT OR IGNORE, soft and hard deletes with
+/// cascades), synced in between: afterwards every table reads the same on
+/// every database. UNIQUE values are per node, so no change is refused.
+#[test]
+fn mixed_plain_sql_leaves_every_database_alike() {
+    for seed in 1..=12u64 {
+        let mut fleet = Fleet::new(["", "", ""]);
+        let mut rng = common::Rng(seed * 7919);
+        for round in 0..40 {
+            let node = rng.below(2) as usize;
+            let app = fleet.app(node);
+            app.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+            let sql = random_sql(&mut rng, node);
+            app.execute_batch(&sql)
+                .unwrap_or_else(|e| panic!("seed {seed} round {round}: {sql}: {e}"));
+            if rng.chance(40) {
+                fleet.sync_node(rng.below(2) as usize);
+            }
+        }
+        fleet.settle();
+        let hub = fleet.tables(0);
+        for i in 1..=2 {
+            assert_eq!(fleet.tables(i), hub, "seed {seed}: database {i} differs");
+        }
+    }
+}
+
+fn random_sql(rng: &mut common::Rng, node: usize) -> String {
+    let e = format!("n{node}-{}@example.com", rng.below(4));
+    let e2 = format!("n{node}-{}@example.com", rng.below(4));
+    let code = format!("n{node}-{}", rng.below(3));
+    let name = format!("v{}", rng.below(1000));
+    match rng.below(11) {
+        0 => format!("INSERT OR IGNORE INTO customer(email, name) VALUES ('{e}', '{name}')"),
+        1 => format!("INSERT OR REPLACE INTO customer(email, name) VALUES ('{e}', '{name}')"),
+        2 => format!(
+            "INSERT INTO customer(email, name) VALUES ('{e}', '{name}')
+             ON CONFLICT(email) DO UPDATE SET name = excluded.name"
+        ),
+        3 => format!("UPDATE OR REPLACE customer SET email = '{e2}' WHERE email = '{e}'"),
+        4 => format!("DELETE FROM customer WHERE email = '{e}'"),
+        5 => format!(
+            "UPDATE customer SET is_deleted = 1 - is_deleted, name = '{name}' WHERE email = '{e}'"
+        ),
+        6 | 7 => format!(
+            "INSERT INTO purchase(customer_id, item)
+             SELECT id, '{name}' FROM customer ORDER BY random() LIMIT 1"
+        ),
+        8 => "DELETE FROM purchase WHERE id IN (SELECT id FROM purchase ORDER BY random() LIMIT 1)"
+            .to_owned(),
+        9 => format!("REPLACE INTO tag(code, label) VALUES ('{code}', '{name}')"),
+        _ => format!("DELETE FROM tag WHERE code = '{code}'"),
     }
 }
