@@ -567,8 +567,9 @@ fn children_a_cascade_removes_are_kept_in_the_version_history() {
 
 /// Seeded rounds of plain SQL of every kind above on both nodes (REPLACE,
 /// UPDATE OR REPLACE, UPSERT, INSERT OR IGNORE, soft and hard deletes with
-/// cascades), synced in between: afterwards every table reads the same on
-/// every database. UNIQUE values are per node, so no change is refused.
+/// cascades), synced in between over a network that loses and duplicates
+/// packets: afterwards every table reads the same on every database. UNIQUE
+/// values are per node, so no change is refused.
 #[test]
 fn mixed_plain_sql_leaves_every_database_alike() {
     for seed in 1..=12u64 {
@@ -582,7 +583,17 @@ fn mixed_plain_sql_leaves_every_database_alike() {
             app.execute_batch(&sql)
                 .unwrap_or_else(|e| panic!("seed {seed} round {round}: {sql}: {e}"));
             if rng.chance(40) {
-                fleet.sync_node(rng.below(2) as usize);
+                // Lost and duplicated packets on the way, retried.
+                let i = rng.below(2) as usize;
+                let mut faults = common::Rng(rng.next());
+                common::sync_faulty(
+                    &mut fleet.nodes[i],
+                    &mut fleet.hub,
+                    &mut fleet.now,
+                    &mut faults,
+                    15,
+                )
+                .unwrap_or_else(|e| panic!("seed {seed} round {round}: {e}"));
             }
         }
         fleet.settle();
