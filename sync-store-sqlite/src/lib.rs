@@ -71,7 +71,9 @@
 //!   existing rows UUIDv7 keys, and installs triggers that log only the
 //!   changed row's key. Rows are read when a packet is built, so repeated
 //!   writes to one row send its latest state once. A hard `DELETE` becomes a
-//!   tombstone that travels. See [`tracking`] for the triggers.
+//!   tombstone that travels and removes the row on every node. See
+//!   [what is captured](#what-sql-is-captured-and-how) below and
+//!   [`tracking`] for the triggers.
 //! - **Entity types**: by default derived from the table's columns (rules in
 //!   [`table`]), named after the table or as
 //!   [`TrackOptions::entity_type_name`] says; foreign keys to other tracked
@@ -96,10 +98,107 @@
 //!   triggers use only built-in SQL functions (SQLite 3.42 or newer), so
 //!   every connection's writes are captured. Do not hold a transaction open
 //!   on the store's connection while calling the engine.
+//!
+//! # What SQL is captured, and how
+//!
+//! Nothing is asked of the application's connections: no pragma, no
+//! function, no extension. The triggers live in the database's schema, so
+//! they fire for the store's connection, a second `rusqlite::Connection`,
+//! another process and the `sqlite3` shell alike.
+//!
+//! | the application writes | captured by | what travels |
+//! |---|---|---|
+//! | `INSERT`, `INSERT OR IGNORE`, `INSERT ... ON CONFLICT DO NOTHING` | `AFTER INSERT` trigger `ins`: logs the new row's key | the row |
+//! | `UPDATE`, the `DO UPDATE` of an UPSERT | `AFTER UPDATE` trigger `upd`: logs the key, moves `updated_at` forward if the statement did not | the row |
+//! | `UPDATE ... SET is_deleted = 1` | `upd` | a soft tombstone with the row's values: every node keeps the row with `is_deleted = 1` |
+//! | `DELETE` | `AFTER DELETE` trigger `del`: logs the key and the time | a removal tombstone (see [`REMOVED_FIELD`]): every node removes the row |
+//! | `INSERT OR REPLACE`, `REPLACE`, a `REPLACE` conflict clause in the schema | `BEFORE INSERT` trigger `pre`: logs, as a check, the key of every row sharing the rowid, primary key or a UNIQUE value with the new row (SQLite fires no delete trigger for the row it replaces unless `recursive_triggers` is on); when the log is folded a checked row that is gone becomes a removal, one still there is dropped (so `INSERT OR IGNORE` and UPSERT change nothing by it) | a removal tombstone for the replaced row, then the new row |
+//! | `UPDATE OR REPLACE` | `BEFORE UPDATE OF` the primary key and UNIQUE columns, trigger `preupd` (not started by updates of other columns) | as `REPLACE` |
+//! | foreign-key actions (`ON DELETE CASCADE`, `SET NULL`, `SET DEFAULT`, `ON UPDATE CASCADE`) | SQLite runs the child table's own triggers for them | the children's tombstones or rows |
+//! | `ALTER TABLE ... ADD COLUMN` (with or without `DEFAULT`) | no trigger fires: the store notices the schema change at its next transaction, on open and in `track_table`, and registers every row holding a value in the new column | those rows, with the new field |
+//!
+//! A logged key whose row is gone when it is read (replaced, deleted, or
+//! removed while its triggers were dropped) reads as a removal tombstone and
+//! is sent as a deletion; it is never reported as corruption.
+//!
+//! Not captured: writes made while the triggers are dropped, except that a
+//! row found gone reads (and, if it has changes pending, is sent) as a
+//! deletion; unique indexes on expressions (a `REPLACE` conflict on one
+//! removes a row unseen until it is read); a UNIQUE index created after
+//! `track_table` until `track_table` runs again.
+//!
+//! # What a receiving node's tables hold
+//!
+//! After sync every tracked table holds the same rows with the same values
+//! on every node, sync-only columns (`updated_at`) and local row ids aside:
+//!
+//! - a live version inserts or updates its row; fields the table has no
+//!   column for are kept in the sync tables (`_sync_changes.doc`), read
+//!   with the row, and sent on with this node's own edits of it;
+//! - a live version whose UNIQUE value another row here still holds (each
+//!   row travels as its latest state, so the row letting go of the value
+//!   may come later in the packet) is kept whole in the sync tables, and
+//!   its row is written as soon as the value is free, before the packet's
+//!   commit (see `_sync_blocked` in [`schema`]). Two rows that swapped
+//!   values through a third one wait, kept whole, until a later version of
+//!   either arrives;
+//! - a soft tombstone sets `is_deleted = 1` and the values it carries;
+//! - a removal tombstone deletes the row (so its UNIQUE values can be used
+//!   again), keeping the tombstone in `_sync_changes`. Foreign-key cascades
+//!   that this deletion sets off here are registered as this node's own
+//!   changes, so every node hears of them. If a foreign key without a
+//!   cascade still holds the row (children added here while the parent was
+//!   deleted elsewhere), the row is soft-deleted instead. Deferred foreign
+//!   keys (`DEFERRABLE INITIALLY DEFERRED`) are not checked before the
+//!   deletion: a violation fails the whole packet at commit.
+//! - Before a peer's removal of a row is applied, the live rows of tracked
+//!   tables that an `ON DELETE CASCADE` foreign key will remove with it are
+//!   kept whole in the version history (resolution `cascade-deleted`, up to
+//!   eight levels of children). A parent whose deletion loses to a
+//!   concurrent update is written back, but its children stay deleted: the
+//!   cascade does not follow causality yet, and their last versions are in
+//!   the history of every node that received the deletion (not of the node
+//!   where the application deleted the parent: its children were gone
+//!   before the store saw them).
+//!
+//! # Changing a schema across a fleet
+//!
+//! Adding a column (the common case) needs no coordination:
+//!
+//! 1. Run `ALTER TABLE t ADD COLUMN c ...` (nullable or with a `DEFAULT`) on
+//!    any node, from any connection, in any order; the hub may go first or
+//!    last. Nodes with the column write the field to it; nodes without it
+//!    keep it in their sync tables and send it on with their edits, so it is
+//!    never overwritten with NULL.
+//! 2. Nothing else is needed for the values to sync: the store notices the
+//!    column (at its next transaction, on open, in `track_table`) and sends
+//!    every row holding a value in it, so values written before then, and a
+//!    `DEFAULT` that filled existing rows, reach the other nodes. Values it
+//!    kept beside its rows for want of the column are written into it
+//!    (where the column is NULL), so plain SQL reads them.
+//! 3. If the table is tracked with a caller-supplied entity type
+//!    ([`TrackOptions::with_entity_type`]), a column it does not declare
+//!    stays local: declare the field and call `track_table` again.
+//! 4. At the next restart, build the engine's registry from
+//!    [`SqliteStore::registry`] so the field is declared there too (for
+//!    writes through the Rust API, strategies and per-field merge), and
+//!    raise the minor schema version
+//!    ([`sync_core::EngineConfig::schema_version`]).
+//!
+//! Dropping, renaming or retyping a column is a breaking change: raise the
+//! major schema version, raise the hub's minimum
+//! ([`sync_core::EngineConfig::min_peer_schema`]) so that outdated nodes are
+//! told to upgrade, and migrate every node's table the same way before it
+//! syncs again. Values for a dropped column that other nodes still send are
+//! kept in the sync tables, never lost. After adding a UNIQUE index to a
+//! tracked table, call `track_table` again so `REPLACE` captures it.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod blob;
+mod blocked;
+mod cascade;
+mod columns;
 mod error;
 mod nodes;
 mod options;
@@ -126,6 +225,14 @@ pub use options::{
 };
 pub use tracking::{NOW_MICROS_SQL, UUID_V7_SQL};
 pub use txn::SqliteTxn;
+
+/// The field a tombstone carries, set to `true`, when its row was removed
+/// with SQL (`DELETE`, `REPLACE`, a foreign-key cascade) rather than
+/// soft-deleted (`is_deleted = 1`). It travels inside the entity's record
+/// like any field a peer's schema lacks, so every store keeps it; a SQLite
+/// store receiving such a tombstone removes the row too, where one without
+/// it only sets `is_deleted`. Other stores need not know it.
+pub const REMOVED_FIELD: &str = "_sync_removed";
 
 use crate::table::TrackedTable;
 use crate::tracking::{Peers, Remembered};
@@ -165,6 +272,9 @@ pub(crate) struct Types {
     by_name: BTreeMap<String, TypeEntry>,
     by_id: HashMap<i64, String>,
     pub stale: bool,
+    /// `PRAGMA schema_version` when the types were mapped: any schema
+    /// change since (an `ALTER TABLE` from any connection) maps them again.
+    cookie: i64,
 }
 
 impl Types {
@@ -180,6 +290,25 @@ impl Types {
             .ok_or_else(|| StoreError::Corrupt {
                 detail: format!("_sync_changes names entity type id {id}, which _sync_types lacks"),
             })
+    }
+
+    /// Every tracked table as the capture-log fold needs it.
+    pub fn logged(&self) -> Vec<registry::Logged<'_>> {
+        self.by_name
+            .values()
+            .filter_map(|e| {
+                e.table
+                    .as_ref()
+                    .map(|t| (e.id, t.table.as_str(), t.key.as_str()))
+            })
+            .collect()
+    }
+
+    /// Every tracked table with its type.
+    pub fn tables(&self) -> impl Iterator<Item = (TypeEntry, Arc<TrackedTable>)> + '_ {
+        self.by_name
+            .values()
+            .filter_map(|e| e.table.clone().map(|t| (e.clone(), t)))
     }
 
     fn insert(&mut self, entry: TypeEntry) {
@@ -384,6 +513,7 @@ impl SqliteStore {
             .filter_map(|e| e.table.as_ref())
             .map(|t| (t.table.clone(), t.entity_type.clone()))
             .collect();
+        let cookie = schema_cookie(&self.conn)?;
         let rows: Vec<(i64, String, Option<String>, Option<String>)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT type_id, name, table_name, options FROM _sync_types ORDER BY type_id",
@@ -391,6 +521,7 @@ impl SqliteStore {
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<_, _>>()?
         };
+        let known_columns = columns::known(&self.conn)?;
         let tracked: BTreeMap<String, (String, String)> = rows
             .iter()
             .filter_map(|(_, name, table, options)| {
@@ -398,7 +529,11 @@ impl SqliteStore {
                 Some((table.clone()?, (name.clone(), remembered.key)))
             })
             .collect();
-        let mut types = Types::default();
+        let mut types = Types {
+            cookie,
+            ..Types::default()
+        };
+        let mut noticed = Vec::new();
         for (id, name, table, options) in rows {
             let table = match (table, options) {
                 (Some(table), Some(options)) => {
@@ -426,20 +561,32 @@ impl SqliteStore {
                             mapped.entity_type = t.clone();
                         }
                     }
+                    if let Some(change) =
+                        columns::Change::between(id, known_columns.get(&id), &mapped)
+                    {
+                        noticed.push(change);
+                    }
                     Some(Arc::new(mapped))
                 }
                 _ => None,
             };
             types.insert(TypeEntry { id, name, table });
         }
+        if !noticed.is_empty() {
+            self.check_poison()?;
+            columns::record(&mut self.conn, &noticed)?;
+        }
         self.types = types;
         Ok(())
     }
 
     /// Reloads the type cache if a rolled-back transaction may have left it
-    /// out of date.
+    /// out of date, or the schema changed since it was mapped (a column
+    /// added by any connection is read, and sent, from then on).
     pub(crate) fn refresh_types(&mut self) -> Result<(), StoreError> {
-        if self.types.stale {
+        let cookie = schema_cookie(&self.conn)
+            .map_err(|e| StoreError::backend("reading the schema version", e))?;
+        if self.types.stale || cookie != self.types.cookie {
             self.load_types_with(None).map_err(|e| match e {
                 TrackError::Store(e) => e,
                 other => StoreError::Corrupt {
@@ -502,6 +649,10 @@ impl SqliteStore {
             }
         }
     }
+}
+
+fn schema_cookie(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
 }
 
 fn configure(conn: &Connection, options: &SqliteOptions, wal: bool) -> Result<(), OpenError> {

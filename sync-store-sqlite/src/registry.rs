@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::{NodeId, PendingQuery, StoreError, Uuid};
 
 use crate::sql::{bound, n, opt_node_at, read_error, u64_at, uuid_at};
+use crate::table::quote;
 
 /// One registry row.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,15 +78,43 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// A tracked table as the fold needs it: type id, table and key column.
+pub(crate) type Logged<'a> = (i64, &'a str, &'a str);
+
+/// Settles the "check" entries (`deleted = 2`) the `REPLACE` triggers
+/// logged: a row still there was not replaced (the entry is dropped), a
+/// row gone was removed (the entry becomes a deletion).
+fn settle_checks(conn: &Connection, tables: &[Logged<'_>]) -> rusqlite::Result<()> {
+    let any: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_capture WHERE deleted = 2)")?
+        .query_row([], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    for (type_id, table, key) in tables {
+        conn.prepare_cached(&format!(
+            "DELETE FROM _sync_capture WHERE deleted = 2 AND type_id = ?1
+               AND EXISTS (SELECT 1 FROM {t} WHERE {k} = _sync_capture.key)",
+            t = quote(table),
+            k = quote(key),
+        ))?
+        .execute([type_id])?;
+    }
+    conn.prepare_cached("UPDATE _sync_capture SET deleted = 1 WHERE deleted = 2")?
+        .execute([])
+        .map(drop)
+}
+
 /// Moves the capture log into the registry (see the module docs). Returns
 /// whether there was anything to fold.
-pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
+pub(crate) fn fold(conn: &Connection, tables: &[Logged<'_>]) -> rusqlite::Result<bool> {
     let first: Option<i64> = conn
         .prepare_cached("SELECT min(id) FROM _sync_capture")?
         .query_row([], |r| r.get(0))?;
     let Some(first) = first else {
         return Ok(false);
     };
+    settle_checks(conn, tables)?;
     let base = last_seq_raw(conn)? - first + 1;
     conn.prepare_cached(
         "INSERT INTO _sync_changes(type_id, uuid, seq, created_seq, source, origin, deleted,
@@ -95,7 +124,8 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
          FROM _sync_capture WHERE true ORDER BY id
          ON CONFLICT(type_id, uuid) DO UPDATE SET
              seq = excluded.seq, source = NULL, origin = NULL, deleted = excluded.deleted,
-             deleted_at = excluded.deleted_at, stored_at = NULL, doc = NULL",
+             deleted_at = excluded.deleted_at, stored_at = NULL,
+             doc = CASE WHEN substr(doc, 1, 1) = x'01' THEN doc END",
     )?
     .execute([base])?;
     conn.prepare_cached("DELETE FROM _sync_capture")?
@@ -103,12 +133,48 @@ pub(crate) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
     Ok(true)
 }
 
-/// Drops what the store's own writes to tracked tables appended to the
-/// capture log (they are registered directly, with their real source).
-pub(crate) fn drop_echoes(conn: &Connection) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM _sync_capture")?
-        .execute([])
-        .map(drop)
+/// Sorts out what the triggers logged while the store itself wrote tracked
+/// tables, before commit. The store's own writes (entities registered in
+/// this transaction, above sequence `start`) are registered already, with
+/// their real source: their echoes are dropped. Everything else is a side
+/// effect in the application's schema (a foreign key cascade set off by a
+/// deletion from a peer, a `REPLACE` conflict clause, the application's own
+/// triggers) and is folded in as a local change, so every node hears of it;
+/// so is the hard deletion of a row that this transaction wrote live (a
+/// cascade from a later deletion in the same packet).
+pub(crate) fn settle_echoes(
+    conn: &Connection,
+    start: u64,
+    tables: &[Logged<'_>],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM _sync_capture WHERE EXISTS (
+             SELECT 1 FROM _sync_changes r
+             WHERE r.type_id = _sync_capture.type_id
+               AND r.uuid = unhex(replace(_sync_capture.key, '-', ''))
+               AND r.seq > ?1
+               AND (_sync_capture.deleted_at IS NULL OR r.deleted))",
+    )?
+    .execute([bound(start)])?;
+    fold(conn, tables).map(drop)
+}
+
+/// Marks a registry row whose table row is gone as deleted; one without a
+/// captured deletion gets a deletion time (now, and after the version it
+/// replaces), so that it reads, and travels, as a tombstone. Returns that
+/// time.
+pub(crate) fn heal_missing_row(conn: &Connection, type_id: i64, id: Uuid) -> rusqlite::Result<i64> {
+    conn.prepare_cached(&format!(
+        "UPDATE _sync_changes SET deleted = 1,
+             deleted_at = coalesce(deleted_at, max({now}, coalesce(stored_at, 0) + 1))
+         WHERE type_id = ?1 AND uuid = ?2 AND (deleted_at IS NULL OR NOT deleted)",
+        now = crate::tracking::NOW_MICROS_SQL
+    ))?
+    .execute(params![type_id, id.as_bytes()])?;
+    conn.prepare_cached(
+        "SELECT coalesce(deleted_at, 0) FROM _sync_changes WHERE type_id = ?1 AND uuid = ?2",
+    )?
+    .query_row(params![type_id, id.as_bytes()], |r| r.get(0))
 }
 
 fn last_seq_raw(conn: &Connection) -> rusqlite::Result<i64> {

@@ -9,8 +9,11 @@
 //!
 //! Writing: a live version sets every synced column (absent fields become
 //! NULL) and the excluded columns it carries; a reference is written as the
-//! parent row's key. A tombstone only sets the time and the delete flag: the
-//! row keeps its last values and the exact tombstone is kept in the registry.
+//! parent row's key. A tombstone marked [`crate::REMOVED_FIELD`] (the writer
+//! removed its row with SQL `DELETE`) removes the row, unless a foreign key
+//! without a cascade still holds it (then it is soft-deleted instead); any
+//! other tombstone soft-deletes the row (`is_deleted = 1`) with the values it
+//! carries. The exact tombstone is kept in the registry either way.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -188,6 +191,21 @@ pub(crate) enum Written {
     /// A referenced parent has no row here (it exists only as a tombstone),
     /// so the version cannot be written to the table.
     ParentRowMissing,
+    /// Another row holds one of its UNIQUE or primary-key values (it will
+    /// most likely let go of it later in the same packet: several writes to
+    /// one row travel as its latest state only), so the row was left as it
+    /// was.
+    Blocked,
+}
+
+/// Whether a failed write collided with a UNIQUE or primary-key value.
+fn is_key_conflict(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
 }
 
 /// Writes a live version into its row: an insert when the entity is new
@@ -203,7 +221,10 @@ pub(crate) fn write_live(
         &table.updated_at,
         SqlValue::Integer(entity.updated_at.as_micros()),
     ));
-    sets.push((&table.is_deleted, SqlValue::Integer(0)));
+    sets.push((
+        &table.is_deleted,
+        SqlValue::Integer(i64::from(entity.is_deleted)),
+    ));
     for column in &table.columns {
         let field = entity.fields.get(&column.name);
         if column.excluded && field.is_none() {
@@ -224,30 +245,66 @@ pub(crate) fn write_live(
     let extras: Record = entity
         .fields
         .iter()
-        .filter(|(name, _)| table.column(name).is_none())
+        .filter(|(name, _)| table.column(name).is_none() && *name != crate::REMOVED_FIELD)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !known || !update(conn, table, entity.key.id, &sets)? {
-        insert(conn, table, entity.key.id, &sets)?;
+    let id = entity.key.id;
+    let written = match known {
+        true => update_raw(conn, table, id, &sets),
+        false => Ok(false),
     }
-    Ok(Written::Row { extras })
+    .and_then(|updated| match updated {
+        true => Ok(()),
+        false => insert_raw(conn, table, id, &sets),
+    });
+    match written {
+        Ok(()) => Ok(Written::Row { extras }),
+        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked),
+        Err(e) => Err(write_error(table, id, e)),
+    }
 }
 
-/// Marks the row (if any) deleted at `updated_at`; its values stay.
-pub(crate) fn write_tombstone(
+/// Whether a tombstone says its row was removed with SQL `DELETE` (rather
+/// than soft-deleted).
+pub(crate) fn is_removal(entity: &Entity) -> bool {
+    entity.is_deleted && entity.fields.get(crate::REMOVED_FIELD) == Some(&Value::Bool(true))
+}
+
+/// Removes the row of a tombstone that says so; else, or when a foreign key
+/// without a cascade still holds the row, marks it deleted at `updated_at`
+/// keeping its values. Returns whether the row was removed.
+pub(crate) fn remove_or_mark(
     conn: &Connection,
     table: &TrackedTable,
-    id: Uuid,
-    updated_at: Timestamp,
-) -> Result<(), StoreError> {
+    entity: &Entity,
+) -> Result<bool, StoreError> {
+    let id = entity.key.id;
+    if is_removal(entity) {
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ?1",
+            quote(&table.table),
+            quote(&table.key)
+        );
+        match conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute([key_text(id)]))
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                // Rows of this node still reference it (added concurrently
+                // with its deletion): keep it, soft-deleted.
+            }
+            Err(e) => return Err(write_error(table, id, e)),
+        }
+    }
     let sets = [
         (
             table.updated_at.as_str(),
-            SqlValue::Integer(updated_at.as_micros()),
+            SqlValue::Integer(entity.updated_at.as_micros()),
         ),
         (table.is_deleted.as_str(), SqlValue::Integer(1)),
     ];
-    update(conn, table, id, &sets).map(drop)
+    update(conn, table, id, &sets).map(|_| false)
 }
 
 fn update(
@@ -256,6 +313,15 @@ fn update(
     id: Uuid,
     sets: &[(&str, SqlValue)],
 ) -> Result<bool, StoreError> {
+    update_raw(conn, table, id, sets).map_err(|e| write_error(table, id, e))
+}
+
+fn update_raw(
+    conn: &Connection,
+    table: &TrackedTable,
+    id: Uuid,
+    sets: &[(&str, SqlValue)],
+) -> rusqlite::Result<bool> {
     let assignments: Vec<String> = sets
         .iter()
         .enumerate()
@@ -272,15 +338,14 @@ fn update(
     conn.prepare_cached(&sql)
         .and_then(|mut s| s.execute(params_from_iter(params)))
         .map(|changed| changed > 0)
-        .map_err(|e| write_error(table, id, e))
 }
 
-fn insert(
+fn insert_raw(
     conn: &Connection,
     table: &TrackedTable,
     id: Uuid,
     sets: &[(&str, SqlValue)],
-) -> Result<(), StoreError> {
+) -> rusqlite::Result<()> {
     let names: Vec<String> = std::iter::once(quote(&table.key))
         .chain(sets.iter().map(|(name, _)| quote(name)))
         .collect();
@@ -296,7 +361,6 @@ fn insert(
     conn.prepare_cached(&sql)
         .and_then(|mut s| s.execute(params_from_iter(params)))
         .map(drop)
-        .map_err(|e| write_error(table, id, e))
 }
 
 fn write_error(table: &TrackedTable, id: Uuid, e: rusqlite::Error) -> StoreError {
@@ -345,7 +409,11 @@ fn parent_value(
 }
 
 /// A field value as SQLite stores it in `column`.
-fn to_sql(table: &TrackedTable, column: &Column, value: &Value) -> Result<SqlValue, StoreError> {
+pub(crate) fn to_sql(
+    table: &TrackedTable,
+    column: &Column,
+    value: &Value,
+) -> Result<SqlValue, StoreError> {
     Ok(match value {
         Value::Null => SqlValue::Null,
         Value::Bool(b) => SqlValue::Integer(i64::from(*b)),

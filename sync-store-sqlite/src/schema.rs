@@ -16,10 +16,11 @@
 //! | `object_version_history` | `_sync_versions` |
 //! | audit of resolutions | `_sync_audit` |
 //! | open manual conflicts | `_sync_conflicts` |
-//! | parked children | `_sync_parked` |
+//! | parked children | `_sync_parked` (and `_sync_blocked`: versions whose row waits for a UNIQUE value to be freed) |
 //! | security events | `_sync_security` |
 //!
-//! Plus `_sync_types` (registered entity types and tracked tables),
+//! Plus `_sync_types` (registered entity types and tracked tables, with the
+//! columns last mapped),
 //! `_sync_capture` (the trigger-fed log of changed keys, folded into
 //! `_sync_changes` by the store) and `_sync_applying` (set while the store
 //! itself writes a tracked table).
@@ -29,7 +30,21 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2: `_sync_types.columns`, the data columns of a tracked table as
+/// last mapped (a JSON array of names), so that a column added since is
+/// noticed and the values in it are sent; `_sync_blocked`, the entities
+/// whose row could not be written yet because another row held one of its
+/// UNIQUE values (their versions are kept whole in `_sync_changes`).
+const V2: &str = "
+ALTER TABLE _sync_types ADD COLUMN columns TEXT;
+CREATE TABLE _sync_blocked(
+    type_id INTEGER NOT NULL,
+    uuid BLOB NOT NULL,
+    PRIMARY KEY (type_id, uuid)
+) WITHOUT ROWID;
+";
 
 /// Version 1: every internal table.
 const V1: &str = r#"
@@ -207,12 +222,12 @@ CREATE VIEW sync_changes AS
     WHERE NOT n.revoked;
 "#;
 
-/// Version 2: every registry row keeps its version's clock (see
+/// Version 3: every registry row keeps its version's clock (see
 /// `registry::Meta::clock`); the `base` column of version 1 is no longer
-/// read. Rows from version 1 have none: they include only their own write.
+/// read. Rows from before have none: they include only their own write.
 /// The local node's writer id is kept too (NULL: its node id), and audit
 /// records name the exact versions that met (NULL in older records).
-const V2: &str = "ALTER TABLE _sync_changes ADD COLUMN clock BLOB;
+const V3: &str = "ALTER TABLE _sync_changes ADD COLUMN clock BLOB;
 ALTER TABLE _sync_local ADD COLUMN writer BLOB;
 ALTER TABLE _sync_audit ADD COLUMN local_digest BLOB;
 ALTER TABLE _sync_audit ADD COLUMN incoming_digest BLOB;";
@@ -236,10 +251,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     }
     if found < 2 {
         tx.execute_batch(V2).map_err(OpenError::sqlite(
-            "adding version clocks to the change registry (schema version 2)",
+            "upgrading the sync tables to schema version 2",
         ))?;
     }
-    // Later versions add `if found < 3 { ... }` steps here, in order.
+    if found < 3 {
+        tx.execute_batch(V3).map_err(OpenError::sqlite(
+            "adding version clocks to the change registry (schema version 3)",
+        ))?;
+    }
+    // Later versions add `if found < 4 { ... }` steps here, in order.
     tx.execute(
         "INSERT INTO _sync_meta(key, value) VALUES ('schema_version', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

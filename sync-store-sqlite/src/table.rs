@@ -45,6 +45,8 @@ pub(crate) struct ForeignKey {
     pub parent_column: String,
     /// The parent's sync key column.
     pub parent_key: String,
+    /// Deleting the parent row deletes this row (`ON DELETE CASCADE`).
+    pub cascades: bool,
 }
 
 /// One data column of a tracked table.

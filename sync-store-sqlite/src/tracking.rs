@@ -14,7 +14,18 @@
 //!   forward, moves it to the current time (at least one microsecond past
 //!   the previous value), so last-writer-wins sees every local write.
 //! - `del`: a hard `DELETE` becomes a tombstone that travels: the key and
-//!   the delete time are logged, nothing else.
+//!   the delete time are logged, nothing else. SQLite runs it for rows a
+//!   foreign-key cascade removes, too.
+//! - `pre` (`BEFORE INSERT`) and `preupd` (`BEFORE UPDATE OF` the primary
+//!   key and UNIQUE columns): log, with the time, the key of every row that
+//!   shares the rowid, primary key or a UNIQUE value with the row being
+//!   written. Those are the rows `INSERT OR REPLACE` and `UPDATE OR REPLACE`
+//!   remove without firing `del` (SQLite fires delete triggers for them only
+//!   under `recursive_triggers`, a per-connection pragma this store cannot
+//!   ask of the application). They are logged as "check" entries
+//!   (`deleted = 2`): when the log is folded, one whose row is gone becomes
+//!   a removal at that time, one whose row stays (`INSERT OR IGNORE`, an
+//!   UPSERT) is dropped, so it changes nothing.
 //! - `key`: refuses to change a row's sync key.
 //!
 //! Filling and stamping stand still while the store itself writes a tracked
@@ -195,6 +206,7 @@ struct ForeignKeyInfo {
     from: String,
     table: String,
     to: Option<String>,
+    on_delete: String,
 }
 
 fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignKeyInfo>> {
@@ -208,6 +220,7 @@ fn foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignK
                     table: r.get(2)?,
                     from: r.get(3)?,
                     to: r.get(4)?,
+                    on_delete: r.get(6)?,
                 },
             ))
         })?
@@ -343,6 +356,7 @@ fn foreign_key(
         parent_table: fk.table.clone(),
         parent_column,
         parent_key: parent_key.clone(),
+        cascades: fk.on_delete.eq_ignore_ascii_case("CASCADE"),
     }))
 }
 
@@ -661,7 +675,7 @@ fn register_rows(
     .map(drop)
 }
 
-const TRIGGERS: [&str; 6] = ["ins", "upd", "del", "fill", "stamp", "key"];
+const TRIGGERS: [&str; 8] = ["pre", "ins", "preupd", "upd", "del", "fill", "stamp", "key"];
 
 fn trigger_name(table: &str, which: &str) -> String {
     quote(&format!("_sync_{table}_{which}"))
@@ -699,6 +713,8 @@ fn create_triggers(
         "rowid = NEW.rowid".to_owned()
     };
     let not_applying = "NOT EXISTS (SELECT 1 FROM _sync_applying)";
+    let replaceable = replaceable(tx, table, &r.key, wr)?;
+    let replaced = &replaceable.condition;
     let key_message = literal(&format!(
         "syncplan: {table}.{} is the row's sync key on every node and cannot be changed",
         r.key
@@ -708,7 +724,14 @@ fn create_triggers(
     // so the rare cases (fill, stamp) ride in the same trigger as conditional
     // statements rather than in triggers of their own.
     let sql = format!(
-        "CREATE TRIGGER {ins} AFTER INSERT ON {t}
+        "CREATE TRIGGER {pre} BEFORE INSERT ON {t}
+           WHEN {possible}
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
+           SELECT {type_id}, {k}, 2, {NOW_MICROS_SQL} FROM {t}
+           WHERE {k} IS NOT NULL AND ({replaced});
+         END;
+         CREATE TRIGGER {ins} AFTER INSERT ON {t}
          BEGIN
            INSERT INTO _sync_capture(type_id, key, deleted)
            SELECT {type_id}, NEW.{k}, coalesce(NEW.{d}, 0) <> 0
@@ -735,12 +758,114 @@ fn create_triggers(
          CREATE TRIGGER {key} BEFORE UPDATE OF {k} ON {t}
            WHEN OLD.{k} IS NOT NULL AND NEW.{k} IS NOT OLD.{k}
          BEGIN SELECT RAISE(ABORT, {key_message}); END;",
+        pre = trigger_name(table, "pre"),
+        possible = replaceable.possible,
         ins = trigger_name(table, "ins"),
         upd = trigger_name(table, "upd"),
         del = trigger_name(table, "del"),
         key = trigger_name(table, "key"),
     );
-    tx.execute_batch(&sql)
+    tx.execute_batch(&sql)?;
+    if replaceable.columns.is_empty() {
+        return Ok(());
+    }
+    // Only an update that sets one of these columns can replace a row, so
+    // the trigger is not even started for any other update.
+    let of: Vec<String> = replaceable.columns.iter().map(|c| quote(c)).collect();
+    tx.execute_batch(&format!(
+        "CREATE TRIGGER {preupd} BEFORE UPDATE OF {of} ON {t}
+         BEGIN
+           INSERT INTO _sync_capture(type_id, key, deleted, deleted_at)
+           SELECT {type_id}, {k}, 2, {NOW_MICROS_SQL} FROM {t}
+           WHERE {k} IS NOT NULL AND {k} IS NOT OLD.{k} AND ({replaced});
+         END;",
+        preupd = trigger_name(table, "preupd"),
+        of = of.join(", "),
+    ))
+}
+
+/// What an `INSERT OR REPLACE`, an `UPDATE OR REPLACE` or a `REPLACE`
+/// conflict clause in the schema may remove without firing a delete
+/// trigger: rows sharing the rowid, the primary key or a UNIQUE value with
+/// the row being written.
+struct Replaceable {
+    /// The condition that an existing row conflicts with `NEW`.
+    condition: String,
+    /// A cheaper condition on `NEW` alone that must hold for any row to
+    /// conflict: a value in every column of some key (in a `BEFORE INSERT`
+    /// trigger, SQLite shows a rowid it has yet to assign as -1).
+    possible: String,
+    /// The columns whose change can make an update conflict.
+    columns: Vec<String>,
+}
+
+/// Finds the [`Replaceable`] rows of `table`. Unique indexes on expressions
+/// are left out (their values cannot be compared in a trigger); partial ones
+/// are compared as if whole, which at worst notes a row that stays, and a
+/// noted row that stays is only sent again. The sync key's own index is left
+/// out: a row replaced under the same key is an update of that key.
+fn replaceable(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    without_rowid: bool,
+) -> rusqlite::Result<Replaceable> {
+    let mut arms = Vec::new();
+    let mut possible = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    if !without_rowid {
+        arms.push("rowid = NEW.rowid".to_owned());
+        possible.push("NEW.rowid <> -1".to_owned());
+        if let Some(alias) = rowid_alias(&self::columns(conn, table)?, false) {
+            columns.push(alias.to_owned());
+        }
+    }
+    let sql = format!("PRAGMA index_list({})", quote(table));
+    let indexes: Vec<(String, bool)> = conn
+        .prepare(&sql)?
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (index, unique) in indexes {
+        if !unique {
+            continue;
+        }
+        let sql = format!("PRAGMA index_info({})", quote(&index));
+        let cols: Vec<Option<String>> = conn
+            .prepare(&sql)?
+            .query_map([], |r| r.get(2))?
+            .collect::<Result<_, _>>()?;
+        if cols.iter().any(Option::is_none) || cols == [Some(key.to_owned())] {
+            continue;
+        }
+        let cols: Vec<String> = cols.into_iter().flatten().collect();
+        let parts: Vec<String> = cols
+            .iter()
+            .map(|c| format!("{0} = NEW.{0}", quote(c)))
+            .collect();
+        arms.push(format!("({})", parts.join(" AND ")));
+        let present: Vec<String> = cols
+            .iter()
+            .map(|c| format!("NEW.{} IS NOT NULL", quote(c)))
+            .collect();
+        possible.push(format!("({})", present.join(" AND ")));
+        for c in cols {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+    }
+    let any = |parts: Vec<String>| {
+        if parts.is_empty() {
+            "false".to_owned()
+        } else {
+            parts.join(" OR ")
+        }
+    };
+    Ok(Replaceable {
+        condition: any(arms),
+        possible: any(possible),
+        columns,
+    })
 }
 
 /// Whether `name` is reserved for the store's own tables.

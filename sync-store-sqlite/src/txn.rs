@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
     PendingQuery, Record, SecurityEvent, Stamp, StoreError, StoreTxn, StoredEntity, Timestamp,
-    Uuid, VersionRecord, VersionVector,
+    Uuid, Value, VersionRecord, VersionVector,
 };
 
 use crate::blob;
@@ -17,10 +17,10 @@ use crate::error::poisons;
 use crate::registry::{self, Meta};
 use crate::rows::{self, Written};
 use crate::table::TrackedTable;
-use crate::{SqliteStore, TypeEntry, nodes, records};
+use crate::{SqliteStore, TypeEntry, blocked, nodes, records};
 
 /// What `_sync_changes.doc` holds for an entity.
-enum Doc {
+pub(crate) enum Doc {
     /// Fields without a column, kept beside the row.
     Extras(Record),
     /// The whole version; the row (if any) is not authoritative.
@@ -30,7 +30,7 @@ enum Doc {
 const DOC_EXTRAS: u8 = 1;
 const DOC_WHOLE: u8 = 2;
 
-fn encode_doc(doc: &Doc) -> Vec<u8> {
+pub(crate) fn encode_doc(doc: &Doc) -> Vec<u8> {
     let (tag, body) = match doc {
         Doc::Extras(record) => (DOC_EXTRAS, blob::encode_record(record)),
         Doc::Whole(entity) => (DOC_WHOLE, blob::encode_entity(entity)),
@@ -41,7 +41,7 @@ fn encode_doc(doc: &Doc) -> Vec<u8> {
     out
 }
 
-fn decode_doc(bytes: &[u8]) -> Result<Doc, StoreError> {
+pub(crate) fn decode_doc(bytes: &[u8]) -> Result<Doc, StoreError> {
     match bytes.split_first() {
         Some((&DOC_EXTRAS, rest)) => blob::decode_record(rest).map(Doc::Extras),
         Some((&DOC_WHOLE, rest)) => blob::decode_entity(rest).map(Doc::Whole),
@@ -58,6 +58,9 @@ pub struct SqliteTxn<'a> {
     finished: bool,
     wrote: bool,
     applying: bool,
+    /// The last sequence before the store's first write to a tracked table
+    /// in this transaction (see [`registry::settle_echoes`]).
+    applied_after: u64,
     local: Cell<Option<NodeId>>,
     last_seq: Cell<Option<u64>>,
     /// The registry row last read or written: the engine reads an entity
@@ -79,12 +82,13 @@ impl<'a> SqliteTxn<'a> {
             finished: false,
             wrote: false,
             applying: false,
+            applied_after: 0,
             local: Cell::new(None),
             last_seq: Cell::new(None),
             last_meta: RefCell::new(None),
             parked_empty: Cell::new(None),
         };
-        if let Err(e) = registry::fold(&txn.store.conn) {
+        if let Err(e) = registry::fold(&txn.store.conn, &txn.store.types.logged()) {
             // Dropping `txn` rolls back.
             return Err(txn.store.failed("registering captured changes", e));
         }
@@ -160,6 +164,7 @@ impl<'a> SqliteTxn<'a> {
 
     fn set_applying(&mut self) -> Result<(), StoreError> {
         if !self.applying {
+            self.applied_after = self.next_seq()? - 1;
             self.write("marking the store's own writes", |c| {
                 c.prepare_cached("INSERT OR IGNORE INTO _sync_applying(flag) VALUES (1)")?
                     .execute([])
@@ -180,6 +185,8 @@ impl<'a> SqliteTxn<'a> {
     ) -> Result<StoredEntity, StoreError> {
         let local = self.local_id()?;
         let doc = meta.doc.as_deref().map(decode_doc).transpose()?;
+        let mut meta = meta;
+        let origin = meta.origin.unwrap_or(local);
         let entity = match (&ty.table, doc) {
             (_, Some(Doc::Whole(entity))) => entity,
             (None, _) => {
@@ -187,23 +194,23 @@ impl<'a> SqliteTxn<'a> {
                     detail: format!("entity {} {id} has no stored version", ty.name),
                 });
             }
-            // A row deleted with SQL: its tombstone carries nulls, as the
-            // packet codec would deliver it.
-            (Some(_), Some(Doc::Extras(_)) | None) if meta.deleted_at.is_some() => {
-                Entity::new_version(
-                    EntityKey::new(ty.name.clone(), id),
-                    Timestamp::from_micros(meta.deleted_at.unwrap_or_default()),
-                    true,
-                    meta.origin.unwrap_or(local),
-                    Record::new(),
-                )
-            }
             (Some(table), extras) => {
                 let extras = match extras {
                     Some(Doc::Extras(r)) => r,
                     _ => Record::new(),
                 };
-                self.load_row(table, id, meta.origin.unwrap_or(local), extras, for_sending)?
+                match self.load_row(table, id, origin, extras, for_sending)? {
+                    Some(entity) => entity,
+                    None => {
+                        let captured = meta.deleted && meta.deleted_at.is_some();
+                        if !captured {
+                            // Gone without a captured deletion: this node's
+                            // own deletion, now, in its clock too.
+                            meta.origin = None;
+                        }
+                        self.removed(ty, id, meta.origin.unwrap_or(local), &meta)?
+                    }
+                }
             }
         };
         let stored_at = meta
@@ -219,6 +226,37 @@ impl<'a> SqliteTxn<'a> {
         })
     }
 
+    /// The tombstone of a row removed with SQL (`DELETE`, `REPLACE`, a
+    /// cascade): no values but [`crate::REMOVED_FIELD`], at the deletion
+    /// time the capture noted. A row found gone without a captured deletion
+    /// (its triggers were dropped meanwhile) is given a deletion time now and
+    /// travels as a deletion like any other; the registry is marked so the
+    /// `sync_changes` view calls it a deletion.
+    fn removed(
+        &self,
+        ty: &TypeEntry,
+        id: Uuid,
+        origin: NodeId,
+        meta: &Meta,
+    ) -> Result<Entity, StoreError> {
+        let at = match meta.deleted_at {
+            Some(at) if meta.deleted => at,
+            _ => registry::heal_missing_row(self.conn(), ty.id, id)
+                .map_err(|e| StoreError::backend("recording a deletion the triggers missed", e))?,
+        };
+        // The clock is filled in by `load` from the registry row.
+        Ok(Entity::new_version(
+            EntityKey::new(ty.name.clone(), id),
+            Timestamp::from_micros(at),
+            true,
+            origin,
+            Record::from([(crate::REMOVED_FIELD.to_owned(), Value::Bool(true))]),
+        ))
+    }
+
+    /// The entity as its row holds it (`None`: there is no row). A field
+    /// kept beside the row fills a column only while that column is NULL
+    /// (a column added after the value arrived).
     fn load_row(
         &self,
         table: &TrackedTable,
@@ -226,28 +264,29 @@ impl<'a> SqliteTxn<'a> {
         origin: NodeId,
         extras: Record,
         for_sending: bool,
-    ) -> Result<Entity, StoreError> {
-        let row = rows::read(self.conn(), table, id)?.ok_or_else(|| StoreError::Corrupt {
-            detail: format!(
-                "the row with {} = {id} of tracked table {} is gone but its deletion was not captured; were the triggers dropped? track the table again",
-                table.key, table.table
-            ),
-        })?;
+    ) -> Result<Option<Entity>, StoreError> {
+        let Some(row) = rows::read(self.conn(), table, id)? else {
+            return Ok(None);
+        };
         let mut fields = row.fields;
-        fields.extend(extras);
+        for (name, value) in extras {
+            if name != crate::REMOVED_FIELD {
+                fields.entry(name).or_insert(value);
+            }
+        }
         if for_sending {
             for column in table.columns.iter().filter(|c| c.excluded) {
                 fields.remove(&column.name);
             }
         }
         // The clock is filled in by `load` from the registry row.
-        Ok(Entity::new_version(
+        Ok(Some(Entity::new_version(
             EntityKey::new(table.type_name.clone(), id),
             row.updated_at,
             row.is_deleted,
             origin,
             fields,
-        ))
+        )))
     }
 
     fn load_entries(
@@ -306,17 +345,24 @@ impl StoreTxn for SqliteTxn<'_> {
             return Err(e);
         }
         if self.applying {
-            let cleared = registry::drop_echoes(&self.store.conn).and_then(|()| {
-                self.store
-                    .conn
-                    .prepare_cached("DELETE FROM _sync_applying")?
-                    .execute([])
-                    .map(drop)
-            });
+            if let Err(e) = blocked::retry(&self.store.conn, &self.store.types) {
+                self.store.poison_if_backend(&e);
+                return Err(e);
+            }
+            let start = self.applied_after;
+            let logged = self.store.types.logged();
+            let cleared =
+                registry::settle_echoes(&self.store.conn, start, &logged).and_then(|()| {
+                    self.store
+                        .conn
+                        .prepare_cached("DELETE FROM _sync_applying")?
+                        .execute([])
+                        .map(drop)
+                });
             if let Err(e) = cleared {
                 return Err(self
                     .store
-                    .failed("clearing the apply flag before commit", e));
+                    .failed("registering side effects and clearing the apply flag", e));
             }
         }
         match self.finish("COMMIT") {
@@ -384,7 +430,10 @@ impl StoreTxn for SqliteTxn<'_> {
             None => Some(Doc::Whole(entity.clone())),
             Some(table) => {
                 self.set_applying()?;
-                self.write_row(table, entity, previous.is_some())?
+                if rows::is_removal(entity) {
+                    self.keep_cascaded(table, id, stored_at, 0)?;
+                }
+                self.write_row(ty.id, table, entity, previous.is_some())?
             }
         };
         let meta = Meta {
@@ -515,23 +564,84 @@ impl StoreTxn for SqliteTxn<'_> {
     }
 }
 
+/// How deep [`SqliteTxn::keep_cascaded`] follows cascades (children of
+/// children...).
+const CASCADE_DEPTH: usize = 8;
+
 impl SqliteTxn<'_> {
+    /// Before a peer's removal of the row `id` of `table` is applied: the
+    /// live rows of tracked tables that an `ON DELETE CASCADE` foreign key
+    /// will remove with it go to the version history (resolution
+    /// `cascade-deleted`), so that if the parent's deletion later loses to
+    /// an update, the children's last versions are on record.
+    fn keep_cascaded(
+        &mut self,
+        table: &TrackedTable,
+        id: Uuid,
+        arrival_time: Timestamp,
+        depth: usize,
+    ) -> Result<(), StoreError> {
+        if depth >= CASCADE_DEPTH {
+            return Ok(());
+        }
+        let mut children: Vec<(TypeEntry, Arc<TrackedTable>, String)> = Vec::new();
+        for (ty, child) in self.store.types.tables() {
+            for column in &child.columns {
+                if let crate::table::ColumnKind::ForeignKey(fk) = &column.kind {
+                    if fk.cascades && fk.parent_table == table.table {
+                        let sql = crate::cascade::children_sql(&child, &column.name, fk);
+                        children.push((ty.clone(), child.clone(), sql));
+                    }
+                }
+            }
+        }
+        for (ty, child, sql) in children {
+            let keys = crate::cascade::child_keys(self.conn(), &sql, id)?;
+            for key in keys {
+                let Some(meta) = registry::get(self.conn(), ty.id, key)? else {
+                    continue;
+                };
+                let version = self.load(&ty, key, meta, false)?.entity;
+                let record = VersionRecord {
+                    id: crate::cascade::record_id(&version),
+                    key: version.key.clone(),
+                    source_node: version.origin,
+                    arrival_time,
+                    data: version,
+                    resolution: "cascade-deleted: its parent was removed by a peer".into(),
+                };
+                self.write("keeping a cascaded child in the version history", |c| {
+                    records::add_version(c, &record)
+                })?;
+                self.keep_cascaded(&child, key, arrival_time, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a version into its tracked table; returns the document to keep
     /// in the registry beside it.
     fn write_row(
         &mut self,
+        type_id: i64,
         table: &Arc<TrackedTable>,
         entity: &Entity,
         known: bool,
     ) -> Result<Option<Doc>, StoreError> {
-        if entity.is_deleted {
-            self.write_with(|c| rows::write_tombstone(c, table, entity.key.id, entity.updated_at))?;
+        if entity.is_deleted && (rows::is_removal(entity) || entity.fields.is_empty()) {
+            self.write_with(|c| rows::remove_or_mark(c, table, entity))?;
             return Ok(Some(Doc::Whole(entity.clone())));
         }
         match self.write_with(|c| rows::write_live(c, table, entity, known))? {
             Written::Row { extras } if extras.is_empty() => Ok(None),
             Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
             Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
+            Written::Blocked => {
+                self.write("noting a row that waits for a UNIQUE value", |c| {
+                    blocked::note(c, type_id, entity.key.id)
+                })?;
+                Ok(Some(Doc::Whole(entity.clone())))
+            }
         }
     }
 }

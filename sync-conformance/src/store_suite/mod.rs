@@ -13,6 +13,7 @@
 pub mod atomicity;
 pub mod engine;
 pub mod entities;
+pub mod fidelity;
 pub mod history;
 pub mod parked;
 pub mod pending;
@@ -99,6 +100,9 @@ macro_rules! store_suite {
                 parked::take_parked_leaves_other_parents,
                 parked::unpark_drops_child,
                 parked::unpark_missing_is_noop,
+                fidelity::soft_deletion_is_visible_to_reads,
+                fidelity::removal_is_visible_to_reads,
+                fidelity::unknown_fields_are_kept,
                 values::every_value_kind_round_trips,
                 values::extreme_scalars_round_trip,
                 values::large_text_round_trips,
