@@ -234,3 +234,13 @@ fn seed_26_two_sessions_on_one_restored_state() {
 fn seed_2_merge_is_not_its_input() {
     passes_with(2, 300);
 }
+
+/// With an in-flight window of one, every request answered while the
+/// previous answer was still on its way acknowledged a packet already
+/// forgotten: the hub resent the same three changes until the stale
+/// duplicates stopped (49 exchanges after the faults, over the bound of
+/// 40). At least two packets are remembered now.
+#[test]
+fn seed_1157_window_of_one_never_acknowledged() {
+    passes(1157);
+}

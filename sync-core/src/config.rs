@@ -25,7 +25,8 @@ pub struct EngineConfig {
     /// Target encoded size of an outgoing body before compression, in bytes
     /// (default 4 MiB). A single larger entity is still sent, alone.
     pub batch_bytes: usize,
-    /// Unacknowledged packets remembered per peer (default 64).
+    /// Unacknowledged packets remembered per peer (default 64; at least 2
+    /// are kept whatever is set).
     pub max_in_flight: usize,
     /// Retry backoff.
     pub retry: RetryPolicy,

@@ -207,7 +207,10 @@ fn record_sent(
     // the request) answers the request, even once those later packets have
     // left the window.
     let pinned = usize::from(state.in_flight.first().is_some_and(|f| f.resync));
-    let limit = max_in_flight.max(1) + pinned;
+    // At least two: a request answered while the previous answer is still
+    // on its way acknowledges that previous answer, which must still be
+    // known, or with a window of one no acknowledgement ever lands.
+    let limit = max_in_flight.max(2) + pinned;
     let excess = state.in_flight.len().saturating_sub(limit);
     state.in_flight.drain(pinned..pinned + excess);
 }
