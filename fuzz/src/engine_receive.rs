@@ -8,6 +8,9 @@
 //! the seeds) and a probe node. After the packets it checks that
 //! - `respond` never panics and never fails (a memory store does not fail:
 //!   every refusal must be an error envelope), and every reply decodes;
+//! - answering one packet holds at most [`ALLOC_SLACK`] bytes plus
+//!   [`ALLOC_FACTOR`] times the packet and its decompressed body (a header
+//!   announcing 256 MiB must not make the hub reserve it);
 //! - the hub's store stays readable and consistent: a real probe node, whose
 //!   id appears in no input, then runs a whole session with the hub, its
 //!   write reaches the hub, and it ends holding exactly the hub's entities.
@@ -21,7 +24,13 @@ use sync_core::{
 };
 use sync_store_memory::MemoryStore;
 
-use crate::fixup;
+use crate::packet_decode::ALLOC_FACTOR;
+use crate::{alloc_track, fixup, packet_decode};
+
+/// Bytes the hub may hold answering one packet whatever its size (the
+/// decoder's buffers, the store's growth, building and compressing the
+/// reply).
+pub const ALLOC_SLACK: usize = 4 << 20;
 
 /// Most packets per input.
 pub const MAX_PACKETS: usize = 8;
@@ -74,9 +83,16 @@ pub fn run(data: &[u8]) {
         .enumerate()
     {
         let bytes = fixup::prepare(&fixup::frame(flags, packet));
-        let reply = hub
-            .respond(&bytes, t(i as i64))
-            .unwrap_or_else(|e| panic!("respond failed on packet {i} on a memory store: {e}"));
+        let (reply, peak) = alloc_track::peak_during(|| hub.respond(&bytes, t(i as i64)));
+        let reply =
+            reply.unwrap_or_else(|e| panic!("respond failed on packet {i} on a memory store: {e}"));
+        let allowed = ALLOC_SLACK
+            + ALLOC_FACTOR * (bytes.len() + packet_decode::decoded_body_len(&bytes, &limits));
+        assert!(
+            peak <= allowed,
+            "the hub held {peak} bytes at its peak answering packet {i} ({} bytes), over the bound of {allowed}",
+            bytes.len()
+        );
         if let Err(e) = codec::decode_envelope(&reply, &limits) {
             panic!("the hub's reply to packet {i} does not decode: {e}");
         }

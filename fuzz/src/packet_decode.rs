@@ -51,17 +51,10 @@ pub fn run(data: &[u8]) {
 /// Decodes everything decodable; returns the decompressed body length
 /// produced (0 when the body was refused).
 fn decode(bytes: &[u8], limits: &Limits) -> usize {
-    let mut produced = 0;
     if let Ok(envelope) = codec::decode_envelope(bytes, limits) {
         envelope_round_trip(&envelope, limits);
-        if let Envelope::Packet(p) = &envelope {
-            if codec::sha256(&p.body) == p.header.body_sha256
-                && codec::decode_body(&p.header, &p.body, limits).is_ok()
-            {
-                produced = usize::try_from(p.header.body_raw_len).unwrap_or(usize::MAX);
-            }
-        }
     }
+    let produced = decoded_body_len(bytes, limits);
     if let Ok(json) = json_view::envelope_to_json(bytes, limits) {
         assert!(
             serde_json::to_string(&json).is_ok(),
@@ -69,6 +62,21 @@ fn decode(bytes: &[u8], limits: &Limits) -> usize {
         );
     }
     produced
+}
+
+/// The decompressed length of `bytes`' body if the codec accepts the whole
+/// packet (hash included), else 0: what a receiver may legitimately hold
+/// on top of the input.
+pub fn decoded_body_len(bytes: &[u8], limits: &Limits) -> usize {
+    match codec::decode_envelope(bytes, limits) {
+        Ok(Envelope::Packet(p))
+            if codec::sha256(&p.body) == p.header.body_sha256
+                && codec::decode_body(&p.header, &p.body, limits).is_ok() =>
+        {
+            usize::try_from(p.header.body_raw_len).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    }
 }
 
 fn envelope_round_trip(envelope: &Envelope, limits: &Limits) {
