@@ -32,6 +32,14 @@ const OPEN: &[(&str, &str)] = &[
         "the hub reserves 16 MiB for a registered sender's gzip packet announcing 256 MiB (the bug of regressions/packet_decode/announced-256mib-gzip, through Engine::respond)",
     ),
     (
+        "regressions/json_envelope/timestamp-after-year-9999",
+        "Timestamp's Display falls back to \"<micros>us\" past year 9999, which serde_bridge::to_json emits and neither from_json nor Timestamp's Deserialize parse: a record holding such a timestamp (any peer may send one) cannot be read back (get_typed fails)",
+    ),
+    (
+        "regressions/json_envelope/timestamp-before-year-0",
+        "Timestamp's Display writes negative years (\"-0001-12-31T...\"), which parse_rfc3339 refuses: the same round-trip failure before year 0",
+    ),
+    (
         "seeds/sqlite_sql/replace",
         "issue 10: REPLACE's implicit delete is not captured; the hub then fails every sync with UNIQUE constraint failed: parent.code",
     ),
