@@ -40,6 +40,14 @@ const OPEN: &[(&str, &str)] = &[
         "Timestamp's Display writes negative years (\"-0001-12-31T...\"), which parse_rfc3339 refuses: the same round-trip failure before year 0",
     ),
     (
+        "regressions/sqlite_sql/replace-twice-before-sync",
+        "issue 10: two REPLACE INTO parent of one code on the hub before any sync; the hub's store then reports itself corrupt (\"row ... is gone but its deletion was not captured\") when it builds a packet",
+    ),
+    (
+        "regressions/sqlite_sql/hard-delete-stays-on-receiver",
+        "issue 10: INSERT on the hub, node 1 syncs, DELETE on the hub, sync: node 1 still holds the row (is_deleted = 1) where the hub has none",
+    ),
+    (
         "seeds/sqlite_sql/replace",
         "issue 10: REPLACE's implicit delete is not captured; the hub then fails every sync with UNIQUE constraint failed: parent.code",
     ),
