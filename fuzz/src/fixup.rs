@@ -2,7 +2,8 @@
 //! envelope. The flags ask the target to repair the SHA-256 fields a mutated
 //! envelope no longer matches, so the fuzzer reaches the code behind the hash
 //! checks (header fields, decompression, body decoding, apply) instead of
-//! stopping at `HeaderHashMismatch` every time. With no flags the bytes go
+//! stopping at `HeaderHashMismatch` every time, and can inflate the
+//! announced body length ([`SCALE_RAW_LEN`]). With no flags the bytes go
 //! through unchanged, which keeps the hash checks themselves fuzzed.
 
 use prost::Message;
@@ -16,6 +17,11 @@ pub const FIX_HEADER_HASH: u8 = 1;
 pub const FIX_BODY_HASH: u8 = 2;
 /// Both repairs: what the generated seeds use.
 pub const FIX_ALL: u8 = FIX_HEADER_HASH | FIX_BODY_HASH;
+/// Multiply the header's `body_raw_len` by `4^(flags >> 4)` before the
+/// repairs: one flipped bit announces a body up to 2^30 times larger, which
+/// byte mutations of a varint inside a length-delimited header rarely
+/// reach.
+pub const SCALE_RAW_LEN: u8 = 4;
 
 /// Splits `data` into its flags and envelope, and applies the repairs the
 /// flags ask for. Bytes that are not a protobuf envelope stay as they are.
@@ -35,16 +41,22 @@ pub fn frame(flags: u8, envelope: &[u8]) -> Vec<u8> {
 }
 
 fn repair(flags: u8, bytes: &[u8]) -> Option<Vec<u8>> {
-    if flags & FIX_ALL == 0 {
+    if flags & (FIX_ALL | SCALE_RAW_LEN) == 0 {
         return None;
     }
     let mut envelope = pb::Envelope::decode(bytes).ok()?;
     let Some(pb::envelope::Kind::Packet(packet)) = envelope.kind.as_mut() else {
         return None;
     };
-    if flags & FIX_BODY_HASH != 0 {
+    if flags & (FIX_BODY_HASH | SCALE_RAW_LEN) != 0 {
         if let Ok(mut header) = pb::PacketHeader::decode(packet.header.as_slice()) {
-            header.body_sha256 = sha256(&packet.body).to_vec();
+            if flags & SCALE_RAW_LEN != 0 {
+                let shift = 2 * u32::from(flags >> 4);
+                header.body_raw_len = header.body_raw_len.saturating_mul(1 << shift);
+            }
+            if flags & FIX_BODY_HASH != 0 {
+                header.body_sha256 = sha256(&packet.body).to_vec();
+            }
             packet.header = header.encode_to_vec();
         }
     }

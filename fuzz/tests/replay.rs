@@ -20,6 +20,10 @@ const OPEN: &[(&str, &str)] = &[
         "codec::decompress hands body_raw_len to zstd::bulk::decompress as its capacity: a 661-byte packet announcing 256 MiB reserves 256 MiB",
     ),
     (
+        "regressions/packet_decode/fuzzed-raw-len-x4096-zstd",
+        "found by libFuzzer (flags 0x6f: body_raw_len scaled by 4096 on the inserts-zstd seed): the same zstd reservation, 2.45 MB held for a 658-byte packet",
+    ),
+    (
         "regressions/packet_decode/announced-256mib-gzip",
         "codec::decompress reserves min(body_raw_len, 16 MiB) before inflating: a 659-byte gzip packet announcing 256 MiB reserves 16 MiB",
     ),
