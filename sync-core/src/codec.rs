@@ -170,21 +170,20 @@ pub fn decompress(codec: Codec, body: &[u8], raw_len: u64) -> Result<Vec<u8>, Pe
         .map_err(|_| malformed(NodeId::NIL, "body length does not fit in memory"))?;
     let raw = match codec {
         Codec::None => body.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(body, expected).map_err(|e| PeerError::Decode {
-            what: "zstd body",
-            detail: e.to_string(),
-        })?,
-        Codec::Gzip => {
-            let mut out = Vec::with_capacity(expected.min(16 << 20));
-            flate2::read::GzDecoder::new(body)
-                .take(raw_len.saturating_add(1))
-                .read_to_end(&mut out)
-                .map_err(|e| PeerError::Decode {
-                    what: "gzip body",
+        Codec::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(body).map_err(|e| PeerError::Decode {
+                    what: "zstd body",
                     detail: e.to_string(),
                 })?;
-            out
+            read_bounded(decoder, body.len(), raw_len, "zstd body")?
         }
+        Codec::Gzip => read_bounded(
+            flate2::read::GzDecoder::new(body),
+            body.len(),
+            raw_len,
+            "gzip body",
+        )?,
     };
     if raw.len() != expected {
         return Err(malformed(
@@ -196,6 +195,30 @@ pub fn decompress(codec: Codec, body: &[u8], raw_len: u64) -> Result<Vec<u8>, Pe
         ));
     }
     Ok(raw)
+}
+
+/// Reads at most `raw_len + 1` bytes of decompressed output. Memory is
+/// reserved as output arrives, from a small multiple of the compressed
+/// size: a header that announces a huge body reserves nothing before the
+/// bytes are really there.
+fn read_bounded(
+    reader: impl Read,
+    body_len: usize,
+    raw_len: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, PeerError> {
+    let first = usize::try_from(raw_len)
+        .unwrap_or(usize::MAX)
+        .min(body_len.saturating_mul(4).max(4096));
+    let mut out = Vec::with_capacity(first);
+    reader
+        .take(raw_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| PeerError::Decode {
+            what,
+            detail: e.to_string(),
+        })?;
+    Ok(out)
 }
 
 fn check_size(what: &'static str, size: u64, limit: u64) -> Result<(), PeerError> {

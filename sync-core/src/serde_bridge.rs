@@ -72,7 +72,12 @@ pub fn to_json(value: &Value) -> Json {
         Value::Float(x) => Number::from_f64(*x).map_or(Json::Null, Json::Number),
         Value::Text(s) => Json::String(s.clone()),
         Value::Bytes(b) => Json::Array(b.iter().map(|x| Json::Number((*x).into())).collect()),
-        Value::Timestamp(t) => Json::String(t.to_string()),
+        Value::Timestamp(t) => match Timestamp::parse_rfc3339(&t.to_string()) {
+            // RFC 3339 where it reads back the same (years 0 to 9999),
+            // integer microseconds otherwise.
+            Some(back) if back == *t => Json::String(t.to_string()),
+            _ => Json::from(t.as_micros()),
+        },
         Value::Uuid(u) => Json::String(u.to_string()),
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Record(r) => Json::Object(r.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
@@ -148,5 +153,32 @@ fn untyped(json: Json) -> Value {
         Json::String(s) => Value::Text(s),
         Json::Array(items) => Value::List(items.into_iter().map(untyped).collect()),
         Json::Object(map) => Value::Record(map.into_iter().map(|(k, v)| (k, untyped(v))).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `json_envelope` fuzz target: timestamps past year 9999
+    /// or before year 0 were written in a form `from_json` refused.
+    #[test]
+    fn timestamps_outside_rfc3339_years_round_trip() {
+        let kind = FieldKind::Timestamp;
+        for micros in [
+            i64::MAX,
+            i64::MIN,
+            253_402_300_800_000_000,
+            -62_167_219_200_000_001,
+            1_765_535_400_000_000,
+        ] {
+            let value = Value::Timestamp(Timestamp(micros));
+            let json = to_json(&value);
+            assert_eq!(
+                from_json(&kind, json.clone()),
+                Ok(value),
+                "{micros} via {json}"
+            );
+        }
     }
 }
