@@ -244,3 +244,25 @@ fn seed_2_merge_is_not_its_input() {
 fn seed_1157_window_of_one_never_acknowledged() {
     passes(1157);
 }
+
+// --- open: found by the 10,000-seed run on the version-clock engine, not
+// fixed yet. Both are restores the hub never detects: the restored node's
+// new packets reuse numbers the hub already holds, and the gap check that
+// would reveal it is replaced by a later one before the node answers it
+// (seed 4113: the restored node never gets back its own write the hub
+// holds). Keeping the first unanswered gap check instead breaks seed 165.
+
+/// Restore undetected after a replaced gap check: node 3 misses its own
+/// write that the hub holds.
+#[test]
+#[ignore = "open: restore undetected when a gap check is replaced before it is answered"]
+fn seed_4113_restore_undetected_gap_check_replaced() {
+    passes(4113);
+}
+
+/// The same class, on node 0.
+#[test]
+#[ignore = "open: restore undetected (same class as seed 4113)"]
+fn seed_5509_restore_undetected() {
+    passes(5509);
+}
