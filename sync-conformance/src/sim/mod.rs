@@ -28,8 +28,12 @@
 //! or was replaced by a writer that had it; writes lost to a restore count
 //! only if the hub had applied them); no packet applied twice by one
 //! receiver; packet counters never going backwards except where the engine
-//! detected a restore; and, with [`check_determinism_with`], that the same seed
-//! gives the same hashes twice.
+//! detected a restore; no false conflict (no audit record or open conflict
+//! between two versions one of which was written knowing the other: the
+//! causal check, against the writes each writer replaced knowingly, see
+//! [`checks::Checks::false_conflicts`]); and, with
+//! [`check_determinism_with`], that the same seed gives the same hashes
+//! twice.
 
 pub mod actor;
 pub mod checks;
