@@ -1,5 +1,7 @@
-//! Applying one incoming change: parent check (park orphans), conflict
-//! detection and resolution, and release of children waiting for it.
+//! Applying one incoming change: parent check (park orphans), the causal
+//! verdict from the two versions' clocks ([`Verdict`]: old news, descendant,
+//! concurrent), resolution of real conflicts by the type's strategy, and
+//! release of children waiting for it.
 
 use super::Ctx;
 use crate::clock::Causality;
@@ -117,12 +119,8 @@ pub(crate) fn apply_change<T: StoreTxn>(
         Some(l) => match judge(ty, &l.entity, &incoming) {
             Verdict::OldNews => {}
             Verdict::Descendant => {
-                let kind = if incoming.is_deleted {
-                    ChangeKind::Deleted
-                } else {
-                    ChangeKind::Updated
-                };
-                store_incoming(txn, ctx, from, incoming, kind, stats)?;
+                // A tombstone is reported as a deletion by `applied`.
+                store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
             }
             Verdict::KnowsIncoming => {
                 let winner = ConflictSide::Local;
@@ -130,11 +128,6 @@ pub(crate) fn apply_change<T: StoreTxn>(
             }
             Verdict::KnownByIncoming => {
                 let both = l.entity.clock.merged(&incoming.clock);
-                let kind = if incoming.is_deleted {
-                    ChangeKind::Deleted
-                } else {
-                    ChangeKind::Updated
-                };
                 let taken = Entity {
                     clock: both,
                     ..incoming
@@ -142,7 +135,7 @@ pub(crate) fn apply_change<T: StoreTxn>(
                 // Stored as this node's own: the sender learns the wider
                 // history too.
                 txn.put_entity(&taken, ctx.local.id, ctx.now)?;
-                applied(ctx, from, taken, kind, stats);
+                applied(ctx, from, taken, ChangeKind::Updated, stats);
             }
             Verdict::TieBreak | Verdict::BothDeleted => {
                 let winner = conflict::last_writer(&l.entity, &incoming);
