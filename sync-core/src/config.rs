@@ -38,6 +38,12 @@ pub struct EngineConfig {
     /// refused ([`crate::PeerError::ClockAhead`]) and a security event is
     /// recorded: a fast clock would win every last-writer-wins conflict.
     pub max_clock_offset_ms: i64,
+    /// Most events kept waiting for [`crate::Engine::poll_event`] (default
+    /// 10,000; at least 1 is kept whatever is set). When the queue is full
+    /// the oldest event is dropped and [`crate::Engine::dropped_events`]
+    /// counts it, so an application that never drains the queue (a server
+    /// that only calls [`crate::Engine::respond_as`]) keeps bounded memory.
+    pub max_events: usize,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +59,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             applied_events: true,
             max_clock_offset_ms: 30 * 60 * 1000,
+            max_events: 10_000,
         }
     }
 }
@@ -105,6 +112,13 @@ impl EngineConfig {
     /// Sets the retry backoff.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Sets how many events the queue keeps before the oldest are dropped
+    /// (at least 1).
+    pub fn max_events(mut self, max: usize) -> Self {
+        self.max_events = max.max(1);
         self
     }
 

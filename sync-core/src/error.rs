@@ -215,6 +215,17 @@ pub enum PeerError {
         /// The configured maximum, in milliseconds.
         max_ms: i64,
     },
+    /// The packet's header names a sender other than the one the transport
+    /// authenticated: nothing was applied.
+    #[error(
+        "the transport authenticated node {authenticated}, but the packet's header names {claimed} as its sender; a node may only send its own packets: check that {authenticated} is configured with its own node id and credentials"
+    )]
+    SenderMismatch {
+        /// The sender the transport authenticated.
+        authenticated: NodeId,
+        /// The sender the header names.
+        claimed: NodeId,
+    },
 }
 
 impl PeerError {
@@ -245,6 +256,7 @@ impl PeerError {
             PeerError::Malformed { .. } => ErrorCode::Corrupt,
             PeerError::UnknownEntityType { .. } => ErrorCode::SchemaMismatch,
             PeerError::ClockAhead { .. } => ErrorCode::ClockAhead,
+            PeerError::SenderMismatch { .. } => ErrorCode::Unauthenticated,
         }
     }
 }

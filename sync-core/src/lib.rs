@@ -67,7 +67,9 @@ pub use conflict::{
     AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, OpenConflict, Resolver,
     VersionRecord,
 };
-pub use engine::{Engine, Incoming, LocalWrite, ManualChoice, SyncChange, Transmit};
+pub use engine::{
+    Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, SyncChange, Transmit,
+};
 pub use entity::{Entity, EntityKey, Operation, StoredEntity};
 pub use entity_registry::{EntityRegistry, EntityType, FieldDef, FieldKind};
 pub use error::{

@@ -37,6 +37,64 @@ pub struct Incoming {
     pub reinitialized: bool,
 }
 
+/// The hub's answer to one request ([`Engine::respond_as`]): the bytes to
+/// send back and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reply {
+    /// The reply to send to the node: its next packet, or an error envelope
+    /// when [`Outcome::error`] is set.
+    pub bytes: Bytes,
+    /// What the request did, for the server's status code and metrics.
+    pub outcome: Outcome,
+}
+
+/// What one request did at the hub ([`Reply::outcome`]).
+///
+/// A refused request has `error` set and every count at zero: nothing of it
+/// was applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The node the request came from: the sender its header names (the
+    /// authenticated one, for a request refused for naming another sender),
+    /// or the authenticated sender when the bytes could not be decoded
+    /// (`None` then under [`Engine::respond`]).
+    pub peer: Option<NodeId>,
+    /// Changes applied.
+    pub applied: usize,
+    /// Conflicts resolved (or queued for a person).
+    pub conflicts: usize,
+    /// Children parked until their parent arrives.
+    pub parked: usize,
+    /// The packet had been applied before: nothing changed, it was
+    /// acknowledged again.
+    pub duplicate: bool,
+    /// One side was found restored from an older copy of its store and the
+    /// pair was re-initialized.
+    pub reinitialized: bool,
+    /// The reply is an error envelope, with this code; `None` when the reply
+    /// is a packet.
+    pub error: Option<ErrorCode>,
+}
+
+impl Outcome {
+    /// Whether the request was refused (the reply is an error envelope).
+    pub fn is_refused(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// The wire code of a refusal and whether sending again may succeed.
+fn envelope_code(error: &SyncError) -> (ErrorCode, bool) {
+    match error {
+        SyncError::Peer(e) => (e.code(), e.is_corruption()),
+        SyncError::Schema(_) => (ErrorCode::SchemaMismatch, false),
+        SyncError::Store(_) => (ErrorCode::Internal, true),
+        _ => (ErrorCode::Unsupported, false),
+    }
+}
+
 /// What processing an acknowledgement found.
 #[derive(Default)]
 struct AckOutcome {
@@ -62,26 +120,122 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// The hub's entry point: handles a node's bytes and returns the reply
-    /// to send back: the next packet for that node, or an error envelope
-    /// telling it why its packet was refused. Only store failures are
-    /// returned as `Err` (answer those with a transient error).
+    /// The hub's entry point for a trusted in-process transport, where
+    /// whoever hands over the bytes may speak for any node (tests, a
+    /// simulator, a single process hosting hub and nodes). Handles a node's
+    /// bytes and returns the reply to send back: the next packet for that
+    /// node, or an error envelope telling it why its packet was refused.
+    /// Only store failures are returned as `Err` (answer those with a
+    /// transient error).
+    ///
+    /// A server whose transport authenticates its clients calls
+    /// [`Engine::respond_as`] instead, which also refuses a packet sent in
+    /// another node's name and reports what happened. Both run the same
+    /// code.
     pub fn respond(&mut self, request: &[u8], now: Timestamp) -> Result<Bytes, SyncError> {
-        match self.handle_incoming(request, now) {
-            Ok(incoming) => Ok(self.build_packet(incoming.from, now)?.bytes),
+        Ok(self.respond_inner(None, request, now)?.bytes)
+    }
+
+    /// The hub's entry point for servers: handles the bytes of a request
+    /// whose sender the transport authenticated as `authenticated`, and
+    /// returns the reply to send back with an [`Outcome`] to choose a status
+    /// and record metrics from.
+    ///
+    /// A packet (or error envelope) whose header names a sender other than
+    /// `authenticated` is refused before any store transaction is opened
+    /// for it: nothing is applied, no peer state changes. The reply is an
+    /// error envelope with [`ErrorCode::Unauthenticated`]
+    /// ([`PeerError::SenderMismatch`]), and a security event of kind
+    /// [`SecurityKind::AuthFailed`] is recorded (in its own transaction).
+    ///
+    /// Every other refusal (damaged bytes, unknown or revoked sender,
+    /// schema, clock) is answered with an error envelope as by
+    /// [`Engine::respond`], its code in [`Outcome::error`]. Only store
+    /// failures are returned as `Err` (answer those with a transient error).
+    pub fn respond_as(
+        &mut self,
+        authenticated: NodeId,
+        request: &[u8],
+        now: Timestamp,
+    ) -> Result<Reply, SyncError> {
+        self.respond_inner(Some(authenticated), request, now)
+    }
+
+    /// The one path behind [`Engine::respond`] (`authenticated: None`) and
+    /// [`Engine::respond_as`].
+    fn respond_inner(
+        &mut self,
+        authenticated: Option<NodeId>,
+        request: &[u8],
+        now: Timestamp,
+    ) -> Result<Reply, SyncError> {
+        let envelope = match codec::decode_envelope(request, &self.config.limits) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                self.security(authenticated, SecurityKind::Corrupt, e.to_string(), now);
+                return Ok(self.refusal_reply(authenticated, &e.into()));
+            }
+        };
+        let claimed = match &envelope {
+            Envelope::Packet(packet) => packet.header.sender,
+            Envelope::Error(message) => message.sender,
+        };
+        if let Some(authenticated) = authenticated {
+            if claimed != authenticated {
+                let error = SyncError::from(PeerError::SenderMismatch {
+                    authenticated,
+                    claimed,
+                });
+                self.security(
+                    Some(authenticated),
+                    SecurityKind::AuthFailed,
+                    error.to_string(),
+                    now,
+                );
+                return Ok(self.refusal_reply(Some(authenticated), &error));
+            }
+        }
+        let result = match envelope {
+            Envelope::Packet(packet) => self.handle_packet(packet, now),
+            Envelope::Error(message) => Err(self.handle_refusal(message)),
+        };
+        match result {
+            Ok(incoming) => {
+                let bytes = self.build_packet(incoming.from, now)?.bytes;
+                Ok(Reply {
+                    bytes,
+                    outcome: Outcome {
+                        peer: Some(incoming.from),
+                        applied: incoming.applied,
+                        conflicts: incoming.conflicts,
+                        parked: incoming.parked,
+                        duplicate: incoming.duplicate,
+                        reinitialized: incoming.reinitialized,
+                        error: None,
+                    },
+                })
+            }
             Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
-            Err(e) => Ok(self.error_envelope(&e)),
+            Err(e) => Ok(self.refusal_reply(Some(claimed), &e)),
+        }
+    }
+
+    /// An error envelope for `error` with the outcome that describes it.
+    fn refusal_reply(&self, peer: Option<NodeId>, error: &SyncError) -> Reply {
+        let (code, _) = envelope_code(error);
+        Reply {
+            bytes: self.error_envelope(error),
+            outcome: Outcome {
+                peer,
+                error: Some(code),
+                ..Outcome::default()
+            },
         }
     }
 
     /// An error envelope telling a peer why its packet was refused.
     pub fn error_envelope(&self, error: &SyncError) -> Bytes {
-        let (code, retryable) = match error {
-            SyncError::Peer(e) => (e.code(), e.is_corruption()),
-            SyncError::Schema(_) => (ErrorCode::SchemaMismatch, false),
-            SyncError::Store(_) => (ErrorCode::Internal, true),
-            _ => (ErrorCode::Unsupported, false),
-        };
+        let (code, retryable) = envelope_code(error);
         codec::encode_envelope(&Envelope::Error(ErrorMessage {
             code,
             message: error.to_string(),
@@ -99,7 +253,7 @@ impl<S: Store> Engine<S> {
                 session.retry = None;
             }
         }
-        self.events.push_back(Event::Rejected {
+        self.emit(Event::Rejected {
             peer,
             message: message.message.clone(),
         });
@@ -185,7 +339,7 @@ impl<S: Store> Engine<S> {
         let has_pending = !txn.pending(&PendingQuery::for_peer(&peer, 1))?.is_empty();
         txn.commit()?;
         let events = ctx.events;
-        self.events.extend(events);
+        self.emit_all(events);
         if let Some(answered) = resync_answered {
             self.resync_answered.insert(header.sender, answered);
         }
@@ -240,7 +394,7 @@ impl<S: Store> Engine<S> {
             session.want_send = true;
         } else {
             session.active = false;
-            self.events.push_back(Event::SyncComplete {
+            self.emit(Event::SyncComplete {
                 peer: incoming.from,
             });
         }
@@ -253,6 +407,7 @@ impl<S: Store> Engine<S> {
             SyncError::Peer(PeerError::RevokedSender { .. }) => SecurityKind::RevokedSender,
             SyncError::Peer(PeerError::WrongRecipient { .. }) => SecurityKind::WrongRecipient,
             SyncError::Peer(PeerError::ClockAhead { .. }) => SecurityKind::ClockAhead,
+            SyncError::Peer(PeerError::SenderMismatch { .. }) => SecurityKind::AuthFailed,
             SyncError::Peer(_) => SecurityKind::Corrupt,
             SyncError::Schema(_) => SecurityKind::SchemaRejected,
             _ => return,

@@ -132,7 +132,7 @@ impl<S: Store> Engine<S> {
         }
         txn.commit()?;
         let events = ctx.events;
-        self.events.extend(events);
+        self.emit_all(events);
         self.writer_moved |= moving;
         Ok(())
     }
@@ -231,7 +231,7 @@ impl<S: Store> Engine<S> {
         txn.add_audit(&audit)?;
         txn.commit()?;
         let events = ctx.events;
-        self.events.extend(events);
+        self.emit_all(events);
         self.writer_moved |= moving;
         Ok(())
     }

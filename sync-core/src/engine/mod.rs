@@ -27,7 +27,7 @@ use crate::rng::SeededRng;
 use crate::store::{ParkedChange, PendingQuery, Store, StoreTxn};
 use crate::timer::{Armed, Timer};
 
-pub use incoming::Incoming;
+pub use incoming::{Incoming, Outcome, Reply};
 pub use local::{LocalWrite, ManualChoice};
 pub use outgoing::Transmit;
 
@@ -43,6 +43,8 @@ pub struct Engine<S: Store> {
     local: NodeInfo,
     rng: SeededRng,
     events: VecDeque<Event>,
+    /// Events dropped because the queue was full (`EngineConfig::max_events`).
+    dropped_events: u64,
     sessions: BTreeMap<NodeId, Session>,
     /// Per peer: this node's packet number when it last re-initialized the
     /// pair because the peer asked for a resync. The peer keeps the flag on
@@ -198,6 +200,7 @@ impl<S: Store> Engine<S> {
             config,
             local,
             events: VecDeque::new(),
+            dropped_events: 0,
             sessions: BTreeMap::new(),
             resync_answered: BTreeMap::new(),
             writer_moved: false,
@@ -358,6 +361,30 @@ impl<S: Store> Engine<S> {
         self.events.pop_front()
     }
 
+    /// How many events were dropped, oldest first, because the queue already
+    /// held [`EngineConfig::max_events`] events (since the engine was
+    /// created or opened). Never decreases.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+    }
+
+    /// Queues an event, dropping the oldest when the queue is full.
+    fn emit(&mut self, event: Event) {
+        let max = self.config.max_events.max(1);
+        while self.events.len() >= max {
+            self.events.pop_front();
+            self.dropped_events = self.dropped_events.saturating_add(1);
+        }
+        self.events.push_back(event);
+    }
+
+    /// Queues events in order (see [`Engine::emit`]).
+    fn emit_all(&mut self, events: impl IntoIterator<Item = Event>) {
+        for event in events {
+            self.emit(event);
+        }
+    }
+
     /// The earliest timer deadline, if any timer is armed.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.sessions
@@ -413,7 +440,7 @@ impl<S: Store> Engine<S> {
     fn progress_event(&mut self, peer: NodeId) {
         if let Some(s) = self.sessions.get(&peer) {
             let p = s.progress;
-            self.events.push_back(Event::Progress(Progress {
+            self.emit(Event::Progress(Progress {
                 peer,
                 sent: p.sent,
                 received: p.received,
@@ -444,7 +471,7 @@ impl<S: Store> Engine<S> {
         });
         // A store that cannot record the event still reports it as an event.
         let _ = recorded;
-        self.events.push_back(Event::Security(event));
+        self.emit(Event::Security(event));
     }
 
     fn parts(&mut self, now: Timestamp) -> (&mut S, Ctx<'_>) {
