@@ -4,7 +4,7 @@
 //! release of children waiting for it.
 
 use super::Ctx;
-use crate::clock::Causality;
+use crate::clock::{Causality, VersionVector};
 use crate::conflict::{
     self, AuditRecord, ConflictContext, ConflictSide, OpenConflict, VersionRecord,
 };
@@ -128,14 +128,7 @@ pub(crate) fn apply_change<T: StoreTxn>(
             }
             Verdict::KnownByIncoming => {
                 let both = l.entity.clock.merged(&incoming.clock);
-                let taken = Entity {
-                    clock: both,
-                    ..incoming
-                };
-                // Stored as this node's own: the sender learns the wider
-                // history too.
-                txn.put_entity(&taken, ctx.local.id, ctx.now)?;
-                applied(ctx, from, taken, ChangeKind::Updated, stats);
+                take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
             }
             Verdict::TieBreak | Verdict::BothDeleted => {
                 let winner = conflict::last_writer(&l.entity, &incoming);
@@ -213,6 +206,26 @@ fn store_incoming<T: StoreTxn>(
 ) -> Result<(), SyncError> {
     txn.put_entity(&entity, from, ctx.now)?;
     applied(ctx, from, entity, kind, stats);
+    Ok(())
+}
+
+/// Takes the incoming content under `both` histories, as this node's own
+/// version: it reaches every peer, the sender included, which so learns the
+/// wider history too.
+fn take_with_both_histories<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    from: NodeId,
+    both: VersionVector,
+    incoming: Entity,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let taken = Entity {
+        clock: both,
+        ..incoming
+    };
+    txn.put_entity(&taken, ctx.local.id, ctx.now)?;
+    applied(ctx, from, taken, ChangeKind::Updated, stats);
     Ok(())
 }
 
@@ -386,12 +399,7 @@ fn store_outcome<T: StoreTxn>(
             txn.put_entity(&kept, ctx.local.id, stored.stored_at)?;
         }
         ConflictSide::Incoming if ctx.is_hub() => {
-            let taken = Entity {
-                clock: both,
-                ..incoming
-            };
-            txn.put_entity(&taken, ctx.local.id, ctx.now)?;
-            applied(ctx, from, taken, ChangeKind::Updated, stats);
+            take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
         }
         ConflictSide::Incoming => {
             store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
