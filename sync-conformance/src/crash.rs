@@ -275,4 +275,19 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.fuse.tick()?;
         self.inner.security_events()
     }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.meta(key)
+    }
+
+    fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.fuse.tick()?;
+        self.inner.put_meta(key, value)
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.meta_with_prefix(prefix)
+    }
 }

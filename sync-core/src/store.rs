@@ -186,4 +186,16 @@ pub trait StoreTxn {
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError>;
     /// All security events, oldest first.
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    // --- driver metadata -------------------------------------------------
+
+    /// The value a driver stored under `key` with [`StoreTxn::put_meta`], if
+    /// any. Drivers keep their own durable state here (the hub's token
+    /// signing keys, a pair's file key) so that it commits with the rest.
+    /// Keys are opaque to the store; drivers namespace them (`"http/…"`).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key`, or removes the key when `value` is `None`.
+    fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+    /// Every key that starts with `prefix`, in key order, with its value.
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }

@@ -58,6 +58,7 @@ struct State {
     conflicts: Vec<OpenConflict>,
     parked: BTreeMap<EntityKey, ParkedChange>,
     security: Vec<SecurityEvent>,
+    meta: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStore {

@@ -31,6 +31,7 @@ enum Undo {
     ConflictAdded,
     ConflictRemoved(usize, OpenConflict),
     Parked(EntityKey, Option<ParkedChange>),
+    Meta(String, Option<Vec<u8>>),
 }
 
 impl<'a> MemoryTxn<'a> {
@@ -65,6 +66,7 @@ impl<'a> MemoryTxn<'a> {
             Undo::ConflictAdded => drop(s.conflicts.pop()),
             Undo::ConflictRemoved(index, conflict) => s.conflicts.insert(index, conflict),
             Undo::Parked(key, previous) => restore(&mut s.parked, key, previous),
+            Undo::Meta(key, previous) => restore(&mut s.meta, key, previous),
         }
     }
 
@@ -290,6 +292,29 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         Ok(self.state.security.clone())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.meta.get(key).cloned())
+    }
+
+    fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let previous = match value {
+            Some(value) => self.state.meta.insert(key.to_owned(), value.to_vec()),
+            None => self.state.meta.remove(key),
+        };
+        self.undo.push(Undo::Meta(key.to_owned(), previous));
+        Ok(())
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .state
+            .meta
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
     }
 }
 

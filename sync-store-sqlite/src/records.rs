@@ -3,7 +3,7 @@
 //! events. Entities inside them are kept whole in the binary encoding of
 //! [`crate::blob`].
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::{
     AuditRecord, ConflictSide, EntityKey, OpenConflict, ParkedChange, SecurityEvent, SecurityKind,
     StoreError, Uuid, VersionRecord,
@@ -446,4 +446,51 @@ fn kind_from(text: &str) -> SecurityKind {
         .iter()
         .find(|(_, name)| *name == text)
         .map_or(SecurityKind::Corrupt, |(k, _)| *k)
+}
+
+/// Driver metadata lives in `_sync_meta` beside the schema version, under
+/// keys with this prefix so that no driver key can touch the store's own.
+const DRIVER_META: &str = "driver:";
+
+pub(crate) fn meta(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.prepare_cached("SELECT value FROM _sync_meta WHERE key = ?1")
+        .and_then(|mut s| {
+            s.query_row([format!("{DRIVER_META}{key}")], |r| r.get(0))
+                .optional()
+        })
+        .map_err(read_error("reading driver metadata"))
+}
+
+pub(crate) fn put_meta(conn: &Connection, key: &str, value: Option<&[u8]>) -> rusqlite::Result<()> {
+    let key = format!("{DRIVER_META}{key}");
+    match value {
+        Some(value) => conn
+            .prepare_cached("INSERT OR REPLACE INTO _sync_meta(key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value]),
+        None => conn
+            .prepare_cached("DELETE FROM _sync_meta WHERE key = ?1")?
+            .execute([key]),
+    }
+    .map(drop)
+}
+
+pub(crate) fn meta_with_prefix(
+    conn: &Connection,
+    prefix: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let from = format!("{DRIVER_META}{prefix}");
+    conn.prepare_cached("SELECT key, value FROM _sync_meta WHERE key >= ?1 ORDER BY key")
+        .and_then(|mut s| {
+            let mut found = Vec::new();
+            let mut rows = s.query([&from])?;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                if !key.starts_with(&from) {
+                    break;
+                }
+                found.push((key[DRIVER_META.len()..].to_owned(), row.get(1)?));
+            }
+            Ok(found)
+        })
+        .map_err(read_error("reading driver metadata"))
 }

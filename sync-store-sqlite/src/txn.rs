@@ -562,6 +562,20 @@ impl StoreTxn for SqliteTxn<'_> {
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         records::security_events(self.conn())
     }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        records::meta(self.conn(), key)
+    }
+
+    fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.write("writing driver metadata", |c| {
+            records::put_meta(c, key, value)
+        })
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        records::meta_with_prefix(self.conn(), prefix)
+    }
 }
 
 /// How deep [`SqliteTxn::keep_cascaded`] follows cascades (children of

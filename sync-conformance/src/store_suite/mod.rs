@@ -39,6 +39,8 @@ macro_rules! store_suite {
                 registry::put_peer_replaces_existing,
                 registry::peers_are_ordered_by_id,
                 registry::peer_state_survives_many_updates,
+                registry::meta_round_trips_and_lists_by_prefix,
+                registry::dropped_txn_discards_meta,
                 entities::empty_store_has_last_seq_zero,
                 entities::missing_entity_is_none,
                 entities::put_entity_assigns_increasing_seq,

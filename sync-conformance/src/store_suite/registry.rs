@@ -2,7 +2,7 @@
 
 use sync_core::{InFlight, NodeId, NodeInfo, PeerState, Role, Store, StoreTxn, Uuid};
 
-use super::{read, write};
+use super::{abandon, read, write};
 use crate::fixtures::{hub_info, node_info, t};
 
 /// A peer state with every field away from its default.
@@ -163,4 +163,72 @@ pub fn peer_state_survives_many_updates<S: Store>(make: impl Fn() -> S) {
         let back = read(&mut store, |txn| txn.peer(model.id()).expect("peer"));
         assert_eq!(back.as_ref(), Some(&model), "after packet {n}");
     }
+}
+
+/// Driver metadata: stored bytes come back whole, `None` removes a key, and
+/// a prefix lists exactly the keys that start with it, in key order.
+pub fn meta_round_trips_and_lists_by_prefix<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    assert_eq!(
+        read(&mut store, |txn| txn.meta("http/key/1").expect("meta")),
+        None
+    );
+    write(&mut store, |txn| {
+        txn.put_meta("http/key/2", Some(&[0, 255, 7])).expect("put");
+        txn.put_meta("http/key/1", Some(b"first")).expect("put");
+        txn.put_meta("http/keys", Some(b"not under the prefix"))
+            .expect("put");
+        txn.put_meta("file/pair/x", Some(&[])).expect("put");
+        txn.put_meta("http/key/1", Some(b"replaced")).expect("put");
+    });
+    assert_eq!(
+        read(&mut store, |txn| txn.meta("http/key/1").expect("meta")),
+        Some(b"replaced".to_vec())
+    );
+    assert_eq!(
+        read(&mut store, |txn| txn.meta("file/pair/x").expect("meta")),
+        Some(Vec::new()),
+        "an empty value is a value, not an absent key"
+    );
+    assert_eq!(
+        read(&mut store, |txn| txn
+            .meta_with_prefix("http/key/")
+            .expect("prefix")),
+        vec![
+            ("http/key/1".to_owned(), b"replaced".to_vec()),
+            ("http/key/2".to_owned(), vec![0, 255, 7]),
+        ]
+    );
+    write(&mut store, |txn| {
+        txn.put_meta("http/key/1", None).expect("remove")
+    });
+    assert_eq!(
+        read(&mut store, |txn| txn.meta("http/key/1").expect("meta")),
+        None
+    );
+    assert_eq!(
+        read(&mut store, |txn| txn
+            .meta_with_prefix("http/")
+            .expect("prefix"))
+        .len(),
+        2
+    );
+}
+
+/// Metadata written in a transaction that is dropped is gone, and a removal
+/// in a dropped transaction leaves the value in place.
+pub fn dropped_txn_discards_meta<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    write(&mut store, |txn| {
+        txn.put_meta("kept", Some(b"v1")).expect("put")
+    });
+    abandon(&mut store, |txn| {
+        txn.put_meta("new", Some(b"x")).expect("put");
+        txn.put_meta("kept", None).expect("remove");
+    });
+    assert_eq!(read(&mut store, |txn| txn.meta("new").expect("meta")), None);
+    assert_eq!(
+        read(&mut store, |txn| txn.meta("kept").expect("meta")),
+        Some(b"v1".to_vec())
+    );
 }

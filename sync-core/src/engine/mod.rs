@@ -354,6 +354,50 @@ impl<S: Store> Engine<S> {
         Ok(self.store.begin()?.security_events()?)
     }
 
+    /// Records a security event that a driver observed before the engine saw
+    /// any bytes (a refused token, a revoked credential), in the store's
+    /// security log beside the engine's own, and emits it.
+    pub fn record_security_event(
+        &mut self,
+        peer: Option<NodeId>,
+        kind: SecurityKind,
+        detail: impl Into<String>,
+        now: Timestamp,
+    ) -> Result<(), SyncError> {
+        let event = SecurityEvent {
+            at: now,
+            peer,
+            kind,
+            detail: detail.into(),
+        };
+        let mut txn = self.store.begin()?;
+        txn.add_security_event(&event)?;
+        txn.commit()?;
+        self.emit(Event::Security(event));
+        Ok(())
+    }
+
+    // --- driver metadata ------------------------------------------------------
+
+    /// A driver's durable value under `key` (see [`StoreTxn::meta`]).
+    pub fn meta(&mut self, key: &str) -> Result<Option<Vec<u8>>, SyncError> {
+        Ok(self.store.begin()?.meta(key)?)
+    }
+
+    /// Every driver value whose key starts with `prefix`, in key order.
+    pub fn meta_with_prefix(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SyncError> {
+        Ok(self.store.begin()?.meta_with_prefix(prefix)?)
+    }
+
+    /// Stores (or with `None` removes) a driver's durable value under `key`,
+    /// in its own committed transaction.
+    pub fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), SyncError> {
+        let mut txn = self.store.begin()?;
+        txn.put_meta(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     // --- outputs -------------------------------------------------------------
 
     /// The next event, if any. Drain after every input.
