@@ -13,8 +13,8 @@ use std::cell::Cell;
 
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
-    VersionRecord,
+    PendingQuery, RejectedChange, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity,
+    Timestamp, Uuid, VersionRecord,
 };
 
 /// A store that fails every operation from a chosen one on, as if the
@@ -274,6 +274,21 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.fuse.tick()?;
         self.inner.security_events()
+    }
+
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError> {
+        self.fuse.tick()?;
+        self.inner.put_rejected(rejected)
+    }
+
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.rejected()
+    }
+
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.take_rejected(id)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -34,6 +34,18 @@ pub enum Event {
         /// Its explanation.
         message: String,
     },
+    /// A change was refused and quarantined (see [`crate::rejected`]): by
+    /// this store (a version `peer` sent), or by `peer` (one of ours).
+    ChangeRejected {
+        /// The peer that sent the version, or that refused it.
+        peer: NodeId,
+        /// The entity.
+        key: crate::entity::EntityKey,
+        /// Which side refused it.
+        by: crate::rejected::RejectedBy,
+        /// The store's reason.
+        reason: String,
+    },
     /// A sync session finished: nothing pending either way, all acknowledged.
     SyncComplete {
         /// The peer.

@@ -32,6 +32,7 @@ use crate::error::StoreError;
 use crate::events::SecurityEvent;
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{NodeInfo, PeerState};
+use crate::rejected::RejectedChange;
 
 /// A transactional store. See the module docs for the contract.
 pub trait Store {
@@ -186,6 +187,15 @@ pub trait StoreTxn {
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError>;
     /// All security events, oldest first.
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    // --- rejected changes (quarantine) ------------------------------------
+
+    /// Stores a rejected change, replacing the record with the same id.
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError>;
+    /// Every rejected change, oldest first (by first `put_rejected`).
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError>;
+    /// Removes and returns a rejected change.
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError>;
 
     // --- driver metadata -------------------------------------------------
 

@@ -232,7 +232,7 @@ pub use txn::SqliteTxn;
 /// like any field a peer's schema lacks, so every store keeps it; a SQLite
 /// store receiving such a tombstone removes the row too, where one without
 /// it only sets `is_deleted`. Other stores need not know it.
-pub const REMOVED_FIELD: &str = "_sync_removed";
+pub const REMOVED_FIELD: &str = sync_core::entity::REMOVED_FIELD;
 
 use crate::table::TrackedTable;
 use crate::tracking::{Peers, Remembered};

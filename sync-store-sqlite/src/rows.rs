@@ -194,8 +194,11 @@ pub(crate) enum Written {
     /// Another row holds one of its UNIQUE or primary-key values (it will
     /// most likely let go of it later in the same packet: several writes to
     /// one row travel as its latest state only), so the row was left as it
-    /// was.
-    Blocked,
+    /// was. `reason` names the table, the columns and the values.
+    Blocked {
+        /// For a person, should the row still be blocked at commit.
+        reason: String,
+    },
 }
 
 /// Whether a failed write collided with a UNIQUE or primary-key value.
@@ -259,8 +262,61 @@ pub(crate) fn write_live(
     });
     match written {
         Ok(()) => Ok(Written::Row { extras }),
-        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked),
+        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked {
+            reason: key_conflict_reason(table, entity, &e),
+        }),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(StoreError::Refused {
+                key: entity.key.clone(),
+                reason: format!(
+                    "table {} refuses the row with {} = {id}: {}",
+                    table.table,
+                    table.key,
+                    constraint_message(&e)
+                ),
+            })
+        }
         Err(e) => Err(write_error(table, id, e)),
+    }
+}
+
+/// SQLite's own words for a failed constraint ("NOT NULL constraint
+/// failed: customer.email").
+fn constraint_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Names the table, columns and values of a UNIQUE collision: "table
+/// customer already holds email = 'a@example.com' in another row".
+fn key_conflict_reason(table: &TrackedTable, entity: &Entity, e: &rusqlite::Error) -> String {
+    let message = constraint_message(e);
+    let columns: Vec<&str> = message
+        .split_once(": ")
+        .map(|(_, list)| list.split(", ").collect())
+        .unwrap_or_default();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|qualified| {
+            let column = qualified.rsplit_once('.').map_or(*qualified, |(_, c)| c);
+            let value = match entity.fields.get(column) {
+                Some(Value::Text(text)) => format!("'{text}'"),
+                Some(Value::Null) | None if column == table.key => format!("'{}'", entity.key.id),
+                Some(value) => format!("{value:?}"),
+                None => "NULL".to_owned(),
+            };
+            format!("{column} = {value}")
+        })
+        .collect();
+    match values.is_empty() {
+        true => format!("table {} refuses the row: {message}", table.table),
+        false => format!(
+            "table {} already holds {} in another row ({message})",
+            table.table,
+            values.join(", ")
+        ),
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) struct ApplyStats {
     pub applied: usize,
     pub conflicts: usize,
     pub parked: usize,
+    pub rejected: usize,
 }
 
 /// How an incoming version relates to the one held here, and so what to do
@@ -99,6 +100,10 @@ pub(crate) fn apply_change<T: StoreTxn>(
 ) -> Result<(), SyncError> {
     let registry = ctx.registry;
     let ty = registry.require(&incoming.key.entity_type)?;
+    if let Some(reason) = ctx.quarantine.get(&incoming.key).cloned() {
+        txn.unpark(&incoming.key)?;
+        return super::quarantine::reject_incoming(txn, ctx, peer.id(), incoming, reason, stats);
+    }
     if let Some(parent) = missing_parent(txn, ty, &incoming)? {
         txn.park(&ParkedChange {
             entity: incoming,
