@@ -45,9 +45,11 @@ pub(crate) fn retry(conn: &Connection, types: &Types) -> Result<(), StoreError> 
 
 /// Whether the row of `id` still waits for a UNIQUE value.
 pub(crate) fn is_noted(conn: &Connection, type_id: i64, id: Uuid) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM _sync_blocked WHERE type_id = ?1 AND uuid = ?2)")
-        .and_then(|mut s| s.query_row(params![type_id, id.as_bytes()], |r| r.get(0)))
-        .map_err(|e| StoreError::backend("reading rows waiting for a UNIQUE value", e))
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM _sync_blocked WHERE type_id = ?1 AND uuid = ?2)",
+    )
+    .and_then(|mut s| s.query_row(params![type_id, id.as_bytes()], |r| r.get(0)))
+    .map_err(|e| StoreError::backend("reading rows waiting for a UNIQUE value", e))
 }
 
 fn noted(conn: &Connection) -> Result<Vec<(i64, Uuid)>, StoreError> {

@@ -693,7 +693,8 @@ impl SqliteTxn<'_> {
                 self.write("noting a row that waits for a UNIQUE value", |c| {
                     blocked::note(c, type_id, entity.key.id)
                 })?;
-                self.blocked_here.push((type_id, entity.key.clone(), reason));
+                self.blocked_here
+                    .push((type_id, entity.key.clone(), reason));
                 Ok(Some(Doc::Whole(entity.clone())))
             }
         }

@@ -361,7 +361,8 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
         }
-        let put_back = quarantine::take_notices(&mut txn, &mut ctx, header.sender, body.rejections)?;
+        let put_back =
+            quarantine::take_notices(&mut txn, &mut ctx, header.sender, body.rejections)?;
         let mut stats = ApplyStats::default();
         for change in body.changes {
             if put_back.contains(&change.entity.key) {
@@ -432,8 +433,7 @@ impl<S: Store> Engine<S> {
         // Received changes must be acknowledged; more may be waiting either
         // way; pending changes are sent while acknowledgements make progress;
         // notices of refused changes are acknowledged so they stop coming.
-        let again =
-            header.entity_count > 0 || header.more || told || (has_pending && progressed);
+        let again = header.entity_count > 0 || header.more || told || (has_pending && progressed);
         if again {
             session.want_send = true;
         } else {

@@ -211,7 +211,9 @@ impl<S: Store> Engine<S> {
         let moving = self.prepare_writer(now);
         let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
-        let record = txn.take_rejected(id)?.ok_or(WriteError::NoSuchRejected(id))?;
+        let record = txn
+            .take_rejected(id)?
+            .ok_or(WriteError::NoSuchRejected(id))?;
         if moving {
             txn.set_local_node(ctx.local)?;
         }
@@ -256,7 +258,9 @@ impl<S: Store> Engine<S> {
     /// version history (resolution `rejected: …, discarded`), never lost.
     pub fn discard_rejected(&mut self, id: Uuid, now: Timestamp) -> Result<(), SyncError> {
         let mut txn = self.store.begin()?;
-        let record = txn.take_rejected(id)?.ok_or(WriteError::NoSuchRejected(id))?;
+        let record = txn
+            .take_rejected(id)?
+            .ok_or(WriteError::NoSuchRejected(id))?;
         let entity = record.entity;
         txn.add_version(&VersionRecord {
             id: Ctx::record_id("rejected-discarded", &entity.key, now, &[&entity]),
