@@ -8,6 +8,11 @@
 //! was open is dropped uncommitted, so the wrapped store keeps exactly what
 //! was committed before the crash. [`CrashingStore::into_inner`] takes the
 //! wrapped store back, which is what a restart reopens.
+//!
+//! It also plays a store whose own schema refuses some versions (a UNIQUE
+//! or NOT NULL constraint of an application's table):
+//! [`CrashingStore::refuse_when`] makes `put_entity` answer
+//! [`StoreError::Refused`] for the versions a rule picks.
 
 use std::cell::Cell;
 
@@ -23,7 +28,11 @@ use sync_core::{
 pub struct CrashingStore<S> {
     inner: S,
     fuse: Fuse,
+    refuse: Option<RefusalRule>,
 }
+
+/// Picks the versions a store refuses, with the reason it gives.
+pub type RefusalRule = fn(&Entity) -> Option<String>;
 
 /// Counts operations down to the crash.
 #[derive(Debug, Default)]
@@ -42,7 +51,14 @@ impl<S> CrashingStore<S> {
         CrashingStore {
             inner,
             fuse: Fuse::default(),
+            refuse: None,
         }
+    }
+
+    /// From now on `put_entity` refuses every version `rule` names a reason
+    /// for ([`StoreError::Refused`]), writing nothing of it.
+    pub fn refuse_when(&mut self, rule: RefusalRule) {
+        self.refuse = Some(rule);
     }
 
     /// Arms the crash: `ops` more operations succeed, the next one fails.
@@ -126,10 +142,15 @@ impl<S: Store> Store for CrashingStore<S> {
 
     fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError> {
         self.fuse.tick()?;
-        let CrashingStore { inner, fuse } = self;
+        let CrashingStore {
+            inner,
+            fuse,
+            refuse,
+        } = self;
         Ok(CrashingTxn {
             inner: inner.begin()?,
             fuse,
+            refuse: *refuse,
         })
     }
 }
@@ -138,6 +159,7 @@ impl<S: Store> Store for CrashingStore<S> {
 pub struct CrashingTxn<'a, T> {
     inner: T,
     fuse: &'a Fuse,
+    refuse: Option<RefusalRule>,
 }
 
 impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
@@ -183,6 +205,12 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         stored_at: Timestamp,
     ) -> Result<u64, StoreError> {
         self.fuse.tick()?;
+        if let Some(reason) = self.refuse.and_then(|rule| rule(entity)) {
+            return Err(StoreError::Refused {
+                key: entity.key.clone(),
+                reason,
+            });
+        }
         self.inner.put_entity(entity, source, stored_at)
     }
 
