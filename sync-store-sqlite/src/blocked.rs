@@ -1,5 +1,8 @@
-//! Versions whose row could not be written because another row held one of
-//! its UNIQUE (or primary-key) values. Several writes to one row travel as
+//! Versions whose row could not be written (whole) yet: another row held
+//! one of its UNIQUE (or primary-key) values, or a referenced parent had no
+//! row yet (records that reference each other: the reference is written
+//! NULL and filled in here, or a row whose reference cannot be NULL waits
+//! for its parent's). Several writes to one row travel as
 //! its latest state only, so a packet may bring a row's new value before
 //! the row that held it lets go: the store keeps such a version whole in
 //! `_sync_changes` (reads see it) and notes it in `_sync_blocked`; before
@@ -77,7 +80,7 @@ fn retry_one(conn: &Connection, types: &Types, type_id: i64, id: Uuid) -> Result
     let written = match waiting {
         None => None,
         Some((entity, table)) => match rows::write_live(conn, &table, &entity, true)? {
-            Written::Blocked { .. } => return Ok(false),
+            Written::Blocked { .. } | Written::Deferred => return Ok(false),
             // Kept whole, as any version whose parent has no row here.
             Written::ParentRowMissing => None,
             Written::Row { extras } => Some(extras),

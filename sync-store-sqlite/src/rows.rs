@@ -188,9 +188,13 @@ pub(crate) enum Written {
         /// Fields kept beside the row.
         extras: Record,
     },
-    /// A referenced parent has no row here (it exists only as a tombstone),
-    /// so the version cannot be written to the table.
+    /// A referenced parent has no row here (it exists only as a tombstone,
+    /// or has not arrived yet) and the reference cannot be NULL, so the
+    /// version cannot be written to the table.
     ParentRowMissing,
+    /// The row is written, but a referenced parent has no row yet: the
+    /// reference is NULL until it does (filled in at commit).
+    Deferred,
     /// Another row holds one of its UNIQUE or primary-key values (it will
     /// most likely let go of it later in the same packet: several writes to
     /// one row travel as its latest state only), so the row was left as it
@@ -199,6 +203,15 @@ pub(crate) enum Written {
         /// For a person, should the row still be blocked at commit.
         reason: String,
     },
+}
+
+/// Whether a failed write left a NOT NULL column empty.
+fn is_not_null(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+    )
 }
 
 /// Whether a failed write collided with a UNIQUE or primary-key value.
@@ -228,6 +241,10 @@ pub(crate) fn write_live(
         &table.is_deleted,
         SqlValue::Integer(i64::from(entity.is_deleted)),
     ));
+    // A reference whose parent has no row yet is written NULL and filled in
+    // at commit, once the parent's row exists (records that reference each
+    // other arrive in one packet).
+    let mut deferred = false;
     for column in &table.columns {
         let field = entity.fields.get(&column.name);
         if column.excluded && field.is_none() {
@@ -238,7 +255,10 @@ pub(crate) fn write_live(
             (ColumnKind::ForeignKey(fk), Some(value)) => {
                 match parent_value(conn, table, column, fk, value)? {
                     Some(v) => v,
-                    None => return Ok(Written::ParentRowMissing),
+                    None => {
+                        deferred = true;
+                        SqlValue::Null
+                    }
                 }
             }
             (_, Some(value)) => to_sql(table, column, value)?,
@@ -261,7 +281,10 @@ pub(crate) fn write_live(
         false => insert_raw(conn, table, id, &sets),
     });
     match written {
+        Ok(()) if deferred => Ok(Written::Deferred),
         Ok(()) => Ok(Written::Row { extras }),
+        // The reference cannot be NULL: the row waits, kept whole.
+        Err(e) if deferred && is_not_null(&e) => Ok(Written::ParentRowMissing),
         Err(e) if is_key_conflict(&e) => Ok(Written::Blocked {
             reason: key_conflict_reason(table, entity, &e),
         }),

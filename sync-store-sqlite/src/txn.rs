@@ -688,7 +688,14 @@ impl SqliteTxn<'_> {
         match self.write_with(|c| rows::write_live(c, table, entity, known))? {
             Written::Row { extras } if extras.is_empty() => Ok(None),
             Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
-            Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
+            Written::ParentRowMissing | Written::Deferred => {
+                // Retried at commit: the parent's row may come later in
+                // the same transaction (records referencing each other).
+                self.write("noting a row that waits for its parent's row", |c| {
+                    blocked::note(c, type_id, entity.key.id)
+                })?;
+                Ok(Some(Doc::Whole(entity.clone())))
+            }
             Written::Blocked { reason } => {
                 self.write("noting a row that waits for a UNIQUE value", |c| {
                     blocked::note(c, type_id, entity.key.id)

@@ -30,17 +30,35 @@ const SCHEMA: &str = "
     CREATE TABLE tag(
         code TEXT PRIMARY KEY,
         label TEXT
+    );
+    CREATE TABLE department(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        manager_id INTEGER REFERENCES employee(id)
+    );
+    CREATE TABLE employee(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        department_id INTEGER NOT NULL REFERENCES department(id)
     );";
 
 /// The columns compared between nodes: everything but local row ids and the
 /// sync-only `updated_at`.
-const COMPARED: [(&str, &str); 3] = [
+const COMPARED: [(&str, &str); 5] = [
     ("customer", "sync_uuid, email, name, is_deleted"),
     (
         "purchase",
         "sync_uuid, (SELECT c.sync_uuid FROM customer c WHERE c.id = customer_id), item, is_deleted",
     ),
     ("tag", "sync_uuid, code, label, is_deleted"),
+    (
+        "department",
+        "sync_uuid, name, (SELECT e.sync_uuid FROM employee e WHERE e.id = manager_id), is_deleted",
+    ),
+    (
+        "employee",
+        "sync_uuid, name, (SELECT d.sync_uuid FROM department d WHERE d.id = department_id), is_deleted",
+    ),
 ];
 
 struct Fleet {
@@ -61,6 +79,8 @@ fn open_tracked(path: &Path, extra_sql: &str) -> SqliteStore {
         ("customer", "Customer"),
         ("purchase", "Purchase"),
         ("tag", "Tag"),
+        ("department", "Department"),
+        ("employee", "Employee"),
     ] {
         store
             .track_table(table, TrackOptions::new().entity_type_name(name))
@@ -802,4 +822,37 @@ fn a_row_one_node_refuses_blocks_nothing_behind_it() {
         history.iter().any(|v| v.resolution.contains("discarded")),
         "{history:?}"
     );
+}
+
+// --- issue 9, item 4: references ------------------------------------------------
+
+/// Issue 9, fourth bullet: a department whose manager is an employee of it.
+/// A fresh node receives both in one packet; neither waits for the other,
+/// and both references are in place afterwards.
+#[test]
+fn records_that_reference_each_other_arrive_on_a_fresh_node() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    fleet
+        .app(0)
+        .execute_batch(
+            "INSERT INTO department(name) VALUES ('Sales');
+             INSERT INTO employee(name, department_id) VALUES ('Dee', 1);
+             UPDATE department SET manager_id = 1 WHERE name = 'Sales';",
+        )
+        .unwrap();
+    fleet.sync_node(0);
+    fleet.sync_node(1);
+    fleet.assert_same_tables();
+    let n1 = fleet.app(1);
+    assert_eq!(
+        count(
+            &n1,
+            "SELECT count(*) FROM department d JOIN employee e
+               ON d.manager_id = e.id AND e.department_id = d.id"
+        ),
+        1,
+        "both references are filled in on the fresh node"
+    );
+    assert!(fleet.nodes[1].parked().unwrap().is_empty());
+    assert!(fleet.hub.parked().unwrap().is_empty());
 }

@@ -169,17 +169,32 @@ pub(crate) fn release_parked<T: StoreTxn>(
 }
 
 /// The first referenced parent that does not exist here.
+///
+/// A parent that is itself here but parked (waiting for a parent of its
+/// own) does not count as missing: records that reference each other
+/// (department.manager and employee.department) would otherwise wait for
+/// each other forever. The change applies, and its release applies the
+/// parked parent after it; a store that enforces references fills them in
+/// once both rows exist (see the SQLite store).
 fn missing_parent<T: StoreTxn>(
     txn: &T,
     ty: &EntityType,
     entity: &Entity,
 ) -> Result<Option<EntityKey>, SyncError> {
+    let mut parked: Option<Vec<EntityKey>> = None;
     for (field, target) in ty.references() {
         let Some(parent_id) = entity.fields.get(field).and_then(|v| v.as_uuid()) else {
             continue;
         };
         let parent = EntityKey::new(target, parent_id);
-        if parent != entity.key && txn.entity(&parent)?.is_none() {
+        if parent == entity.key || txn.entity(&parent)?.is_some() {
+            continue;
+        }
+        let parked = match &mut parked {
+            Some(keys) => keys,
+            None => parked.insert(txn.parked()?.into_iter().map(|p| p.entity.key).collect()),
+        };
+        if !parked.contains(&parent) {
             return Ok(Some(parent));
         }
     }
