@@ -294,6 +294,11 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.inner.parked()
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.parked_change(child)
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.fuse.tick()?;
         self.inner.add_security_event(event)

@@ -180,6 +180,11 @@ pub trait StoreTxn {
     fn unpark(&mut self, child: &EntityKey) -> Result<(), StoreError>;
     /// All parked changes.
     fn parked(&self) -> Result<Vec<ParkedChange>, StoreError>;
+    /// The change parked for `child`, if any. The default scans
+    /// [`StoreTxn::parked`]; stores override it with a keyed read.
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        Ok(self.parked()?.into_iter().find(|p| &p.entity.key == child))
+    }
 
     // --- security ------------------------------------------------------
 

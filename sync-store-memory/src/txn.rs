@@ -297,6 +297,10 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.parked.values().cloned().collect())
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        Ok(self.state.parked.get(child).cloned())
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.state.security.push(event.clone());
         self.undo.push(Undo::SecurityAdded);

@@ -337,6 +337,18 @@ pub(crate) fn parked(conn: &Connection) -> Result<Vec<ParkedChange>, StoreError>
     parked_where(conn, "", None)
 }
 
+pub(crate) fn parked_change(
+    conn: &Connection,
+    child: &EntityKey,
+) -> Result<Option<ParkedChange>, StoreError> {
+    parked_where(
+        conn,
+        "WHERE entity_type = ?1 AND entity_uuid = ?2",
+        Some(child),
+    )
+    .map(|found| found.into_iter().next())
+}
+
 pub(crate) fn parked_for(
     conn: &Connection,
     parent: &EntityKey,

@@ -570,6 +570,13 @@ impl StoreTxn for SqliteTxn<'_> {
         records::parked(self.conn())
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        if !self.any_parked()? {
+            return Ok(None);
+        }
+        records::parked_change(self.conn(), child)
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.write("recording a security event", |c| {
             records::add_security_event(c, event)

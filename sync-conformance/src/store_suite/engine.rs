@@ -707,3 +707,94 @@ pub fn engine_node_refusal_is_reported_to_the_hub<S: Store>(make: impl Fn() -> S
     assert!(net.nodes[1].get(&refused_key).expect("get").is_some());
     assert!(net.nodes[1].rejected().expect("rejected").is_empty());
 }
+
+/// Issue 9, item 4: a change waiting for its parent is visible (the API and
+/// an event), and one that waited longer than `max_park_ms` is applied
+/// without its parent at its sender's next packet, with an event: nothing
+/// waits forever unseen.
+pub fn engine_parked_change_is_visible_and_expires<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+        c.batch(1, usize::MAX).max_park_ms(60_000)
+    });
+    let report = net.nodes[0]
+        .insert(REPORT, report_fields(1), t(1))
+        .expect("report");
+    let line = net.nodes[0]
+        .insert(
+            LINE,
+            record([
+                ("report_id", Value::Uuid(report)),
+                ("text", "first".into()),
+                ("qty", Value::Float(1.0)),
+            ]),
+            t(2),
+        )
+        .expect("line");
+    // The report is edited after its line: the line travels first.
+    net.nodes[0]
+        .put(EntityKey::new(REPORT, report), report_fields(2), t(3))
+        .expect("edit");
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let first = net.nodes[0]
+        .poll_transmit(t(4))
+        .expect("poll")
+        .expect("a packet");
+    let reply = net.hub.respond(&first.bytes, t(4)).expect("respond");
+    let line_key = EntityKey::new(LINE, line);
+    let parked = net.hub.parked().expect("parked");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].entity.key, line_key);
+    assert!(
+        drain(&mut net.hub)
+            .iter()
+            .any(|e| matches!(e, Event::Parked { key, .. } if *key == line_key)),
+        "a Parked event"
+    );
+    net.nodes[0].handle_incoming(&reply, t(4)).expect("reply");
+    net.sync(0, t(5)).expect("sync");
+    assert!(
+        net.hub.parked().expect("parked").is_empty(),
+        "released by its parent"
+    );
+    assert!(net.hub.get(&line_key).expect("get").is_some());
+
+    // A change whose parent never comes: parked long ago at the hub.
+    let orphan_key = EntityKey::new(LINE, Uuid::from_u128(0x0A0A));
+    let missing = EntityKey::new(REPORT, Uuid::from_u128(0x0B0B));
+    let orphan = sync_core::Entity::new_version(
+        orphan_key.clone(),
+        t(6),
+        false,
+        node_id(0),
+        record([
+            ("report_id", Value::Uuid(missing.id)),
+            ("text", "orphan".into()),
+            ("qty", Value::Float(2.0)),
+        ]),
+    );
+    {
+        let mut txn = net.hub.store_mut().begin().expect("begin");
+        txn.park(&sync_core::ParkedChange {
+            entity: orphan,
+            from: node_id(0),
+            waiting_for: missing.clone(),
+            arrived_at: t(6),
+        })
+        .expect("park");
+        txn.commit().expect("commit");
+    }
+    // Before the bound, it still waits.
+    net.sync(0, t(30)).expect("sync");
+    assert_eq!(net.hub.parked().expect("parked").len(), 1);
+    drain(&mut net.hub);
+    // After it, the sender's next packet applies it without its parent.
+    net.sync(0, t(6 + 61)).expect("sync");
+    assert!(net.hub.parked().expect("parked").is_empty());
+    assert!(net.hub.get(&orphan_key).expect("get").is_some());
+    assert!(
+        drain(&mut net.hub).iter().any(
+            |e| matches!(e, Event::ParkExpired { key, waiting_for } if *key == orphan_key && *waiting_for == missing)
+        ),
+        "a ParkExpired event"
+    );
+}

@@ -130,6 +130,7 @@ macro_rules! store_suite {
                 engine::engine_large_entity_syncs,
                 engine::engine_refused_change_is_quarantined,
                 engine::engine_node_refusal_is_reported_to_the_hub,
+                engine::engine_parked_change_is_visible_and_expires,
             }
         }
     };

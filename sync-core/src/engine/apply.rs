@@ -98,18 +98,69 @@ pub(crate) fn apply_change<T: StoreTxn>(
     now: Timestamp,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
+    apply_checked(txn, ctx, peer, incoming, now, stats, true)
+}
+
+/// Applies the parked changes from `peer` that have waited longer than
+/// [`crate::EngineConfig::max_park_ms`], without their parents.
+pub(crate) fn expire_parked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let max = ctx.config.max_park_ms;
+    let expired: Vec<ParkedChange> = txn
+        .parked()?
+        .into_iter()
+        .filter(|p| p.from == peer.id())
+        .filter(|p| now.as_micros().saturating_sub(p.arrived_at.as_micros()) / 1_000 > max)
+        .collect();
+    for parked in expired {
+        ctx.events.push(Event::ParkExpired {
+            key: parked.entity.key.clone(),
+            waiting_for: parked.waiting_for.clone(),
+        });
+        apply_checked(txn, ctx, peer, parked.entity, now, stats, false)?;
+    }
+    Ok(())
+}
+
+fn apply_checked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    incoming: Entity,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+    check_parents: bool,
+) -> Result<(), SyncError> {
     let registry = ctx.registry;
     let ty = registry.require(&incoming.key.entity_type)?;
     if let Some(reason) = ctx.quarantine.get(&incoming.key).cloned() {
         txn.unpark(&incoming.key)?;
         return super::quarantine::reject_incoming(txn, ctx, peer.id(), incoming, reason, stats);
     }
-    if let Some(parent) = missing_parent(txn, ty, &incoming)? {
+    let missing = match check_parents {
+        true => missing_parent(txn, ty, &incoming)?,
+        false => None,
+    };
+    if let Some(parent) = missing {
+        // A change parked before keeps the time it first arrived.
+        let arrived_at = txn
+            .parked_change(&incoming.key)?
+            .map_or(now, |p| p.arrived_at);
+        ctx.events.push(Event::Parked {
+            peer: peer.id(),
+            key: incoming.key.clone(),
+            waiting_for: parent.clone(),
+        });
         txn.park(&ParkedChange {
             entity: incoming,
             from: peer.id(),
             waiting_for: parent,
-            arrived_at: now,
+            arrived_at,
         })?;
         stats.parked += 1;
         return Ok(());
@@ -181,7 +232,6 @@ fn missing_parent<T: StoreTxn>(
     ty: &EntityType,
     entity: &Entity,
 ) -> Result<Option<EntityKey>, SyncError> {
-    let mut parked: Option<Vec<EntityKey>> = None;
     for (field, target) in ty.references() {
         let Some(parent_id) = entity.fields.get(field).and_then(|v| v.as_uuid()) else {
             continue;
@@ -190,11 +240,7 @@ fn missing_parent<T: StoreTxn>(
         if parent == entity.key || txn.entity(&parent)?.is_some() {
             continue;
         }
-        let parked = match &mut parked {
-            Some(keys) => keys,
-            None => parked.insert(txn.parked()?.into_iter().map(|p| p.entity.key).collect()),
-        };
-        if !parked.contains(&parent) {
+        if txn.parked_change(&parent)?.is_none() {
             return Ok(Some(parent));
         }
     }

@@ -371,6 +371,7 @@ impl<S: Store> Engine<S> {
             }
             apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
         }
+        super::apply::expire_parked(&mut txn, &mut ctx, &peer, now, &mut stats)?;
         peer.received_packet_no = header.packet_no;
         peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
