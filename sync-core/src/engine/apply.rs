@@ -10,7 +10,7 @@ use crate::conflict::{
 };
 use crate::entity::{Entity, EntityKey, StoredEntity};
 use crate::entity_registry::EntityType;
-use crate::error::SyncError;
+use crate::error::{StoreError, SyncError};
 use crate::events::{AppliedChange, ChangeKind, ConflictEvent, Event};
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::PeerState;
@@ -127,7 +127,47 @@ pub(crate) fn expire_parked<T: StoreTxn>(
     Ok(())
 }
 
+/// Stores a version on behalf of the incoming change being applied: a
+/// refusal names that change (what the quarantine keeps), and the write is
+/// remembered so that a refusal at commit can be traced back to it.
+fn put<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    entity: &Entity,
+    source: NodeId,
+    stored_at: Timestamp,
+) -> Result<u64, SyncError> {
+    let change = ctx.applying.last().cloned();
+    if let Some(change) = &change {
+        ctx.written.insert(entity.key.clone(), change.clone());
+    }
+    txn.put_entity(entity, source, stored_at)
+        .map_err(|e| match (e, change) {
+            (StoreError::Refused { reason, .. }, Some(change)) => StoreError::Refused {
+                key: change,
+                reason,
+            }
+            .into(),
+            (e, _) => e.into(),
+        })
+}
+
 fn apply_checked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    incoming: Entity,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+    check_parents: bool,
+) -> Result<(), SyncError> {
+    ctx.applying.push(incoming.key.clone());
+    let result = apply_one(txn, ctx, peer, incoming, now, stats, check_parents);
+    ctx.applying.pop();
+    result
+}
+
+fn apply_one<T: StoreTxn>(
     txn: &mut T,
     ctx: &mut Ctx<'_>,
     peer: &PeerState,
@@ -270,7 +310,7 @@ fn store_incoming<T: StoreTxn>(
     kind: ChangeKind,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    txn.put_entity(&entity, from, ctx.now)?;
+    put(txn, ctx, &entity, from, ctx.now)?;
     applied(ctx, from, entity, kind, stats);
     Ok(())
 }
@@ -290,7 +330,7 @@ fn take_with_both_histories<T: StoreTxn>(
         clock: both,
         ..incoming
     };
-    txn.put_entity(&taken, ctx.local.id, ctx.now)?;
+    put(txn, ctx, &taken, ctx.local.id, ctx.now)?;
     applied(ctx, from, taken, ChangeKind::Updated, stats);
     Ok(())
 }
@@ -462,7 +502,7 @@ fn store_outcome<T: StoreTxn>(
                 clock: both,
                 ..stored.entity
             };
-            txn.put_entity(&kept, ctx.local.id, stored.stored_at)?;
+            put(txn, ctx, &kept, ctx.local.id, stored.stored_at)?;
         }
         ConflictSide::Incoming if ctx.is_hub() => {
             take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
@@ -478,7 +518,7 @@ fn store_outcome<T: StoreTxn>(
                 clock: both,
                 ..merged
             };
-            txn.put_entity(&merged, ctx.local.id, ctx.now)?;
+            put(txn, ctx, &merged, ctx.local.id, ctx.now)?;
         }
     }
     Ok(())
@@ -565,7 +605,7 @@ fn keep_copy<T: StoreTxn>(
             key,
             ..loser.clone()
         };
-        txn.put_entity(&copy, ctx.local.id, ctx.now)?;
+        put(txn, ctx, &copy, ctx.local.id, ctx.now)?;
     }
     Ok(id)
 }
