@@ -48,7 +48,7 @@ pub enum FileError {
         file: PathBuf,
         /// What the engine said.
         #[source]
-        source: SyncError,
+        source: Box<SyncError>,
     },
     /// The engine could not build the packet to export.
     #[error("could not build the packet for {peer}: {source}")]
@@ -57,7 +57,7 @@ pub enum FileError {
         peer: NodeId,
         /// What the engine said.
         #[source]
-        source: SyncError,
+        source: Box<SyncError>,
     },
     /// A pair key could not be read.
     #[error(transparent)]

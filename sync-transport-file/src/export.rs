@@ -76,7 +76,10 @@ pub fn export<S: Store>(
     fs::create_dir_all(dir).map_err(|e| FileError::io("create the folder", dir, e))?;
     let transmit = engine
         .build_packet(peer, now)
-        .map_err(|source| FileError::Export { peer, source })?;
+        .map_err(|source| FileError::Export {
+            peer,
+            source: Box::new(source),
+        })?;
     let sender = engine.local_node().id;
     let request = SealRequest {
         envelope: &transmit.bytes,

@@ -227,7 +227,8 @@ impl FolderEndpoint {
                 Ok(export) => opened.push(export),
                 // Parts that verify one by one but do not join are set
                 // aside, so that they are not retried forever.
-                Err((files, error)) => {
+                Err(broken) => {
+                    let (files, error) = *broken;
                     for file in &files {
                         self.move_aside(file)?;
                     }
@@ -429,7 +430,7 @@ pub fn serve_folder<S: Store>(
         };
         let reply = reply.map_err(|source| FileError::NotApplied {
             file: endpoint.paths.inbox.join(export.header.file_name()),
-            source,
+            source: Box::new(source),
         })?;
         endpoint.send(&reply.bytes)?;
     }

@@ -118,7 +118,7 @@ pub fn import<S: Store>(
             .handle_incoming(&export.envelope, now)
             .map_err(|source| FileError::NotApplied {
                 file: export.files[0].clone(),
-                source,
+                source: Box::new(source),
             })?;
         out.push(imported(export, &incoming));
     }
@@ -149,7 +149,7 @@ pub fn answer<S: Store>(
         let file = export.files[0].clone();
         let not_applied = |source| FileError::NotApplied {
             file: file.clone(),
-            source,
+            source: Box::new(source),
         };
         let (imported, refusal, reply) = match engine.handle_incoming(&export.envelope, now) {
             Ok(incoming) => {
@@ -267,17 +267,20 @@ pub(crate) fn open_one(
 pub(crate) fn assemble_all(parts: Vec<(PathBuf, OpenedPart)>) -> Result<Vec<Opened>, FileError> {
     let mut out = assemble_groups(parts)
         .into_iter()
-        .collect::<Result<Vec<_>, (Vec<PathBuf>, FileError)>>()
-        .map_err(|(_, error)| error)?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|broken| broken.1)?;
     out.sort_by_key(|o| (o.header.packet_no, o.header.created, o.header.export_id));
     Ok(out)
 }
+
+/// An export whose parts do not join: its files and why.
+pub(crate) type Broken = (Vec<PathBuf>, FileError);
 
 /// Groups verified parts by export and joins each one: the export, or its
 /// files and why it does not join.
 pub(crate) fn assemble_groups(
     parts: Vec<(PathBuf, OpenedPart)>,
-) -> Vec<Result<Opened, (Vec<PathBuf>, FileError)>> {
+) -> Vec<Result<Opened, Box<Broken>>> {
     let mut groups: BTreeMap<[u8; 16], Vec<(PathBuf, OpenedPart)>> = BTreeMap::new();
     for (path, part) in parts {
         let group = groups.entry(part.header.export_id).or_default();
@@ -300,7 +303,7 @@ pub(crate) fn assemble_groups(
                 }),
                 Err(reason) => {
                     let error = FileError::rejected(files[0].clone(), reason);
-                    Err((files, error))
+                    Err(Box::new((files, error)))
                 }
             }
         })

@@ -90,7 +90,7 @@ pub fn dry_run<S: Store>(
         )
         .map_err(|source| FileError::NotApplied {
             file: first.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let result = shadow.handle_incoming(&export.envelope, now);
         let mut preview = Preview {
@@ -123,7 +123,7 @@ pub fn dry_run<S: Store>(
             Err(SyncError::Store(e)) => {
                 return Err(FileError::NotApplied {
                     file: first,
-                    source: SyncError::Store(e),
+                    source: Box::new(SyncError::Store(e)),
                 });
             }
             Err(refusal) => preview.refusal = Some(refusal),
