@@ -176,6 +176,17 @@ pub fn answer<S: Store>(
     Ok(out)
 }
 
+/// Verifies one file on its own (format, recipient, the sender's key,
+/// integrity) without joining it to the other parts of its export or
+/// changing anything; returns its authenticated header.
+pub fn verify_file<S: Store>(engine: &mut Engine<S>, path: &Path) -> Result<FileHeader, FileError> {
+    let local = engine.local_node().id;
+    let limits = engine.config().limits;
+    let bytes = read_file(path, &limits)?;
+    let mut key_for = |sender: NodeId| pair_key(engine, sender).map_err(FileError::from);
+    open_one(path, &bytes, local, &mut key_for, &limits).map(|part| part.header)
+}
+
 /// Reads only the readable header of a file (no key needed, nothing
 /// verified: the header is authenticated when the file is opened).
 pub fn inspect(path: &Path) -> Result<FileHeader, FileError> {

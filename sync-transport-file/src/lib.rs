@@ -97,7 +97,7 @@ pub use folder::{
     serve_folder,
 };
 pub use format::{FORMAT_VERSION, FileHeader, FileKind};
-pub use import::{Answer, Imported, Opened, answer, import, inspect, open_files};
+pub use import::{Answer, Imported, Opened, answer, import, inspect, open_files, verify_file};
 pub use key::{
     KeyError, KeyId, META_PREFIX, PairKey, create_pair_key, install_pair_key, meta_key, pair_key,
     paired_peers, remove_pair_key,
