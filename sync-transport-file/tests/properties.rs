@@ -213,7 +213,11 @@ fn pick<T>(items: &[T], i: usize) -> Option<&T> {
 }
 
 /// `files` with the first one replaced by a damaged copy.
-fn damaged(files: &[PathBuf], dir: &std::path::Path, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<PathBuf> {
+fn damaged(
+    files: &[PathBuf],
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut Vec<u8>),
+) -> Vec<PathBuf> {
     let copy = edited_copy(&files[0], dir, edit);
     let mut out = vec![copy];
     out.extend(files[1..].iter().cloned());
@@ -231,24 +235,34 @@ fn play(
     match op {
         FileOp::Write(write) => apply_write(&mut w.nodes[0], write, now),
         FileOp::Export => {
-            let exported = export(&mut w.nodes[0], hub_id(), dirs.0.path(), &options, now).expect("export");
+            let exported =
+                export(&mut w.nodes[0], hub_id(), dirs.0.path(), &options, now).expect("export");
             stick.exports.push(exported.files);
         }
         FileOp::Deliver(i) => {
             if let Some(files) = pick(&stick.exports, *i).cloned() {
-                let answers = answer(&mut w.hub, &files, dirs.0.path(), &options, now).expect("a good file is answered");
+                let answers = answer(&mut w.hub, &files, dirs.0.path(), &options, now)
+                    .expect("a good file is answered");
                 prop_assert!(answers[0].refusal.is_none());
                 stick.replies.push(answers[0].reply_files.clone());
             }
         }
         FileOp::Tamper(i, at) | FileOp::TamperReply(i, at) => {
-            let list = if matches!(op, FileOp::Tamper(..)) { &stick.exports } else { &stick.replies };
+            let list = if matches!(op, FileOp::Tamper(..)) {
+                &stick.exports
+            } else {
+                &stick.replies
+            };
             if let Some(files) = pick(list, *i).cloned() {
                 let bad = damaged(&files, dirs.1.path(), |b| {
                     let at = at % b.len();
                     b[at] ^= 0x5a;
                 });
-                let target = if matches!(op, FileOp::Tamper(..)) { &mut w.hub } else { &mut w.nodes[0] };
+                let target = if matches!(op, FileOp::Tamper(..)) {
+                    &mut w.hub
+                } else {
+                    &mut w.nodes[0]
+                };
                 refused_without_change(target, &bad, now)?;
             }
         }
