@@ -211,6 +211,11 @@ impl FolderEndpoint {
     /// is moved to the inbox's `rejected` folder and its error kept for
     /// [`FolderEndpoint::take_rejections`]; parts of an export whose other
     /// parts have not arrived stay until they do.
+    ///
+    /// The files are gone once this returns: a caller that crashes before
+    /// handing the envelopes to its engine loses them, which the protocol
+    /// absorbs like a lost packet (the peer sends its unacknowledged changes
+    /// again).
     pub fn receive(&self) -> Result<Vec<Received>, FileError> {
         let mut parts: Vec<(PathBuf, OpenedPart)> = Vec::new();
         for path in self.inbox_files()? {

@@ -435,3 +435,28 @@ fn pair_keys_are_created_once_installed_once_and_never_shown() {
         sync_transport_file::FileError::NoPairKey { .. }
     ));
 }
+
+#[test]
+fn a_dry_run_names_a_conflict_left_to_a_person() {
+    use sync_conformance::fixtures::NOTE_MANUAL;
+    let mut w = World::new(1);
+    let stick = tempfile::tempdir().unwrap();
+    let id = w.hub.insert(NOTE_MANUAL, note("base"), t(0)).unwrap();
+    let key = EntityKey::new(NOTE_MANUAL, id);
+    let exported = w.hub_export(0, stick.path(), t(1));
+    import(&mut w.nodes[0], &exported.files, t(2)).unwrap();
+    w.nodes[0].put(key.clone(), note("node"), t(3)).unwrap();
+    w.hub.put(key.clone(), note("hub"), t(3)).unwrap();
+    let exported = w.node_export(0, stick.path(), t(4));
+
+    let before = snapshot(&mut w.hub);
+    let preview = dry_run(&mut w.hub, &exported.files, t(5)).unwrap().remove(0);
+    assert_eq!(snapshot(&mut w.hub), before);
+    assert_eq!(preview.conflicts.len(), 1);
+    assert!(preview.conflicts[0].needs_person);
+    assert_eq!(preview.conflicts[0].strategy, "manual");
+    assert!(preview.updates.is_empty());
+
+    import(&mut w.hub, &exported.files, t(5)).unwrap();
+    assert_eq!(w.hub.open_conflicts().unwrap().len(), 1);
+}
