@@ -450,7 +450,9 @@ fn a_dry_run_names_a_conflict_left_to_a_person() {
     let exported = w.node_export(0, stick.path(), t(4));
 
     let before = snapshot(&mut w.hub);
-    let preview = dry_run(&mut w.hub, &exported.files, t(5)).unwrap().remove(0);
+    let preview = dry_run(&mut w.hub, &exported.files, t(5))
+        .unwrap()
+        .remove(0);
     assert_eq!(snapshot(&mut w.hub), before);
     assert_eq!(preview.conflicts.len(), 1);
     assert!(preview.conflicts[0].needs_person);
