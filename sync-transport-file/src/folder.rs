@@ -399,51 +399,82 @@ impl Transport for FolderTransport {
     }
 }
 
+/// What one [`serve_folder`] pass did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Served {
+    /// Exports answered with the next packet (or the engine's refusal).
+    pub answered: usize,
+    /// Files that failed verification: each was moved to the inbox's
+    /// `rejected` folder, recorded as a security event and answered with a
+    /// refusal asking the node to send again.
+    pub rejected: Vec<FileError>,
+}
+
 /// The hub's side of folder mode for one node: answers every complete
-/// export in the node's folder (see [`crate::answer`]) with a reply in the
-/// node's inbox, and answers a file that fails verification with a refusal
-/// asking the node to send again. Returns how many exports were answered.
+/// export in the node's folder (as [`crate::answer`] does) with a reply in
+/// the node's inbox, and answers a file that fails verification with a
+/// refusal asking the node to send again.
 pub fn serve_folder<S: Store>(
     engine: &mut Engine<S>,
     endpoint: &FolderEndpoint,
     now: Timestamp,
-) -> Result<usize, FileError> {
+) -> Result<Served, FileError> {
     let received = endpoint.receive()?;
-    for rejected in endpoint.take_rejections() {
-        let detail = rejected.to_string();
-        let refusal = SyncError::Peer(sync_core::PeerError::Decode {
-            what: "sealed file",
-            detail: detail.clone(),
-        });
-        let _ = engine.record_security_event(
-            Some(endpoint.peer),
-            sync_core::SecurityKind::Corrupt,
-            detail,
-            now,
-        );
-        endpoint.send(&engine.error_envelope(&refusal))?;
-        endpoint.lock_rejected().push(rejected);
+    let rejected = endpoint.take_rejections();
+    for error in &rejected {
+        refuse_file(engine, endpoint, error, now)?;
     }
-    let count = received.len();
-    for export in received {
-        let reply = match engine.handle_incoming(&export.envelope, now) {
-            Ok(incoming) => engine.build_packet(incoming.from, now),
-            Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
-            Err(refusal) => Ok(sync_core::Transmit {
-                to: endpoint.peer,
-                packet_no: 0,
-                entity_count: 0,
-                more: false,
-                bytes: engine.error_envelope(&refusal),
-            }),
-        };
-        let reply = reply.map_err(|source| FileError::NotApplied {
-            file: endpoint.paths.inbox.join(export.header.file_name()),
-            source: Box::new(source),
-        })?;
-        endpoint.send(&reply.bytes)?;
+    for export in &received {
+        answer_export(engine, endpoint, export, now)?;
     }
-    Ok(count)
+    Ok(Served {
+        answered: received.len(),
+        rejected,
+    })
+}
+
+/// Logs a refused file and tells the node to send again.
+fn refuse_file<S: Store>(
+    engine: &mut Engine<S>,
+    endpoint: &FolderEndpoint,
+    error: &FileError,
+    now: Timestamp,
+) -> Result<(), FileError> {
+    let detail = error.to_string();
+    // The refusal is what matters; a store too broken to log it fails the
+    // next call anyway.
+    let _ = engine.record_security_event(
+        Some(endpoint.peer),
+        sync_core::SecurityKind::Corrupt,
+        detail.clone(),
+        now,
+    );
+    let refusal = SyncError::Peer(sync_core::PeerError::Decode {
+        what: "sealed file",
+        detail,
+    });
+    endpoint.send(&engine.error_envelope(&refusal)).map(drop)
+}
+
+/// Applies one received export and sends the reply: the next packet, or
+/// the engine's refusal.
+fn answer_export<S: Store>(
+    engine: &mut Engine<S>,
+    endpoint: &FolderEndpoint,
+    export: &Received,
+    now: Timestamp,
+) -> Result<(), FileError> {
+    let reply = match engine.handle_incoming(&export.envelope, now) {
+        Ok(incoming) => engine.build_packet(incoming.from, now).map(|t| t.bytes),
+        Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+        Err(refusal) => Ok(engine.error_envelope(&refusal)),
+    };
+    let reply = reply.map_err(|source| FileError::NotApplied {
+        file: endpoint.paths.inbox.join(export.header.file_name()),
+        source: Box::new(source),
+    })?;
+    endpoint.send(&reply).map(drop)
 }
 
 fn io_error(error: FileError) -> TransportError {

@@ -93,7 +93,7 @@ pub use export::{
     write_files,
 };
 pub use folder::{
-    FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, REJECTED_DIR, Received,
+    FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, REJECTED_DIR, Received, Served,
     serve_folder,
 };
 pub use format::{FORMAT_VERSION, FileHeader, FileKind};
