@@ -13,8 +13,8 @@ use sync_core::{Engine, NodeId, Store, SyncError, Timestamp, Transport, Transpor
 
 use crate::error::FileError;
 use crate::export::{ExportOptions, is_final_name, seal_envelope, write_files};
-use crate::format::FileHeader;
-use crate::import::{Opened, assemble_groups, open_one, read_file};
+use crate::format::{FileHeader, FileKind};
+use crate::import::{Opened, assemble_groups, inspect, open_one, read_file};
 use crate::key::{PairKey, pair_key};
 use crate::seal::OpenedPart;
 
@@ -78,6 +78,12 @@ pub struct FolderOptions {
     pub export: ExportOptions,
     /// Limits for what is read (default: [`Limits::default`]).
     pub limits: Limits,
+    /// When a packet is sent, remove older packets to the same peer that
+    /// are still in the outbox (default true). The newer packet carries the
+    /// newest acknowledgement and every change the older ones carried that
+    /// is still unacknowledged, so nothing is lost, and a driver retrying
+    /// while nobody collects the files does not pile them up.
+    pub supersede_unsent: bool,
 }
 
 impl Default for FolderOptions {
@@ -87,6 +93,7 @@ impl Default for FolderOptions {
             poll_interval: Duration::from_millis(5),
             export: ExportOptions::default(),
             limits: Limits::default(),
+            supersede_unsent: true,
         }
     }
 }
@@ -113,6 +120,12 @@ impl FolderOptions {
     /// Sets the limits for what is read.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets whether a sent packet removes older unsent ones.
+    pub fn supersede_unsent(mut self, on: bool) -> Self {
+        self.supersede_unsent = on;
         self
     }
 }
@@ -192,7 +205,8 @@ impl FolderEndpoint {
     }
 
     /// Seals `envelope` for the peer into the outbox (atomically); returns
-    /// the files written.
+    /// the files written. With [`FolderOptions::supersede_unsent`], older
+    /// packets still in the outbox are then removed.
     pub fn send(&self, envelope: &[u8]) -> Result<Vec<PathBuf>, FileError> {
         let created = system_now();
         let files = seal_envelope(
@@ -203,7 +217,27 @@ impl FolderEndpoint {
             &self.options.export,
             created,
         )?;
-        write_files(&self.paths.outbox, &files)
+        let written = write_files(&self.paths.outbox, &files)?;
+        let sent = &files[0].header;
+        if self.options.supersede_unsent && sent.kind == FileKind::Packet {
+            self.remove_older_packets(sent.packet_no)?;
+        }
+        Ok(written)
+    }
+
+    /// Removes this side's packets to the peer numbered below `packet_no`
+    /// that nobody has collected yet.
+    fn remove_older_packets(&self, packet_no: u64) -> Result<(), FileError> {
+        for path in final_files(&self.paths.outbox)? {
+            let Ok(header) = inspect(&path) else {
+                continue;
+            };
+            let ours = header.sender == self.local && header.recipient == self.peer;
+            if ours && header.kind == FileKind::Packet && header.packet_no < packet_no {
+                remove_if_present(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes every complete export from the inbox, in packet order: each is
@@ -273,18 +307,7 @@ impl FolderEndpoint {
     }
 
     fn inbox_files(&self) -> Result<Vec<PathBuf>, FileError> {
-        let inbox = &self.paths.inbox;
-        let entries = fs::read_dir(inbox).map_err(|e| FileError::io("list", inbox, e))?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| FileError::io("list", inbox, e))?;
-            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            if is_file && is_final_name(&entry.file_name().to_string_lossy()) {
-                files.push(entry.path());
-            }
-        }
-        files.sort();
-        Ok(files)
+        final_files(&self.paths.inbox)
     }
 
     fn reject(&self, path: &Path, error: FileError) -> Result<(), FileError> {
@@ -310,6 +333,21 @@ impl FolderEndpoint {
         // A panic while holding the lock cannot leave the list inconsistent.
         self.rejected.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The sealed files under their final names in `dir`, sorted by name.
+fn final_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let entries = fs::read_dir(dir).map_err(|e| FileError::io("list", dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FileError::io("list", dir, e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && is_final_name(&entry.file_name().to_string_lossy()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Keeps only the parts of exports whose every part is present.

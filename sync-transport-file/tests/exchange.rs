@@ -468,3 +468,68 @@ fn a_dry_run_names_a_conflict_left_to_a_person() {
     import(&mut w.hub, &exported.files, t(5)).unwrap();
     assert_eq!(w.hub.open_conflicts().unwrap().len(), 1);
 }
+
+#[test]
+fn a_newer_packet_supersedes_older_ones_nobody_collected() {
+    let mut w = World::new(1);
+    let shared = tempfile::tempdir().unwrap();
+    let paths = FolderPaths::shared(shared.path(), node_id(0), hub_id());
+    let small_parts =
+        FolderOptions::default().export(ExportOptions::default().max_file_bytes(4096));
+    let transport = FolderTransport::for_peer(
+        &mut w.nodes[0],
+        hub_id(),
+        paths.clone(),
+        small_parts.clone(),
+    )
+    .unwrap();
+    let keeping = FolderEndpoint::for_peer(
+        &mut w.nodes[0],
+        hub_id(),
+        FolderPaths::per_peer(shared.path(), hub_id()),
+        small_parts.supersede_unsent(false),
+    )
+    .unwrap();
+    let hub_side = FolderEndpoint::for_peer(
+        &mut w.hub,
+        node_id(0),
+        paths.reversed(),
+        FolderOptions::default(),
+    )
+    .unwrap();
+    // Three retries while nobody collects: one packet (in parts) is left.
+    w.nodes[0].start_sync(hub_id()).unwrap();
+    for k in 0..3 {
+        let data = sync_conformance::store_suite::values::noise(6_000, k);
+        let fields = record([("title", "big".into()), ("data", Value::Bytes(data))]);
+        w.nodes[0].insert(NOTE_SERVER_WINS, fields, t(0)).unwrap();
+        let packet = w.nodes[0].build_packet(hub_id(), t(k as i64)).unwrap();
+        keeping.send(&packet.bytes).unwrap();
+        let replies = futures_executor::block_on(transport.exchange(packet.bytes)).unwrap();
+        assert!(replies.is_empty(), "nobody answered yet");
+    }
+    let left: Vec<_> = files_in(&paths.outbox)
+        .iter()
+        .map(|f| inspect(f).unwrap().packet_no)
+        .collect();
+    assert!(left.len() > 1 && left.iter().all(|&n| n == 3), "{left:?}");
+    let kept = files_in(&FolderPaths::per_peer(shared.path(), hub_id()).outbox);
+    let mut numbers: Vec<u64> = kept.iter().map(|f| inspect(f).unwrap().packet_no).collect();
+    numbers.dedup();
+    assert_eq!(
+        numbers,
+        vec![1, 2, 3],
+        "without superseding every packet stays"
+    );
+
+    // The newest packet carries all three changes.
+    assert_eq!(
+        serve_folder(&mut w.hub, &hub_side, t(5)).unwrap().answered,
+        1
+    );
+    assert_eq!(w.hub.store().entity_count(), 3);
+    for reply in transport.endpoint().receive().unwrap() {
+        w.nodes[0].handle_incoming(&reply.envelope, t(5)).unwrap();
+    }
+    assert_eq!(w.nodes[0].pending_count(hub_id()).unwrap(), 0);
+}
