@@ -496,7 +496,7 @@ fn refuse_file<S: Store>(
 }
 
 /// Applies one received export and sends the reply: the next packet, or
-/// the engine's refusal.
+/// the engine's refusal (a refusal itself is not answered).
 fn answer_export<S: Store>(
     engine: &mut Engine<S>,
     endpoint: &FolderEndpoint,
@@ -504,15 +504,22 @@ fn answer_export<S: Store>(
     now: Timestamp,
 ) -> Result<(), FileError> {
     let reply = match engine.handle_incoming(&export.envelope, now) {
-        Ok(incoming) => engine.build_packet(incoming.from, now).map(|t| t.bytes),
+        Ok(incoming) => engine
+            .build_packet(incoming.from, now)
+            .map(|t| Some(t.bytes)),
         Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
-        Err(refusal) => Ok(engine.error_envelope(&refusal)),
+        // A refusal from the node is not answered.
+        Err(_) if export.header.kind == FileKind::Refusal => Ok(None),
+        Err(refusal) => Ok(Some(engine.error_envelope(&refusal))),
     };
     let reply = reply.map_err(|source| FileError::NotApplied {
         file: endpoint.paths.inbox.join(export.header.file_name()),
         source: Box::new(source),
     })?;
-    endpoint.send(&reply).map(drop)
+    match reply {
+        Some(reply) => endpoint.send(&reply).map(drop),
+        None => Ok(()),
+    }
 }
 
 fn io_error(error: FileError) -> TransportError {

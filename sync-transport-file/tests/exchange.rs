@@ -533,3 +533,25 @@ fn a_newer_packet_supersedes_older_ones_nobody_collected() {
     }
     assert_eq!(w.nodes[0].pending_count(hub_id()).unwrap(), 0);
 }
+
+#[test]
+fn a_refusal_file_is_reported_and_not_answered() {
+    let mut w = World::new(1);
+    let stick = tempfile::tempdir().unwrap();
+    let refusal = w.nodes[0].error_envelope(&sync_core::SyncError::UnknownPeer(node_id(5)));
+    let key = PairKey::parse(&w.printable[0]).unwrap();
+    let options = ExportOptions::default();
+    let sealed =
+        sync_transport_file::seal_envelope(&refusal, node_id(0), hub_id(), &key, &options, t(0))
+            .unwrap();
+    assert_eq!(sealed[0].header.kind, FileKind::Refusal);
+    let files = sync_transport_file::write_files(stick.path(), &sealed).unwrap();
+    let answers = answer(&mut w.hub, &files, stick.path(), &options, t(1)).unwrap();
+    assert!(matches!(
+        answers[0].refusal,
+        Some(sync_core::SyncError::Rejected { .. })
+    ));
+    assert!(answers[0].imported.is_none());
+    assert!(answers[0].reply_files.is_empty());
+    assert_eq!(files_in(stick.path()), files);
+}
