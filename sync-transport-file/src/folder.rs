@@ -255,8 +255,12 @@ impl FolderEndpoint {
         for path in self.inbox_files()? {
             match self.open(&path) {
                 Ok(part) => parts.push((path, part)),
+                // Collected by someone else since the listing.
                 Err(FileError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound => {}
+                // Not the file's fault (permissions, a failing disk): the
+                // file stays, the exchange fails and is retried.
+                Err(error @ FileError::Io { .. }) => return Err(error),
                 Err(error) => self.reject(&path, error)?,
             }
         }
@@ -377,6 +381,44 @@ fn complete_exports(parts: Vec<(PathBuf, OpenedPart)>) -> Vec<(PathBuf, OpenedPa
 ///
 /// Waiting blocks the calling thread (polling the inbox); run it where
 /// blocking is allowed (e.g. tokio's `spawn_blocking`).
+///
+/// ```
+/// use sync_core::{Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo};
+/// use sync_core::{Record, Role, Timestamp, Transport, Uuid, Value};
+/// use sync_store_memory::MemoryStore;
+/// use sync_transport_file::{FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, PairKey};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let registry = EntityRegistry::new().with(EntityType::new("Note").field("text", FieldKind::Text));
+/// # let hub_info = NodeInfo::new(NodeId(Uuid::from_u128(1)), "HUB", "Hub", Role::Hub);
+/// # let node_info = NodeInfo::new(NodeId(Uuid::from_u128(2)), "DESKTOP-1", "Desktop", Role::Node);
+/// # let mut hub = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(1), hub_info.clone())?;
+/// # let mut node = Engine::new(MemoryStore::new(), registry, EngineConfig::default().seed(2), node_info.clone())?;
+/// # hub.register_peer(node_info.clone())?;
+/// # node.register_peer(hub_info.clone())?;
+/// # let key = sync_transport_file::create_pair_key(&mut hub, node_info.id)?;
+/// # sync_transport_file::install_pair_key(&mut node, hub_info.id, &key)?;
+/// let now = Timestamp::from_secs(1_765_535_400);
+/// let shared = tempfile::tempdir()?;
+/// // The node's side of the shared folder, and the hub's.
+/// let paths = FolderPaths::shared(shared.path(), node_info.id, hub_info.id);
+/// let transport = FolderTransport::for_peer(&mut node, hub_info.id, paths.clone(), FolderOptions::default())?;
+/// let hub_side = FolderEndpoint::for_peer(&mut hub, node_info.id, paths.reversed(), FolderOptions::default())?;
+///
+/// node.insert("Note", Record::from([("text".into(), Value::from("hi"))]), now)?;
+/// node.start_sync(hub_info.id)?;
+/// let packet = node.poll_transmit(now)?.expect("a session starts with a packet");
+/// // Air-gapped: the exchange writes the file and finds no reply yet.
+/// assert!(futures_executor::block_on(transport.exchange(packet.bytes))?.is_empty());
+/// // The hub serves the folder (later, elsewhere); the reply is then there.
+/// assert_eq!(sync_transport_file::serve_folder(&mut hub, &hub_side, now)?.answered, 1);
+/// for reply in transport.endpoint().receive()? {
+///     node.handle_incoming(&reply.envelope, now)?;
+/// }
+/// assert_eq!(node.pending_count(hub_info.id)?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct FolderTransport {
     endpoint: FolderEndpoint,
