@@ -611,7 +611,10 @@ pub fn engine_refused_change_is_quarantined<S: Store>(make: impl Fn() -> S) {
     }
     // The hub holds a removal standing for the refused entity.
     let at_hub_now = net.hub.get(&refused_key).expect("get");
-    assert!(at_hub_now.as_ref().is_some_and(|e| e.is_deleted), "{at_hub_now:?}");
+    assert!(
+        at_hub_now.as_ref().is_some_and(|e| e.is_deleted),
+        "{at_hub_now:?}"
+    );
     let at_hub = net.hub.rejected().expect("rejected");
     assert_eq!(at_hub.len(), 1, "{at_hub:?}");
     assert_eq!(at_hub[0].entity.key, refused_key);
