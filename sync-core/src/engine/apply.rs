@@ -261,8 +261,8 @@ pub(crate) fn release_parked<T: StoreTxn>(
 
 /// The first referenced parent that does not exist here.
 ///
-/// A parent that is itself here but parked (waiting for a parent of its
-/// own) does not count as missing: records that reference each other
+/// A parent that is parked here waiting (through its own parents) for this
+/// very entity does not count as missing: records that reference each other
 /// (department.manager and employee.department) would otherwise wait for
 /// each other forever. The change applies, and its release applies the
 /// parked parent after it; a store that enforces references fills them in
@@ -280,11 +280,33 @@ fn missing_parent<T: StoreTxn>(
         if parent == entity.key || txn.entity(&parent)?.is_some() {
             continue;
         }
-        if txn.parked_change(&parent)?.is_none() {
+        if !waits_for(txn, &parent, &entity.key)? {
             return Ok(Some(parent));
         }
     }
     Ok(None)
+}
+
+/// Whether `parent` is parked waiting, directly or through a chain of
+/// parked parents, for `child`: the two close a reference cycle.
+fn waits_for<T: StoreTxn>(
+    txn: &T,
+    parent: &EntityKey,
+    child: &EntityKey,
+) -> Result<bool, SyncError> {
+    let mut at = parent.clone();
+    // A chain of parked changes cannot be longer than the types' depth in
+    // practice; the bound only guards against a damaged store.
+    for _ in 0..64 {
+        let Some(parked) = txn.parked_change(&at)? else {
+            return Ok(false);
+        };
+        if &parked.waiting_for == child {
+            return Ok(true);
+        }
+        at = parked.waiting_for;
+    }
+    Ok(false)
 }
 
 /// Excluded fields never travel; an incoming version keeps the local values.
