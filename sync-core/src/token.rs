@@ -131,9 +131,7 @@ impl Claims {
 #[non_exhaustive]
 pub enum TokenError {
     /// Not a token of this format.
-    #[error(
-        "the token is malformed ({detail}); copy the whole token the hub issued for this node"
-    )]
+    #[error("the token is malformed ({detail}); copy the whole token the hub issued for this node")]
     Malformed {
         /// What is wrong.
         detail: &'static str,
@@ -255,9 +253,9 @@ impl SigningKey {
         let created_at = Timestamp::from_micros(i64::from_be_bytes(take(rest, 36)));
         let retired_at = match rest[44] {
             0 if rest.len() == 45 => None,
-            1 if rest.len() == 53 => Some(Timestamp::from_micros(i64::from_be_bytes(take(
-                rest, 45,
-            )))),
+            1 if rest.len() == 53 => {
+                Some(Timestamp::from_micros(i64::from_be_bytes(take(rest, 45))))
+            }
             _ => return Err(bad),
         };
         let mut key = SigningKey::new(id, secret, created_at);
@@ -371,7 +369,11 @@ impl KeySet {
     /// Rotates: a new key made from `secret` signs from now on; the
     /// previous one is retired and keeps verifying. Returns the new key id.
     pub fn rotate(&mut self, secret: [u8; 32], now: Timestamp) -> u32 {
-        let id = self.keys.keys().next_back().map_or(1, |last| last.wrapping_add(1));
+        let id = self
+            .keys
+            .keys()
+            .next_back()
+            .map_or(1, |last| last.wrapping_add(1));
         for key in self.keys.values_mut() {
             key.retired_at.get_or_insert(now);
         }
@@ -539,8 +541,18 @@ mod tests {
         let id = keys.rotate([2; 32], now().add_micros(10));
         assert_eq!(id, 2);
         let new = keys.issue(node(), now().add_micros(20), HOUR);
-        assert_eq!(keys.verify(new.as_str(), now().add_micros(30)).unwrap().key_id, 2);
-        assert_eq!(keys.verify(old.as_str(), now().add_micros(30)).unwrap().key_id, 1);
+        assert_eq!(
+            keys.verify(new.as_str(), now().add_micros(30))
+                .unwrap()
+                .key_id,
+            2
+        );
+        assert_eq!(
+            keys.verify(old.as_str(), now().add_micros(30))
+                .unwrap()
+                .key_id,
+            1
+        );
         assert!(keys.prune(now().add_micros(HOUR), HOUR).is_empty());
         assert_eq!(keys.prune(now().add_micros(HOUR + 10), HOUR), vec![1]);
         assert_eq!(
@@ -579,7 +591,14 @@ mod tests {
     #[test]
     fn garbage_is_malformed_never_a_panic() {
         let keys = KeySet::new(1, [1; 32], now());
-        for text in ["", "st1", "st1.....", "st1.x.1.2.3.zz", "Bearer x", "st1.+1.1.1.1.1"] {
+        for text in [
+            "",
+            "st1",
+            "st1.....",
+            "st1.x.1.2.3.zz",
+            "Bearer x",
+            "st1.+1.1.1.1.1",
+        ] {
             assert!(matches!(
                 keys.verify(text, now()),
                 Err(TokenError::Malformed { .. })
