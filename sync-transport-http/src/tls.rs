@@ -200,7 +200,7 @@ impl Trust {
     }
 
     /// The rustls client configuration for this trust.
-    pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let provider = provider();
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
