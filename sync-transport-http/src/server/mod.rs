@@ -349,6 +349,7 @@ async fn serve_connection<H: Hub>(
                 return;
             }
         };
+    shared.metrics.connection();
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&service_shared);
