@@ -48,7 +48,10 @@ struct Args {
 }
 
 fn args() -> Result<Args, BoxError> {
-    let mut args = Args { nodes: 200, secs: 10 };
+    let mut args = Args {
+        nodes: 200,
+        secs: 10,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -240,7 +243,10 @@ async fn main() -> Result<(), BoxError> {
         loaded.percentile(0.5),
         loaded.percentile(0.99),
         loaded.errors,
-        loaded.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        loaded
+            .first_error
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
     );
     server.shutdown().await;
 
@@ -298,7 +304,9 @@ async fn trivial_server(
             let acceptor = acceptor.clone();
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = service_fn(move |_request| {
                     counter.fetch_add(1, Ordering::Relaxed);
                     async {
