@@ -6,6 +6,10 @@
 //! task on the blocking pool: the engine's lock is held only inside
 //! [`Hub::exchange`].
 
+// The `Err` of the helpers here is the response to send: built and moved
+// once per refused request, never propagated far.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

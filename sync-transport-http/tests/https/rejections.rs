@@ -28,10 +28,7 @@ fn note(title: &str) -> sync_core::Record {
 }
 
 fn hub_entities(fx: &Fixture) -> usize {
-    fx.hub
-        .with_engine(|e| synced_state(e))
-        .expect("state")
-        .len()
+    fx.hub.with_engine(synced_state).expect("state").len()
 }
 
 fn refusal(body: &[u8]) -> sync_core::packet::ErrorMessage {

@@ -41,7 +41,7 @@ async fn hub_and_three_nodes_sync_through_the_server() {
                 sync(n, transport).await.expect("sync");
             }
         }
-        let hub_state = fx.hub.with_engine(|e| synced_state(e)).expect("state");
+        let hub_state = fx.hub.with_engine(synced_state).expect("state");
         assert_eq!(hub_state.len(), 31);
         for n in &mut nodes {
             assert_eq!(synced_state(n).expect("state"), hub_state);
@@ -89,16 +89,10 @@ async fn a_node_trusting_the_hubs_own_ca_syncs_and_one_trusting_another_ca_does_
             .await
             .expect_err("another CA's hub is not trusted");
         assert!(error.to_string().contains("certificate"), "{error}");
-        assert_eq!(
-            hub.with_engine(|e| synced_state(e)).expect("state").len(),
-            0
-        );
+        assert_eq!(hub.with_engine(synced_state).expect("state").len(), 0);
 
         sync(&mut n, &trusted).await.expect("sync");
-        assert_eq!(
-            hub.with_engine(|e| synced_state(e)).expect("state").len(),
-            1
-        );
+        assert_eq!(hub.with_engine(synced_state).expect("state").len(), 1);
         server.shutdown().await;
     })
     .await;
@@ -325,13 +319,7 @@ async fn a_hub_restarted_on_its_store_serves_the_same_nodes() {
         sync(&mut n, &fx.transport(&token))
             .await
             .expect("the old token still works");
-        assert_eq!(
-            fx.hub
-                .with_engine(|e| synced_state(e))
-                .expect("state")
-                .len(),
-            2
-        );
+        assert_eq!(fx.hub.with_engine(synced_state).expect("state").len(), 2);
         fx.shutdown().await;
     })
     .await;
