@@ -22,6 +22,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sync_core::token::Claims;
 use sync_core::{ErrorCode, Outcome};
+use tracing::Instrument as _;
 
 use super::Shared;
 use crate::auth::{AuthFailure, HubKeys, TokenAuthority, bearer};
@@ -40,7 +41,10 @@ pub(super) async fn handle<H: Hub>(
 ) -> Reply {
     let path = request.uri().path();
     match (request.method(), path) {
-        (&Method::POST, "/v1/exchange") => exchange(shared, peer, request).await,
+        (&Method::POST, "/v1/exchange") => {
+            let span = tracing::debug_span!("exchange", %peer);
+            exchange(shared, peer, request).instrument(span).await
+        }
         (&Method::GET, "/v1/wait") => wait(shared, peer, request).await,
         (&Method::GET, "/v1/health") => health(shared).await,
         (&Method::GET, "/metrics") if shared.config.metrics => metrics(shared).await,
@@ -84,6 +88,7 @@ async fn exchange<H: Hub>(
     if let Err(reply) = rate_limit(&shared, &claims) {
         return reply;
     }
+    tracing::debug!(node = %claims.node, "authenticated");
     let headers = request.headers();
     let format = match request_format(headers) {
         Ok(format) => format,
