@@ -346,3 +346,38 @@ async fn unknown_paths_and_methods_are_answered_plainly() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_are_counted_by_strategy() {
+    bounded(async {
+        let fx = Fixture::start(1).await;
+        let transport = fx.node_transport(0).await;
+        let id = fx
+            .hub
+            .with_engine(|e| e.insert(NOTE_SERVER_WINS, note("original"), t(0)))
+            .expect("hub write");
+        let key = EntityKey::new(NOTE_SERVER_WINS, id);
+        let mut n = node(0);
+        sync(&mut n, &transport).await.expect("sync");
+        // Both sides edit the same note while apart.
+        fx.hub
+            .with_engine(|e| e.put(key.clone(), note("hub's edit"), t(2)))
+            .expect("hub edit");
+        n.put(key.clone(), note("node's edit"), t(3))
+            .expect("node edit");
+        sync(&mut n, &transport).await.expect("sync");
+        let on_node = n.get(&key).expect("get").expect("kept");
+        assert_eq!(
+            on_node.fields["title"],
+            Value::from("hub's edit"),
+            "server wins"
+        );
+        let metrics = fx.metrics().await;
+        assert!(
+            metrics.contains("syncplan_conflicts_total{strategy=\"server-wins\"} 1"),
+            "{metrics}"
+        );
+        fx.shutdown().await;
+    })
+    .await;
+}
