@@ -1,0 +1,298 @@
+//! `syncplan hub ...` and `syncplan node ...`: the hub's directory and its
+//! registry of nodes.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use syncplan::{Engine, NodeId, NodeInfo, PeerState, Role, Timestamp};
+
+use super::failure::{Context, Failure, Result};
+use super::layout::{self, Config, DirRole, HubSettings, Opened, Upstream};
+use super::output::{Output, ago};
+
+/// What `hub init` sets up.
+pub struct HubInit<'a> {
+    /// The new directory.
+    pub dir: &'a Path,
+    /// The hub's code.
+    pub code: &'a str,
+    /// The hub's display name.
+    pub name: &'a str,
+    /// Where `hub serve` listens.
+    pub listen: &'a str,
+    /// The URL nodes use (default: from `listen`).
+    pub url: Option<&'a str>,
+}
+
+/// `hub init DIR`: the database, the configuration.
+pub fn init(args: HubInit<'_>, out: &Output) -> Result<()> {
+    let config = create_hub(&args)?;
+    let settings = config.hub_settings(args.dir)?;
+    out.emit(
+        &json!({
+            "dir": args.dir.display().to_string(),
+            "hub_id": config.id.to_string(),
+            "code": config.code,
+            "database": config.database(args.dir).display().to_string(),
+            "listen": settings.listen,
+            "url": settings.url,
+        }),
+        || {
+            format!(
+                "hub {} ({}) created in {}\n  database: {}\n  nodes will reach it at {}\nnext: create your tables (syncplan sql), track them (syncplan track), add nodes (syncplan node add)",
+                config.code,
+                config.id,
+                args.dir.display(),
+                config.database(args.dir).display(),
+                settings.url
+            )
+        },
+    )
+}
+
+/// Creates a hub's directory: its configuration and its database.
+pub fn create_hub(args: &HubInit<'_>) -> Result<Config> {
+    layout::create_dir(args.dir)?;
+    let config = Config {
+        role: DirRole::Hub,
+        id: layout::new_node_id(),
+        code: args.code.to_owned(),
+        name: args.name.to_owned(),
+        strategies: Default::default(),
+        hub: Some(HubSettings {
+            listen: args.listen.to_owned(),
+            url: args
+                .url
+                .map_or_else(|| format!("https://{}", args.listen), str::to_owned),
+        }),
+        upstream: None,
+    };
+    let store = layout::open_store(&config.database(args.dir))?;
+    let info = NodeInfo::new(config.id, &config.code, &config.name, Role::Hub);
+    Engine::new(
+        store,
+        syncplan::EntityRegistry::new(),
+        layout::engine_config(),
+        info,
+    )
+    .context("recording the hub's identity in its database")?;
+    config.save(args.dir)?;
+    Ok(config)
+}
+
+/// What a new node needs to join the hub: printed once by `node add`, read
+/// by `init --credentials`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Credentials {
+    /// The node's identity, chosen by the hub.
+    pub node: NodeIdent,
+    /// How to reach the hub.
+    pub hub: Upstream,
+}
+
+/// A node's identity.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeIdent {
+    /// Its id.
+    pub id: NodeId,
+    /// Its code.
+    pub code: String,
+    /// Its display name.
+    pub name: String,
+}
+
+/// `node add CODE --name NAME`: registers a node at the hub and prints its
+/// credentials.
+pub fn add_node(dir: &Path, code: &str, name: Option<&str>, out: &Output) -> Result<()> {
+    let mut hub = Opened::open(dir)?;
+    let credentials = register_node(&mut hub, code, name)?;
+    let value = serde_json::to_value(&credentials).context("encoding the credentials")?;
+    out.emit(&value, || {
+        format!(
+            "node {} registered\n  id: {}\nsave these credentials (shown once) and set the node up with `syncplan init DIR --credentials FILE`:\n{}",
+            credentials.node.code,
+            credentials.node.id,
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        )
+    })
+}
+
+/// Registers a new node at the hub; returns what the node needs to join.
+pub fn register_node(hub: &mut Opened, code: &str, name: Option<&str>) -> Result<Credentials> {
+    let settings = hub.config.hub_settings(&hub.dir)?.clone();
+    let peers = hub.engine.peers().context("reading the registered nodes")?;
+    if let Some(existing) = peers.iter().find(|p| p.info.code == code) {
+        return Err(Failure::msg(format!(
+            "a node with code {code} is already registered ({}); pick another code, or `syncplan node revoke {code}` first",
+            existing.id()
+        )));
+    }
+    let ident = NodeIdent {
+        id: layout::new_node_id(),
+        code: code.to_owned(),
+        name: name.unwrap_or(code).to_owned(),
+    };
+    let info = NodeInfo::new(ident.id, &ident.code, &ident.name, Role::Node);
+    hub.engine
+        .register_peer(info)
+        .context("registering the node")?;
+    Ok(Credentials {
+        node: ident,
+        hub: Upstream {
+            id: hub.config.id,
+            code: hub.config.code.clone(),
+            name: hub.config.name.clone(),
+            url: settings.url,
+            fingerprint: None,
+        },
+    })
+}
+
+/// `node list`: every node with its counters, pending changes and lag.
+pub fn list_nodes(dir: &Path, out: &Output) -> Result<()> {
+    let mut hub = Opened::open(dir)?;
+    hub.config.hub_settings(dir)?;
+    let now = syncplan::now();
+    let peers = hub.engine.peers().context("reading the registered nodes")?;
+    let mut rows = Vec::new();
+    for peer in &peers {
+        rows.push(node_row(&mut hub.engine, peer, now)?);
+    }
+    out.emit(&json!({ "nodes": rows }), || {
+        if peers.is_empty() {
+            return "no nodes registered; add one with `syncplan node add CODE --name NAME`".into();
+        }
+        let mut text = format!(
+            "{:<16} {:<8} {:>6} {:>6} {:>8} {:<14} {:<14} {}",
+            "CODE",
+            "STATE",
+            "SENT#",
+            "RECV#",
+            "PENDING",
+            "LAST IN",
+            "LAST OUT",
+            "OLDEST UNACKNOWLEDGED"
+        );
+        for row in &rows {
+            text.push_str(&format!(
+                "\n{:<16} {:<8} {:>6} {:>6} {:>8} {:<14} {:<14} {}",
+                row["code"].as_str().unwrap_or(""),
+                if row["revoked"].as_bool() == Some(true) {
+                    "revoked"
+                } else {
+                    "active"
+                },
+                row["sent_packet_no"],
+                row["received_packet_no"],
+                row["pending"],
+                ago_cell(&row["last_sync_in_ago_s"]),
+                ago_cell(&row["last_sync_out_ago_s"]),
+                row["oldest_unacknowledged"]["entity"].as_str().map_or_else(
+                    || "-".to_owned(),
+                    |e| format!("{e} ({})", ago_cell(&row["oldest_unacknowledged"]["age_s"]))
+                ),
+            ));
+        }
+        text
+    })
+}
+
+fn ago_cell(seconds: &serde_json::Value) -> String {
+    seconds.as_i64().map_or_else(|| "never".to_owned(), ago)
+}
+
+fn node_row(
+    engine: &mut Engine<syncplan::SqliteStore>,
+    peer: &PeerState,
+    now: Timestamp,
+) -> Result<serde_json::Value> {
+    let id = peer.id();
+    let pending = engine
+        .pending_count(id)
+        .context("counting pending changes")?;
+    let oldest = engine
+        .sync_changes(id, 1)
+        .context("reading the change queue")?
+        .into_iter()
+        .next();
+    let oldest = match oldest {
+        Some(change) => {
+            let key = syncplan::EntityKey::new(change.entity_type.clone(), change.entity_uuid);
+            let written = engine.get(&key)?.map(|e| e.updated_at);
+            json!({
+                "entity": key.to_string(),
+                "operation": format!("{:?}", change.operation),
+                "packet_no": change.packet_no,
+                "written_at": written.map(|t| t.to_string()),
+                "age_s": written.map(|t| seconds_between(t, now)),
+            })
+        }
+        None => serde_json::Value::Null,
+    };
+    Ok(json!({
+        "id": id.to_string(),
+        "code": peer.info.code,
+        "name": peer.info.name,
+        "revoked": peer.revoked,
+        "sent_packet_no": peer.sent_packet_no,
+        "received_packet_no": peer.received_packet_no,
+        "unacknowledged_packets": peer.in_flight.len(),
+        "last_sync_in": peer.last_sync_in.map(|t| t.to_string()),
+        "last_sync_out": peer.last_sync_out.map(|t| t.to_string()),
+        "last_sync_in_ago_s": peer.last_sync_in.map(|t| seconds_between(t, now)),
+        "last_sync_out_ago_s": peer.last_sync_out.map(|t| seconds_between(t, now)),
+        "pending": pending,
+        "schema_version": peer.schema_version,
+        "oldest_unacknowledged": oldest,
+    }))
+}
+
+/// Whole seconds from `then` to `now`.
+pub fn seconds_between(then: Timestamp, now: Timestamp) -> i64 {
+    now.as_micros().saturating_sub(then.as_micros()) / 1_000_000
+}
+
+/// `node revoke CODE|ID`: the node's packets are refused from now on.
+pub fn revoke_node(dir: &Path, which: &str, out: &Output) -> Result<()> {
+    let mut hub = Opened::open(dir)?;
+    hub.config.hub_settings(dir)?;
+    let peer = find_peer(&mut hub.engine, which)?;
+    hub.engine
+        .revoke_peer(peer.id())
+        .context("revoking the node")?;
+    out.emit(
+        &json!({ "revoked": peer.id().to_string(), "code": peer.info.code }),
+        || {
+            format!(
+                "node {} ({}) revoked: its packets are refused from now on; `syncplan node add` registers a new node",
+                peer.info.code,
+                peer.id()
+            )
+        },
+    )
+}
+
+/// A registered peer by code or id.
+pub fn find_peer(engine: &mut Engine<syncplan::SqliteStore>, which: &str) -> Result<PeerState> {
+    let peers = engine.peers().context("reading the registered nodes")?;
+    peers
+        .into_iter()
+        .find(|p| p.info.code == which || p.id().to_string() == which)
+        .ok_or_else(|| {
+            Failure::msg(format!(
+                "no node {which:?} is registered at this hub; `syncplan node list` shows the codes"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_between_rounds_down() {
+        let now = Timestamp::from_secs(1_000);
+        assert_eq!(seconds_between(Timestamp::from_millis(940_500), now), 59);
+    }
+}
