@@ -58,6 +58,7 @@ pub mod schema_version;
 pub mod serde_bridge;
 pub mod store;
 pub mod timer;
+pub mod token;
 pub mod transport;
 pub mod value;
 
@@ -85,6 +86,7 @@ pub use packet::Codec;
 pub use schema_version::{SchemaPolicy, SchemaVersion};
 pub use store::{ParkedChange, PendingQuery, Store, StoreTxn};
 pub use timer::{RetryPolicy, Timer};
+pub use token::{Claims, KeySet, SigningKey, Token, TokenError};
 pub use transport::{Transport, TransportError};
 pub use uuid::Uuid;
 pub use value::{Record, Value};

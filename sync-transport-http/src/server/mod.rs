@@ -1,0 +1,372 @@
+//! The embeddable hub server: [`HubServer::bind`] with an address, a TLS
+//! configuration and a [`Hub`], in any tokio application.
+//!
+//! Per connection: a TLS handshake (bounded by
+//! [`ServerConfig::handshake_timeout`]; a plain-HTTP client gets no
+//! service), then HTTP/1.1 with keep-alive, each request's header bounded by
+//! [`ServerConfig::header_timeout`] and its body by
+//! [`ServerConfig::body_timeout`]. The routes are in [`routes`].
+
+mod routes;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sync_core::NodeId;
+use sync_core::token::Token;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{AuthError, HubKeys, TokenAuthority, TokenPolicy};
+use crate::clock::Clock;
+use crate::hub::{Hub, HubInfo};
+use crate::metrics::Metrics;
+
+/// Limits, timeouts and policies of a server. Every default is safe for a
+/// hub on the internet.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted, before and after decompression
+    /// (default 10 MiB); larger ones get 413 before anything is decoded.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's header (default 10 s), and
+    /// how long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body (default 30 s).
+    pub body_timeout: Duration,
+    /// Time a client has to finish the TLS handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Longest a `GET /v1/wait` is held open (default 30 s).
+    pub max_wait: Duration,
+    /// Requests per second a node may make, on average (default 100).
+    pub rate_per_second: u32,
+    /// Requests a node may make at once above its rate (default 200).
+    pub rate_burst: u32,
+    /// Token lifetime and refresh.
+    pub tokens: TokenPolicy,
+    /// Where `now` comes from (default the system clock).
+    pub clock: Clock,
+    /// Serve `GET /metrics` (default true).
+    pub metrics: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 10 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_wait: Duration::from_secs(30),
+            rate_per_second: 100,
+            rate_burst: 200,
+            tokens: TokenPolicy::default(),
+            clock: Clock::system(),
+            metrics: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the body limit.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Sets the header and idle timeout.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Sets the body timeout.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Sets the TLS handshake timeout.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest long-poll.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// Sets the per-node rate limit.
+    pub fn rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_per_second = per_second;
+        self.rate_burst = burst;
+        self
+    }
+
+    /// Sets the token policy.
+    pub fn tokens(mut self, tokens: TokenPolicy) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Turns the metrics endpoint on or off.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    fn quota(&self) -> Quota {
+        let per_second = NonZeroU32::new(self.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.rate_burst).unwrap_or(per_second);
+        Quota::per_second(per_second).allow_burst(burst)
+    }
+}
+
+/// Why the server could not start or act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("could not listen on {addr}: {source}; pick a free port or check permissions")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Keys or tokens failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The blocking pool went away (the runtime is shutting down).
+    #[error("the server's runtime is shutting down; start the server in a running tokio runtime")]
+    Runtime,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared<H: Hub> {
+    pub hub: Arc<H>,
+    pub info: HubInfo,
+    pub config: ServerConfig,
+    pub tokens: TokenAuthority,
+    pub metrics: Metrics,
+    pub limiter: DefaultKeyedRateLimiter<NodeId>,
+    /// Bounds how many refused-token events per second reach the store, so
+    /// a flood of bad tokens cannot turn into a flood of writes.
+    pub security_log: DefaultDirectRateLimiter,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running hub server. Dropping it stops accepting connections; call
+/// [`HubServer::shutdown`] to also finish the requests in flight.
+pub struct HubServer<H: Hub> {
+    shared: Arc<Shared<H>>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<H: Hub> HubServer<H> {
+    /// Binds `addr` (port 0 picks a free one) and serves `hub` over TLS with
+    /// `tls` (see [`crate::TlsIdentity::server_config`]). Loads the signing
+    /// keys from the hub's store, making the first one on a hub's first
+    /// start. Must be called inside a tokio runtime.
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        hub: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let hub = Arc::new(hub);
+        let (tokens, hub) = {
+            let policy = config.tokens.clone();
+            let now = config.clock.now();
+            tokio::task::spawn_blocking(move || {
+                let tokens = TokenAuthority::open(&mut HubKeys(&*hub), policy, now);
+                (tokens, hub)
+            })
+            .await
+            .map_err(|_| ServerError::Runtime)?
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            info: hub.info(),
+            hub,
+            tokens: tokens?,
+            metrics: Metrics::new(),
+            limiter: RateLimiter::hashmap(config.quota()),
+            security_log: RateLimiter::direct(Quota::per_second(
+                NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+            )),
+            config,
+            shutdown,
+        });
+        let task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(tls),
+            Arc::clone(&shared),
+        ));
+        tracing::info!(%addr, hub = %shared.info.id, "hub server listening");
+        Ok(HubServer {
+            shared,
+            addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL nodes use (`https://<address>`); with a certificate for
+    /// a DNS name, give nodes that name instead.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The hub served.
+    pub fn hub(&self) -> &H {
+        &self.shared.hub
+    }
+
+    /// Issues a token for `node`, refusing nodes that are not registered or
+    /// revoked.
+    pub async fn issue_token(&self, node: NodeId) -> Result<Token, ServerError> {
+        let shared = Arc::clone(&self.shared);
+        let now = shared.config.clock.now();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .tokens
+                .issue_checked(&mut HubKeys(&*shared.hub), node, now)
+        })
+        .await
+        .map_err(|_| ServerError::Runtime)?
+        .map_err(ServerError::from)
+    }
+
+    /// Rotates the signing key: new tokens are signed with a new key, the
+    /// tokens signed before stay valid until they expire. Returns the new
+    /// key's id.
+    pub async fn rotate_signing_key(&self) -> Result<u32, ServerError> {
+        let shared = Arc::clone(&self.shared);
+        let now = shared.config.clock.now();
+        tokio::task::spawn_blocking(move || shared.tokens.rotate(&mut HubKeys(&*shared.hub), now))
+            .await
+            .map_err(|_| ServerError::Runtime)?
+            .map_err(ServerError::from)
+    }
+
+    /// The token authority (policy, current key id).
+    pub fn tokens(&self) -> &TokenAuthority {
+        &self.shared.tokens
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (up to
+    /// five seconds) and returns when every connection is closed.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl<H: Hub> Drop for HubServer<H> {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop<H: Hub>(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared<H>>) {
+    let mut connections = JoinSet::new();
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(serve_connection(tcp, peer, acceptor.clone(), Arc::clone(&shared)));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn serve_connection<H: Hub>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared<H>>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let tls =
+        match tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.limited("handshake_timeout");
+                return;
+            }
+        };
+    let service_shared = Arc::clone(&shared);
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(shared, peer, request).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.as_mut().await;
+        }
+    }
+}
