@@ -91,7 +91,11 @@ impl FileError {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         FileError::Io {
             action,
             path: path.into(),
@@ -178,7 +182,9 @@ pub enum Rejection {
         detail: String,
     },
     /// Parts of a split export are missing.
-    #[error("it is one of {parts} parts and part(s) {missing:?} are missing; copy every part of the export")]
+    #[error(
+        "it is one of {parts} parts and part(s) {missing:?} are missing; copy every part of the export"
+    )]
     MissingParts {
         /// The missing part numbers.
         missing: Vec<u32>,

@@ -362,7 +362,11 @@ impl FolderTransport {
     }
 
     fn receive_waiting(&self) -> Result<Vec<Bytes>, TransportError> {
-        let deadline = self.endpoint.options.wait_for_reply.map(|w| (w, Instant::now() + w));
+        let deadline = self
+            .endpoint
+            .options
+            .wait_for_reply
+            .map(|w| (w, Instant::now() + w));
         loop {
             let received = self.endpoint.receive().map_err(io_error)?;
             if !received.is_empty() {
@@ -439,7 +443,11 @@ pub fn serve_folder<S: Store>(
 
 fn io_error(error: FileError) -> TransportError {
     match error {
-        FileError::Io { action, path, source } => TransportError::Io {
+        FileError::Io {
+            action,
+            path,
+            source,
+        } => TransportError::Io {
             context: format!("trying to {action} {}", path.display()),
             source,
         },
@@ -464,4 +472,3 @@ fn system_now() -> Timestamp {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     Timestamp::from_micros(micros)
 }
-

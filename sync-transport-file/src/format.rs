@@ -343,7 +343,9 @@ mod tests {
             FileHeader::parse(&bytes[..bytes.len() - 1]).unwrap_err(),
             HeaderDefect::Truncated
         );
-        let other = String::from_utf8(bytes).expect("text").replacen("FILE 1", "FILE 2", 1);
+        let other = String::from_utf8(bytes)
+            .expect("text")
+            .replacen("FILE 1", "FILE 2", 1);
         assert_eq!(
             FileHeader::parse(other.as_bytes()).unwrap_err(),
             HeaderDefect::UnknownVersion("2".into())

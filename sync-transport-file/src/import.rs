@@ -93,7 +93,10 @@ pub fn open_files<S: Store>(
     let mut parts = Vec::with_capacity(files.len());
     for path in files {
         let bytes = read_file(path, &limits)?;
-        parts.push((path.clone(), open_one(path, &bytes, local, &mut key_for, &limits)?));
+        parts.push((
+            path.clone(),
+            open_one(path, &bytes, local, &mut key_for, &limits)?,
+        ));
     }
     assemble_all(parts)
 }
@@ -141,8 +144,7 @@ pub fn answer<S: Store>(
     now: Timestamp,
 ) -> Result<Vec<Answer>, FileError> {
     let opened = verified(engine, files, now)?;
-    fs::create_dir_all(reply_dir)
-        .map_err(|e| FileError::io("create the folder", reply_dir, e))?;
+    fs::create_dir_all(reply_dir).map_err(|e| FileError::io("create the folder", reply_dir, e))?;
     let mut out = Vec::with_capacity(opened.len());
     for export in opened {
         let sender = export.header.sender;

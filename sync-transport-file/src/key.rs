@@ -40,13 +40,17 @@ pub struct KeyId(pub [u8; 8]);
 #[non_exhaustive]
 pub enum KeyError {
     /// The peer is not registered on this engine.
-    #[error("no peer {peer} is registered here; register the node before creating or installing its file key")]
+    #[error(
+        "no peer {peer} is registered here; register the node before creating or installing its file key"
+    )]
     UnknownPeer {
         /// The peer asked for.
         peer: NodeId,
     },
     /// A different key is already installed for the peer.
-    #[error("a file key (id {existing}) is already installed for peer {peer}; remove it first (remove_pair_key) if it is to be replaced")]
+    #[error(
+        "a file key (id {existing}) is already installed for peer {peer}; remove it first (remove_pair_key) if it is to be replaced"
+    )]
     Exists {
         /// The peer.
         peer: NodeId,
@@ -54,13 +58,17 @@ pub enum KeyError {
         existing: KeyId,
     },
     /// The text is not a printable pair key.
-    #[error("this is not a valid file key: {reason}; copy the whole key (it starts with `sfk1-`) exactly as it was handed over")]
+    #[error(
+        "this is not a valid file key: {reason}; copy the whole key (it starts with `sfk1-`) exactly as it was handed over"
+    )]
     Invalid {
         /// What is wrong with it.
         reason: &'static str,
     },
     /// The stored key is damaged.
-    #[error("the file key stored for peer {peer} is damaged; remove it and install the key handed over with the node's credentials again")]
+    #[error(
+        "the file key stored for peer {peer} is damaged; remove it and install the key handed over with the node's credentials again"
+    )]
     Damaged {
         /// The peer.
         peer: NodeId,
@@ -100,7 +108,9 @@ impl PairKey {
         let mut check = [0u8; 4];
         decode_hex(hex_check, &mut check).ok_or(invalid("its checksum is not 8 hex digits"))?;
         if check != key.checksum() {
-            return Err(invalid("its checksum does not match (a character was mistyped)"));
+            return Err(invalid(
+                "its checksum does not match (a character was mistyped)",
+            ));
         }
         Ok(key)
     }
@@ -279,7 +289,11 @@ fn require_peer<S: Store>(engine: &mut Engine<S>, peer: NodeId) -> Result<(), Ke
     }
 }
 
-fn store_key<S: Store>(engine: &mut Engine<S>, peer: NodeId, key: &PairKey) -> Result<(), KeyError> {
+fn store_key<S: Store>(
+    engine: &mut Engine<S>,
+    peer: NodeId,
+    key: &PairKey,
+) -> Result<(), KeyError> {
     engine
         .put_meta(&meta_key(peer), Some(&key.stored()))
         .map_err(KeyError::Store)
@@ -329,7 +343,10 @@ mod tests {
         let i = PRINTABLE_PREFIX.len() + 3;
         typo[i] = if typo[i] == b'0' { b'1' } else { b'0' };
         let typo = String::from_utf8(typo).expect("ascii");
-        assert!(matches!(PairKey::parse(&typo), Err(KeyError::Invalid { .. })));
+        assert!(matches!(
+            PairKey::parse(&typo),
+            Err(KeyError::Invalid { .. })
+        ));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use common::*;
 use sync_conformance::fixtures::hub_id;
 use sync_core::SecurityKind;
 use sync_transport_file::{
-    FileError, PairKey, Rejection, dry_run, import, install_pair_key, open_files,
-    remove_pair_key, verify_file,
+    FileError, PairKey, Rejection, dry_run, import, install_pair_key, open_files, remove_pair_key,
+    verify_file,
 };
 
 /// A world where node 0 has exported one packet with two changes for the
@@ -32,15 +32,24 @@ fn exported(dir: &Path) -> (World, PathBuf) {
 fn assert_refused(w: &mut World, file: &Path, expected: fn(&Rejection) -> bool) {
     let before = snapshot(&mut w.hub);
     let error = import(&mut w.hub, &[file.to_path_buf()], t(2)).unwrap_err();
-    let reason = error.rejection().unwrap_or_else(|| panic!("not a rejection: {error}"));
+    let reason = error
+        .rejection()
+        .unwrap_or_else(|| panic!("not a rejection: {error}"));
     assert!(expected(reason), "unexpected reason: {reason:?}");
     let message = error.to_string();
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     assert!(message.contains(&name), "{message} does not name {name}");
     for key in &w.printable {
-        assert!(!message.contains(&key[5..69]), "the key leaked into {message}");
+        assert!(
+            !message.contains(&key[5..69]),
+            "the key leaked into {message}"
+        );
     }
-    assert_eq!(snapshot(&mut w.hub), before, "a refused file changed the store");
+    assert_eq!(
+        snapshot(&mut w.hub),
+        before,
+        "a refused file changed the store"
+    );
     // A dry run and a single-file check refuse it the same way.
     assert!(dry_run(&mut w.hub, &[file.to_path_buf()], t(2)).is_err());
     assert!(verify_file(&mut w.hub, file).is_err());
@@ -105,9 +114,11 @@ fn a_file_sealed_with_another_key_is_refused() {
     // never installed at the node).
     assert!(remove_pair_key(&mut w.hub, node_id(0)).unwrap());
     install_pair_key(&mut w.hub, node_id(0), &PairKey::generate().unwrap()).unwrap();
-    assert_refused(&mut w, &file, |r| {
-        matches!(r, Rejection::WrongKey { sender } if *sender == node_id(0))
-    });
+    assert_refused(
+        &mut w,
+        &file,
+        |r| matches!(r, Rejection::WrongKey { sender } if *sender == node_id(0)),
+    );
     assert!(
         w.hub
             .security_events()
@@ -138,9 +149,11 @@ fn a_file_from_a_sender_without_a_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (mut w, file) = exported(dir.path());
     remove_pair_key(&mut w.hub, node_id(0)).unwrap();
-    assert_refused(&mut w, &file, |r| {
-        matches!(r, Rejection::UnknownSender { sender } if *sender == node_id(0))
-    });
+    assert_refused(
+        &mut w,
+        &file,
+        |r| matches!(r, Rejection::UnknownSender { sender } if *sender == node_id(0)),
+    );
 }
 
 #[test]
@@ -149,9 +162,11 @@ fn an_unknown_format_version_is_refused() {
     let bad = tempfile::tempdir().unwrap();
     let (mut w, file) = exported(dir.path());
     let copy = edited_copy(&file, bad.path(), |b| b[14] = b'7');
-    assert_refused(&mut w, &copy, |r| {
-        matches!(r, Rejection::UnknownVersion { found, supported: 1 } if found == "7")
-    });
+    assert_refused(
+        &mut w,
+        &copy,
+        |r| matches!(r, Rejection::UnknownVersion { found, supported: 1 } if found == "7"),
+    );
     let error = import(&mut w.hub, &[copy], t(3)).unwrap_err().to_string();
     assert!(error.contains("version 7"), "{error}");
 }
@@ -241,8 +256,9 @@ fn every_flipped_byte_is_refused() {
         let mut bytes = original.clone();
         bytes[i] ^= mask;
         std::fs::write(&target, &bytes).unwrap();
-        let error = open_files(&mut w.hub, &[target.clone()])
-            .expect_err(&format!("flipping byte {i} with {mask:#x} was not detected"));
+        let error = open_files(&mut w.hub, &[target.clone()]).expect_err(&format!(
+            "flipping byte {i} with {mask:#x} was not detected"
+        ));
         let reason = error.rejection().expect("a rejection");
         let kind = format!("{reason:?}");
         let kind = kind.split([' ', '{', '(']).next().unwrap_or("").to_owned();

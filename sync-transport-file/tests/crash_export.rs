@@ -17,7 +17,9 @@ use common::*;
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, hub_info, node_info, record, registry};
 use sync_core::{ConflictStrategy, Engine, EngineConfig, Value};
 use sync_store_memory::MemoryStore;
-use sync_transport_file::{ExportOptions, PairKey, export, install_pair_key, open_files, verify_file};
+use sync_transport_file::{
+    ExportOptions, PairKey, export, install_pair_key, open_files, verify_file,
+};
 
 const DIR_VAR: &str = "SYNC_FILE_CRASH_DIR";
 const KEY_VAR: &str = "SYNC_FILE_CRASH_KEY";
@@ -105,7 +107,10 @@ fn exports_killed_at_random_leave_no_bad_file_under_a_final_name() {
                 waited.elapsed() < Duration::from_secs(30),
                 "trial {trial}: the child never got ready"
             );
-            assert!(child.try_wait().expect("child status").is_none(), "the child died");
+            assert!(
+                child.try_wait().expect("child status").is_none(),
+                "the child died"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_micros(next(&mut rng) % 60_000));
@@ -130,7 +135,10 @@ fn exports_killed_at_random_leave_no_bad_file_under_a_final_name() {
         let mut by_export = std::collections::BTreeMap::<String, Vec<_>>::new();
         for path in finals {
             let header = sync_transport_file::inspect(&path).expect("header");
-            by_export.entry(header.export_id_hex()).or_default().push((header, path));
+            by_export
+                .entry(header.export_id_hex())
+                .or_default()
+                .push((header, path));
         }
         for parts in by_export.into_values() {
             if parts.len() == parts[0].0.parts as usize {
@@ -144,6 +152,12 @@ fn exports_killed_at_random_leave_no_bad_file_under_a_final_name() {
     eprintln!(
         "{TRIALS} kills: {final_files} files under final names all verified, {complete_exports} complete exports opened, {temp_left} temporary files left by kills mid-write"
     );
-    assert!(temp_left > 0, "no kill landed mid-write: the test proved nothing");
-    assert!(final_files > 0, "no export finished a part: the test proved nothing");
+    assert!(
+        temp_left > 0,
+        "no kill landed mid-write: the test proved nothing"
+    );
+    assert!(
+        final_files > 0,
+        "no export finished a part: the test proved nothing"
+    );
 }

@@ -9,9 +9,9 @@ use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record};
 use sync_conformance::harness::synced_state;
 use sync_core::{ConflictSide, ConflictStrategy, EntityKey, Transport, Value};
 use sync_transport_file::{
-    ExportOptions, FileKind, FolderEndpoint, FolderOptions, FolderPaths, FolderTransport,
-    KeyError, PairKey, Rejection, answer, create_pair_key, dry_run, export, import,
-    install_pair_key, inspect, pair_key, paired_peers, remove_pair_key, serve_folder,
+    ExportOptions, FileKind, FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, KeyError,
+    PairKey, Rejection, answer, create_pair_key, dry_run, export, import, inspect,
+    install_pair_key, pair_key, paired_peers, remove_pair_key, serve_folder,
 };
 
 /// One round for node `i`: it exports, the hub answers, it imports the reply.
@@ -128,11 +128,17 @@ fn the_header_is_readable_without_the_key() {
     assert_eq!(header, exported.header);
     assert_eq!(header.kind, FileKind::Packet);
     assert_eq!((header.sender, header.recipient), (node_id(0), hub_id()));
-    assert_eq!((header.packet_no, header.ack, header.entity_count), (1, 0, 2));
+    assert_eq!(
+        (header.packet_no, header.ack, header.entity_count),
+        (1, 0, 2)
+    );
     assert_eq!(header.schema_version, "1.0.0");
     let text = std::fs::read(&exported.files[0]).unwrap();
     let start = String::from_utf8_lossy(&text[..200]);
-    assert!(start.starts_with("SYNCPLAN-FILE 1\nkind: packet\n"), "{start}");
+    assert!(
+        start.starts_with("SYNCPLAN-FILE 1\nkind: packet\n"),
+        "{start}"
+    );
     assert!(start.contains(&format!("sender: {}", node_id(0))));
 }
 
@@ -140,7 +146,10 @@ fn the_header_is_readable_without_the_key() {
 fn a_large_packet_is_split_into_parts_that_import_in_any_order() {
     let mut w = World::new(1);
     let data = sync_conformance::store_suite::values::noise(40_000, 3);
-    let fields = record([("title", "big".into()), ("data", Value::Bytes(data.clone()))]);
+    let fields = record([
+        ("title", "big".into()),
+        ("data", Value::Bytes(data.clone())),
+    ]);
     let id = w.nodes[0].insert(NOTE_SERVER_WINS, fields, t(0)).unwrap();
     let stick = tempfile::tempdir().unwrap();
     let options = ExportOptions::default().max_file_bytes(8 * 1024);
@@ -211,10 +220,14 @@ fn a_dry_run_reports_inserts_updates_deletes_and_conflicts_without_changing_anyt
         .collect();
     // The node updates one, deletes one, inserts one, and edits the third
     // while the hub edits it too (a conflict).
-    w.nodes[0].put(keys[0].clone(), note("node edit"), t(4)).unwrap();
+    w.nodes[0]
+        .put(keys[0].clone(), note("node edit"), t(4))
+        .unwrap();
     w.nodes[0].delete(keys[1].clone(), t(4)).unwrap();
     let new_id = insert_note(&mut w.nodes[0], "new on node", t(4));
-    w.nodes[0].put(keys[2].clone(), note("node side"), t(4)).unwrap();
+    w.nodes[0]
+        .put(keys[2].clone(), note("node side"), t(4))
+        .unwrap();
     w.hub.put(keys[2].clone(), note("hub side"), t(4)).unwrap();
 
     let exported = w.node_export(0, stick.path(), t(5));
@@ -277,9 +290,13 @@ fn folder_mode_carries_packets_between_real_engines() {
         FolderOptions::default(),
     )
     .unwrap();
-    let hub_side =
-        FolderEndpoint::for_peer(&mut w.hub, node_id(0), paths.reversed(), FolderOptions::default())
-            .unwrap();
+    let hub_side = FolderEndpoint::for_peer(
+        &mut w.hub,
+        node_id(0),
+        paths.reversed(),
+        FolderOptions::default(),
+    )
+    .unwrap();
     insert_note(&mut w.nodes[0], "through the folder", t(0));
     insert_note(&mut w.hub, "from the hub", t(0));
 
@@ -295,7 +312,13 @@ fn folder_mode_carries_packets_between_real_engines() {
         pending_replies.extend(replies);
         assert_eq!(serve_folder(&mut w.hub, &hub_side, t(1)).unwrap(), 1);
         if pending_replies.is_empty() {
-            pending_replies = transport.endpoint().receive().unwrap().into_iter().map(|r| r.envelope).collect();
+            pending_replies = transport
+                .endpoint()
+                .receive()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.envelope)
+                .collect();
         }
         for reply in pending_replies.drain(..) {
             w.nodes[0].handle_incoming(&reply, t(1)).unwrap();
@@ -314,12 +337,20 @@ fn a_tampered_file_in_a_folder_is_set_aside_and_answered_with_a_refusal() {
     let mut w = World::new(1);
     let shared = tempfile::tempdir().unwrap();
     let paths = FolderPaths::shared(shared.path(), node_id(0), hub_id());
-    let node_side =
-        FolderEndpoint::for_peer(&mut w.nodes[0], hub_id(), paths.clone(), FolderOptions::default())
-            .unwrap();
-    let hub_side =
-        FolderEndpoint::for_peer(&mut w.hub, node_id(0), paths.reversed(), FolderOptions::default())
-            .unwrap();
+    let node_side = FolderEndpoint::for_peer(
+        &mut w.nodes[0],
+        hub_id(),
+        paths.clone(),
+        FolderOptions::default(),
+    )
+    .unwrap();
+    let hub_side = FolderEndpoint::for_peer(
+        &mut w.hub,
+        node_id(0),
+        paths.reversed(),
+        FolderOptions::default(),
+    )
+    .unwrap();
     insert_note(&mut w.nodes[0], "x", t(0));
     w.nodes[0].start_sync(hub_id()).unwrap();
     let packet = w.nodes[0].poll_transmit(t(0)).unwrap().unwrap();
@@ -399,5 +430,8 @@ fn pair_keys_are_created_once_installed_once_and_never_shown() {
         t(2),
     )
     .unwrap_err();
-    assert!(matches!(error, sync_transport_file::FileError::NoPairKey { .. }));
+    assert!(matches!(
+        error,
+        sync_transport_file::FileError::NoPairKey { .. }
+    ));
 }

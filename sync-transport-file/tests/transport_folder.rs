@@ -100,7 +100,10 @@ fn serve(hub: &HubHandle, endpoint: &FolderEndpoint, stop: &AtomicBool) {
                     Err(HubFailure::Internal(_) | HubFailure::Gone) => {}
                 }
             }
-            assert!(endpoint.take_rejections().is_empty(), "a request was refused");
+            assert!(
+                endpoint.take_rejections().is_empty(),
+                "a request was refused"
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -18,8 +18,11 @@
 //! which never reads one.
 //!
 //! Features (all on by default): `sqlite`, the SQLite store
-//! ([`SqliteStore`]) that tracks the application's own tables with
-//! triggers, and the `syncplan` command-line tool built on it.
+//! (`SqliteStore`) that tracks the application's own tables with
+//! triggers; `http`, the HTTPS hub server and client transport
+//! (`syncplan::http`); `file`, sealed packet files and the folder
+//! transport (`syncplan::file`). The `syncplan` command-line tool needs
+//! all three.
 //!
 //! ```
 //! use syncplan::{Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, LocalHub};
@@ -56,6 +59,8 @@
 #![cfg_attr(doctest, doc = include_str!("../../README.md"))]
 
 mod driver_error;
+#[cfg(feature = "http")]
+mod http_push;
 mod local_hub;
 mod node;
 mod push;
@@ -81,3 +86,13 @@ pub use sync_store_memory::MemoryStore;
 
 #[cfg(feature = "sqlite")]
 pub use sync_store_sqlite::{self as sqlite, Durability, SqliteOptions, SqliteStore, TrackOptions};
+
+/// The HTTPS transport: [`http::HubServer`] serves a hub engine,
+/// [`http::HttpTransport`] is a node's [`Transport`] (and [`Push`]).
+#[cfg(feature = "http")]
+pub use sync_transport_http as http;
+
+/// Sealed packet files: export and import, pair keys, and
+/// [`file::FolderTransport`] for syncing through a folder.
+#[cfg(feature = "file")]
+pub use sync_transport_file as file;

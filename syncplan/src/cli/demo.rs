@@ -73,6 +73,7 @@ fn set_up(root: &Path) -> Result<(LocalHub<SqliteStore>, Vec<DemoNode>)> {
         name: "Central office",
         listen: "127.0.0.1:0",
         url: None,
+        tls: None,
     })?;
     prepare_tables(&hub_dir)?;
     let mut hub_opened = Opened::open(&hub_dir)?;

@@ -1,10 +1,12 @@
 //! `syncplan hub ...` and `syncplan node ...`: the hub's directory and its
 //! registry of nodes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use syncplan::file::create_pair_key;
+use syncplan::http::{SelfSigned, TlsIdentity, TokenAuthority, TokenPolicy, issue_token};
 use syncplan::{Engine, NodeId, NodeInfo, PeerState, Role, Timestamp};
 
 use super::failure::{Context, Failure, Result};
@@ -23,6 +25,9 @@ pub struct HubInit<'a> {
     pub listen: &'a str,
     /// The URL nodes use (default: from `listen`).
     pub url: Option<&'a str>,
+    /// A certificate chain and key (PEM files) to serve with, instead of a
+    /// generated self-signed certificate.
+    pub tls: Option<(&'a Path, &'a Path)>,
 }
 
 /// `hub init DIR`: the database, the configuration.
@@ -37,23 +42,34 @@ pub fn init(args: HubInit<'_>, out: &Output) -> Result<()> {
             "database": config.database(args.dir).display().to_string(),
             "listen": settings.listen,
             "url": settings.url,
+            "fingerprint": settings.fingerprint,
+            "self_signed": settings.self_signed,
         }),
         || {
             format!(
-                "hub {} ({}) created in {}\n  database: {}\n  nodes will reach it at {}\nnext: create your tables (syncplan sql), track them (syncplan track), add nodes (syncplan node add)",
+                "hub {} ({}) created in {}\n  database: {}\n  nodes will reach it at {}\n  TLS certificate: {} ({}), SHA-256 fingerprint\n    {}\nnext: create your tables (syncplan sql), track them (syncplan track), add nodes (syncplan node add), then syncplan hub serve {}",
                 config.code,
                 config.id,
                 args.dir.display(),
                 config.database(args.dir).display(),
-                settings.url
+                settings.url,
+                args.dir.join(&settings.tls_cert).display(),
+                if settings.self_signed { "self-signed: nodes pin this fingerprint" } else { "from your files" },
+                settings.fingerprint,
+                args.dir.display()
             )
         },
     )
 }
 
-/// Creates a hub's directory: its configuration and its database.
+/// Creates a hub's directory: its configuration, its database with the
+/// first token signing key, and its TLS certificate.
 pub fn create_hub(args: &HubInit<'_>) -> Result<Config> {
     layout::create_dir(args.dir)?;
+    let url = args
+        .url
+        .map_or_else(|| format!("https://{}", args.listen), str::to_owned);
+    let (fingerprint, self_signed) = write_tls(args, &url)?;
     let config = Config {
         role: DirRole::Hub,
         id: layout::new_node_id(),
@@ -62,23 +78,89 @@ pub fn create_hub(args: &HubInit<'_>) -> Result<Config> {
         strategies: Default::default(),
         hub: Some(HubSettings {
             listen: args.listen.to_owned(),
-            url: args
-                .url
-                .map_or_else(|| format!("https://{}", args.listen), str::to_owned),
+            url,
+            tls_cert: PathBuf::from(TLS_DIR).join("cert.pem"),
+            tls_key: PathBuf::from(TLS_DIR).join("key.pem"),
+            fingerprint,
+            self_signed,
         }),
         upstream: None,
     };
     let store = layout::open_store(&config.database(args.dir))?;
     let info = NodeInfo::new(config.id, &config.code, &config.name, Role::Hub);
-    Engine::new(
+    let mut engine = Engine::new(
         store,
         syncplan::EntityRegistry::new(),
         layout::engine_config(),
         info,
     )
     .context("recording the hub's identity in its database")?;
+    TokenAuthority::open(&mut engine, TokenPolicy::default(), syncplan::now())
+        .context("making the hub's token signing key")?;
     config.save(args.dir)?;
     Ok(config)
+}
+
+/// Where a hub keeps its certificate and key.
+const TLS_DIR: &str = "tls";
+
+/// Writes `DIR/tls/cert.pem` and `key.pem`: the given files, or a
+/// self-signed certificate for the URL's host, 127.0.0.1 and localhost.
+/// Returns the fingerprint and whether it is self-signed.
+fn write_tls(args: &HubInit<'_>, url: &str) -> Result<(String, bool)> {
+    let tls_dir = args.dir.join(TLS_DIR);
+    std::fs::create_dir_all(&tls_dir).with_context(|| format!("creating {}", tls_dir.display()))?;
+    let (cert, key, self_signed) = match args.tls {
+        Some((cert, key)) => (
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+            false,
+        ),
+        None => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            let host = host_of(url);
+            if !names.contains(&host) && !host.is_empty() {
+                names.push(host);
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let generated = SelfSigned::generate(&names).context("generating a TLS certificate")?;
+            (
+                generated.certificate_pem.into_bytes(),
+                generated.key_pem.into_bytes(),
+                true,
+            )
+        }
+    };
+    let identity =
+        TlsIdentity::from_pem(&cert, &key).context("reading the TLS certificate and key")?;
+    std::fs::write(tls_dir.join("cert.pem"), &cert).context("writing tls/cert.pem")?;
+    write_private(&tls_dir.join("key.pem"), &key)?;
+    Ok((identity.fingerprint(), self_signed))
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The host of an `https://host:port/...` URL.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_owned();
+    }
+    authority.split(':').next().unwrap_or("").to_owned()
 }
 
 /// What a new node needs to join the hub: printed once by `node add`, read
@@ -89,6 +171,10 @@ pub struct Credentials {
     pub node: NodeIdent,
     /// How to reach the hub.
     pub hub: Upstream,
+    /// The node's token, signed by the hub: sent with every request.
+    pub token: String,
+    /// The key that seals the files this pair exchanges.
+    pub file_key: String,
 }
 
 /// A node's identity.
@@ -137,6 +223,16 @@ pub fn register_node(hub: &mut Opened, code: &str, name: Option<&str>) -> Result
     hub.engine
         .register_peer(info)
         .context("registering the node")?;
+    let token = issue_token(
+        &mut hub.engine,
+        ident.id,
+        &TokenPolicy::default(),
+        syncplan::now(),
+    )
+    .context("issuing the node's token")?;
+    let file_key = create_pair_key(&mut hub.engine, ident.id)
+        .context("making the node's file key")?
+        .expose_printable();
     Ok(Credentials {
         node: ident,
         hub: Upstream {
@@ -144,8 +240,11 @@ pub fn register_node(hub: &mut Opened, code: &str, name: Option<&str>) -> Result
             code: hub.config.code.clone(),
             name: hub.config.name.clone(),
             url: settings.url,
-            fingerprint: None,
+            fingerprint: settings.self_signed.then_some(settings.fingerprint),
+            ca_file: None,
         },
+        token: token.into_string(),
+        file_key,
     })
 }
 

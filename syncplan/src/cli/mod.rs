@@ -3,15 +3,19 @@
 
 mod demo;
 mod failure;
+mod files;
 mod hub;
 mod inspect;
 mod layout;
 mod node;
 mod output;
 mod records;
+mod serve;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -61,6 +65,67 @@ enum Command {
         /// The JSON file `syncplan node add --json` wrote.
         #[arg(long, value_name = "FILE")]
         credentials: PathBuf,
+        /// Trust the hub's certificate through this CA certificate (PEM), for a
+        /// hub whose certificate was given to `hub init` (a self-signed one is
+        /// pinned by the fingerprint in the credentials).
+        #[arg(long, value_name = "PEM")]
+        ca: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Sync with the hub over HTTPS: send what is queued, receive what is new.
+    #[command(
+        after_help = "Example:\n  syncplan sync --dir desktop-1\n  syncplan sync --json --dir desktop-1\n  syncplan sync --watch --interval 300 --dir desktop-1    (until Ctrl-C)\n\nPrints one line: sent, received, conflicts, retries, time. Large syncs show a progress bar."
+    )]
+    Sync {
+        /// Keep syncing: every --interval, and as soon as the hub has news (live push).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between sessions with --watch.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        interval: u64,
+        /// Failed exchanges a session tries before giving up (with backoff).
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        attempts: u32,
+        /// The hub's URL, instead of the one in the node's configuration.
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Write the next packet as sealed files, to carry by hand (USB stick, e-mail).
+    #[command(
+        after_help = "Example:\n  syncplan export /media/usb --dir desktop-1              (a node: for its hub)\n  syncplan export /media/usb --to DESKTOP-1 --dir hub      (the hub: for one node)\n\nThe changes stay queued until the other side's reply is imported."
+    )]
+    Export {
+        /// The folder to write the files into (created if missing).
+        outdir: PathBuf,
+        /// At the hub: the node the files are for (code or id).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Verify and apply sealed files; at the hub, also write the reply for the node.
+    #[command(
+        after_help = "Example:\n  syncplan import /media/usb/*.syncpkt --dry-run --dir hub\n  syncplan import /media/usb/*.syncpkt --dir hub            (writes the reply beside them)\n  syncplan import /media/usb/reply/*.syncpkt --dir desktop-1"
+    )]
+    Import {
+        /// The files (all parts of an export).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Report what the files would insert, update, delete and which conflicts they would raise; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At the hub: where to write the reply (default: beside the first file).
+        #[arg(long, value_name = "DIR")]
+        reply_dir: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DirArg,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -132,8 +197,10 @@ enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Print a packet file as JSON, in the envelope shape of the specification.
-    #[command(after_help = "Example:\n  syncplan inspect packet.bin")]
+    /// Print a packet, or a sealed file's readable header, as JSON in the envelope shape of the specification.
+    #[command(
+        after_help = "Example:\n  syncplan inspect /media/usb/0000000003-packet-....syncpkt\n  syncplan inspect packet.bin"
+    )]
     Inspect {
         /// The file.
         file: PathBuf,
@@ -170,6 +237,34 @@ enum HubCommand {
         /// The URL nodes use to reach it (default: https:// and the listen address).
         #[arg(long)]
         url: Option<String>,
+        /// The TLS certificate chain (PEM) to serve with (default: a self-signed
+        /// certificate is generated, and nodes pin its fingerprint).
+        #[arg(long, value_name = "PEM", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "cert")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Serve the hub over HTTPS until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  syncplan hub serve hub\n  syncplan hub serve hub --listen 0.0.0.0:8443"
+    )]
+    Serve {
+        /// The hub's directory.
+        dir: PathBuf,
+        /// The address to listen on, instead of the configured one (port 0: any free port).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Make a new token signing key; tokens signed with the old one stay valid until they expire.
+    #[command(after_help = "Example:\n  syncplan hub rotate-key --dir hub")]
+    RotateKey {
+        #[command(flatten)]
+        dir: DirArg,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -307,6 +402,8 @@ fn run(command: Command) -> Result<()> {
             name,
             listen,
             url,
+            cert,
+            key,
             json,
         }) => hub::init(
             hub::HubInit {
@@ -315,15 +412,59 @@ fn run(command: Command) -> Result<()> {
                 name: &name,
                 listen: &listen,
                 url: url.as_deref(),
+                tls: cert.as_deref().zip(key.as_deref()),
             },
+            &json.output(),
+        ),
+        Command::Hub(HubCommand::Serve { dir, listen, json }) => {
+            runtime()?.block_on(serve::serve(&dir, listen.as_deref(), &json.output()))
+        }
+        Command::Hub(HubCommand::RotateKey { dir, json }) => {
+            serve::rotate_key(&dir.dir, &json.output())
+        }
+        Command::Sync {
+            watch,
+            interval,
+            attempts,
+            url,
+            dir,
+            json,
+        } => runtime()?.block_on(sync::sync(
+            &dir.dir,
+            sync::SyncArgs {
+                watch,
+                interval: Duration::from_secs(interval.max(1)),
+                attempts,
+                url,
+            },
+            &json.output(),
+        )),
+        Command::Export {
+            outdir,
+            to,
+            dir,
+            json,
+        } => files::export(&dir.dir, &outdir, to.as_deref(), &json.output()),
+        Command::Import {
+            files,
+            dry_run,
+            reply_dir,
+            dir,
+            json,
+        } => files::import(
+            &dir.dir,
+            &files,
+            dry_run,
+            reply_dir.as_deref(),
             &json.output(),
         ),
         Command::Node(command) => run_node(command),
         Command::Init {
             dir,
             credentials,
+            ca,
             json,
-        } => node::init(&dir, &credentials, &json.output()),
+        } => node::init(&dir, &credentials, ca.as_deref(), &json.output()),
         Command::Track {
             table,
             type_name,

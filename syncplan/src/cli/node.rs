@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
+use syncplan::file::{PairKey, install_pair_key};
 use syncplan::{Engine, EntityRegistry, NodeInfo, Role, TrackOptions};
 
 use super::failure::{Context, Failure, Result};
@@ -13,7 +14,7 @@ use super::output::{Output, ago};
 
 /// `init DIR --credentials FILE`: a node's database and configuration,
 /// with the hub registered as its peer.
-pub fn init(dir: &Path, credentials_file: &Path, out: &Output) -> Result<()> {
+pub fn init(dir: &Path, credentials_file: &Path, ca: Option<&Path>, out: &Output) -> Result<()> {
     let text = std::fs::read_to_string(credentials_file)
         .with_context(|| format!("reading the credentials {}", credentials_file.display()))?;
     let credentials: Credentials = serde_json::from_str(&text).with_context(|| {
@@ -22,6 +23,15 @@ pub fn init(dir: &Path, credentials_file: &Path, out: &Output) -> Result<()> {
             credentials_file.display()
         )
     })?;
+    let mut credentials = credentials;
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        syncplan::http::Trust::roots_from_pem(&pem).context("reading the hub's CA certificate")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join(CA_FILE), pem).context("keeping the hub's CA certificate")?;
+        credentials.hub.ca_file = Some(CA_FILE.into());
+        credentials.hub.fingerprint = None;
+    }
     init_from(dir, &credentials)?;
     out.emit(
         &json!({
@@ -43,9 +53,14 @@ pub fn init(dir: &Path, credentials_file: &Path, out: &Output) -> Result<()> {
     )
 }
 
+/// Where a node keeps its hub's CA certificate.
+const CA_FILE: &str = "hub-ca.pem";
+
 /// Sets up a node's directory from its credentials.
 pub fn init_from(dir: &Path, credentials: &Credentials) -> Result<()> {
     layout::create_dir(dir)?;
+    let key =
+        PairKey::parse(&credentials.file_key).context("reading the file key in the credentials")?;
     let config = Config {
         role: DirRole::Node,
         id: credentials.node.id,
@@ -63,6 +78,10 @@ pub fn init_from(dir: &Path, credentials: &Credentials) -> Result<()> {
     engine
         .register_peer(NodeInfo::new(hub.id, &hub.code, &hub.name, Role::Hub))
         .context("registering the hub as the node's peer")?;
+    install_pair_key(&mut engine, hub.id, &key).context("keeping the file key")?;
+    engine
+        .put_meta(layout::TOKEN_META, Some(credentials.token.as_bytes()))
+        .context("keeping the token")?;
     config.save(dir)
 }
 
