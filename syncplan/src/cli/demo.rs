@@ -5,16 +5,21 @@
 //! on both nodes, one of them conflicting; sync; what happened, in words;
 //! and a check that the three databases hold the same rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use syncplan::http::{EngineHub, HubServer, ServerConfig};
 use syncplan::{
-    ConflictSide, Engine, EntityKey, LocalHub, Node, SessionEvent, SqliteStore, SyncReport, Uuid,
+    ConflictSide, Engine, EntityKey, Node, SessionEvent, SqliteStore, SyncReport, Uuid,
 };
 
 use super::failure::{Context, Failure, Result};
 use super::hub::{self, HubInit};
 use super::layout::Opened;
 use super::node::{self, Track};
+use super::serve::read_identity;
+use super::sync::connect;
 
 /// The application's tables, as it created them before it knew syncplan.
 pub const SCHEMA: &str = "
@@ -48,10 +53,8 @@ pub async fn run(keep: Option<&Path>) -> Result<()> {
         .context("creating a temporary folder")?;
     let root = keep.unwrap_or(temporary.path());
     println!("== Setting up a hub and two nodes in {}", root.display());
-    let (hub, desktops) = set_up(root)?;
-    let outcome = story(&hub, &desktops).await;
-    drop(desktops);
-    drop(hub);
+    let (hub_dir, node_dirs) = set_up(root)?;
+    let outcome = serve_and_tell(&hub_dir, &node_dirs).await;
     match keep {
         Some(dir) => println!("\n== The databases are kept in {}", dir.display()),
         None => {
@@ -64,8 +67,8 @@ pub async fn run(keep: Option<&Path>) -> Result<()> {
 }
 
 /// A hub and two nodes, each database with the application's tables
-/// tracked.
-fn set_up(root: &Path) -> Result<(LocalHub<SqliteStore>, Vec<DemoNode>)> {
+/// tracked. Returns their directories.
+fn set_up(root: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
     let hub_dir = root.join("hub");
     let config = hub::create_hub(&HubInit {
         dir: &hub_dir,
@@ -93,20 +96,60 @@ fn set_up(root: &Path) -> Result<(LocalHub<SqliteStore>, Vec<DemoNode>)> {
         node::init_from(&dir, &credentials)?;
         prepare_tables(&dir)?;
         println!("   node {code} ({name}): {}", dir.join("node.db").display());
-        node_dirs.push((dir, credentials.hub.id));
+        node_dirs.push(dir);
     }
     println!(
         "   every database has the application's own tables daily_report and daily_report_line\n   (a line references its report by a foreign key), tracked so plain SQL writes sync"
     );
-    let hub = LocalHub::new(Opened::open(&hub_dir)?.engine);
-    drop(hub_opened);
+    Ok((hub_dir, node_dirs))
+}
+
+/// Serves the hub over HTTPS on 127.0.0.1 (any free port) and tells the
+/// story through it.
+async fn serve_and_tell(hub_dir: &Path, node_dirs: &[PathBuf]) -> Result<()> {
+    let opened = Opened::open(hub_dir)?;
+    let settings = opened.config.hub_settings(hub_dir)?.clone();
+    let tls = read_identity(hub_dir, &settings.tls_cert, &settings.tls_key)?
+        .server_config()
+        .context("setting up TLS")?;
+    let server = HubServer::bind(
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| Failure::msg("127.0.0.1:0 is an address"))?,
+        tls,
+        EngineHub::new(opened.engine),
+        ServerConfig::default(),
+    )
+    .await
+    .context("starting the hub's HTTPS server")?;
+    println!(
+        "   the hub serves HTTPS on {} with a self-signed certificate the nodes pin ({}...)",
+        server.url(),
+        &settings.fingerprint[..16]
+    );
     let mut desktops = Vec::new();
-    for (dir, hub_id) in node_dirs {
-        let opened = Opened::open(&dir)?;
-        let id = opened.config.id;
-        desktops.push(Node::builder(opened.engine, hub_id, hub.transport(id)).build());
+    for dir in node_dirs {
+        let mut opened = Opened::open(dir)?;
+        let (transport, hub_id) = connect(&mut opened, Some(&server.url()))?;
+        let transport = Arc::new(transport);
+        desktops.push(Node::builder_shared(opened.engine, hub_id, transport).build());
     }
-    Ok((hub, desktops))
+    let hub = server.hub().clone();
+    let outcome = story(&hub, &desktops).await;
+    drop(desktops);
+    server.shutdown().await;
+    outcome
+}
+
+/// Runs `f` on the hub's engine, off the async threads.
+async fn on_hub<R: Send + 'static>(
+    hub: &EngineHub<SqliteStore>,
+    f: impl FnOnce(&mut Engine<SqliteStore>) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let hub = hub.clone();
+    tokio::task::spawn_blocking(move || hub.with_engine(f))
+        .await
+        .context("reading the hub's database")?
 }
 
 fn prepare_tables(dir: &Path) -> Result<()> {
@@ -133,7 +176,7 @@ fn prepare_tables(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn story(hub: &LocalHub<SqliteStore>, desktops: &[DemoNode]) -> Result<()> {
+async fn story(hub: &EngineHub<SqliteStore>, desktops: &[DemoNode]) -> Result<()> {
     let (one, two) = (&desktops[0], &desktops[1]);
     println!("\n== Morning: DESKTOP-1 writes today's report in plain SQL, then syncs");
     sql(
@@ -227,7 +270,7 @@ async fn sync(node: &DemoNode, who: &str) -> Result<SyncReport> {
 /// What the hub decided about the report both nodes edited, and where the
 /// losing version is.
 async fn explain_conflict(
-    hub: &LocalHub<SqliteStore>,
+    hub: &EngineHub<SqliteStore>,
     loser: &DemoNode,
     report: &SyncReport,
 ) -> Result<()> {
@@ -246,17 +289,16 @@ async fn explain_conflict(
         .parse()
         .map_err(|_| Failure::msg("the report's sync key is not a UUID"))?;
     let key = EntityKey::new("DailyReport", id);
-    let (audit, versions, codes) = hub
-        .with_engine(move |e| -> Result<_> {
-            let audit: Vec<_> = e
-                .audit_log()?
-                .into_iter()
-                .filter(|a| a.key == key)
-                .collect();
-            let versions = e.versions(&key)?;
-            Ok((audit, versions, codes_of(e)?))
-        })
-        .await??;
+    let (audit, versions, codes) = on_hub(hub, move |e| {
+        let audit: Vec<_> = e
+            .audit_log()?
+            .into_iter()
+            .filter(|a| a.key == key)
+            .collect();
+        let versions = e.versions(&key)?;
+        Ok((audit, versions, codes_of(e)?))
+    })
+    .await?;
     let code = |id: syncplan::NodeId| {
         codes
             .iter()
@@ -320,9 +362,9 @@ fn codes_of(engine: &mut Engine<SqliteStore>) -> Result<Vec<(syncplan::NodeId, S
 }
 
 /// Compares the application's tables of the three databases.
-async fn agree(hub: &LocalHub<SqliteStore>, desktops: &[DemoNode]) -> Result<()> {
+async fn agree(hub: &EngineHub<SqliteStore>, desktops: &[DemoNode]) -> Result<()> {
     println!("\n== Do all three databases agree?");
-    let reference = hub.with_engine(|e| snapshot(e.store())).await??;
+    let reference = on_hub(hub, |e| snapshot(e.store())).await?;
     println!(
         "   hub: {} report(s) and {} line(s):",
         reference.0.len(),

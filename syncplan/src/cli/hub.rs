@@ -282,9 +282,9 @@ pub fn list_nodes(dir: &Path, out: &Output) -> Result<()> {
                 } else {
                     "active"
                 },
-                row["sent_packet_no"],
-                row["received_packet_no"],
-                row["pending"],
+                row["sent_packet_no"].to_string(),
+                row["received_packet_no"].to_string(),
+                row["pending"].to_string(),
                 ago_cell(&row["last_sync_in_ago_s"]),
                 ago_cell(&row["last_sync_out_ago_s"]),
                 row["oldest_unacknowledged"]["entity"].as_str().map_or_else(

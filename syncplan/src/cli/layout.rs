@@ -111,6 +111,16 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The name used in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::ServerWins => "server-wins",
+            Strategy::LastWriterWins => "last-writer-wins",
+            Strategy::KeepBoth => "keep-both",
+            Strategy::Manual => "manual",
+        }
+    }
+
     /// The engine's strategy.
     pub fn engine(self) -> ConflictStrategy {
         match self {

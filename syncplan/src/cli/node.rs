@@ -122,10 +122,10 @@ pub fn track(args: Track<'_>, out: &Output) -> Result<()> {
                 })
                 .collect();
             format!(
-                "table {} syncs as {} ({:?}): {}\nevery INSERT, UPDATE and DELETE on it is captured from now on, from any connection",
+                "table {} syncs as {} ({}): {}\nevery INSERT, UPDATE and DELETE on it is captured from now on, from any connection",
                 args.table,
                 ty.name(),
-                strategy,
+                strategy.name(),
                 names.join(", ")
             )
         },

@@ -51,7 +51,7 @@ pub async fn serve(dir: &Path, listen: Option<&str>, out: &Output) -> Result<()>
     Ok(())
 }
 
-fn read_identity(dir: &Path, cert: &Path, key: &Path) -> Result<TlsIdentity> {
+pub fn read_identity(dir: &Path, cert: &Path, key: &Path) -> Result<TlsIdentity> {
     let cert_path = dir.join(cert);
     let key_path = dir.join(key);
     let cert = std::fs::read(&cert_path)

@@ -56,7 +56,7 @@ pub async fn sync(dir: &std::path::Path, args: SyncArgs, out: &Output) -> Result
 
 /// A transport to the node's hub, trusting its certificate as the
 /// credentials say, authenticating with the node's token.
-fn connect(opened: &mut Opened, url: Option<&str>) -> Result<(HttpTransport, NodeId)> {
+pub fn connect(opened: &mut Opened, url: Option<&str>) -> Result<(HttpTransport, NodeId)> {
     let upstream = opened.config.upstream(&opened.dir)?.clone();
     let token = opened
         .engine
