@@ -17,7 +17,7 @@ pub enum DriverError {
     /// The hub could not be reached within the session's attempts; nothing
     /// is lost, the changes stay queued for the next session.
     #[error(
-        "gave up after {attempts} attempts to reach the hub; the changes stay queued, sync again when the hub is reachable"
+        "gave up after {attempts} attempt(s) to reach the hub; the changes stay queued, sync again when the hub is reachable"
     )]
     GaveUp {
         /// Exchanges tried in the session.
@@ -29,7 +29,7 @@ pub enum DriverError {
     /// The hub kept refusing the session's packets as damaged or as a
     /// temporary failure of its own.
     #[error(
-        "gave up after {attempts} attempts: the hub kept answering with a temporary refusal; check the hub's log and sync again"
+        "gave up after {attempts} attempt(s): the hub kept answering with a temporary refusal; check the hub's log and sync again"
     )]
     KeptRefusing {
         /// Exchanges tried in the session.

@@ -196,9 +196,11 @@ pub fn add_node(dir: &Path, code: &str, name: Option<&str>, out: &Output) -> Res
     let value = serde_json::to_value(&credentials).context("encoding the credentials")?;
     out.emit(&value, || {
         format!(
-            "node {} registered\n  id: {}\nsave these credentials (shown once) and set the node up with `syncplan init DIR --credentials FILE`:\n{}",
+            "node {} registered\n  id: {}\n  token: {}\n  file key: {}\nsave these credentials (shown once; they are secrets) and set the node up with `syncplan init DIR --credentials FILE`:\n{}",
             credentials.node.code,
             credentials.node.id,
+            credentials.token,
+            credentials.file_key,
             serde_json::to_string_pretty(&value).unwrap_or_default()
         )
     })

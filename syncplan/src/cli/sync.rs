@@ -153,14 +153,9 @@ async fn watch(
     result.map_err(explain)
 }
 
-/// A failure with what to do about it.
+/// The failure, under what was being done (its message says what to do).
 fn explain(error: DriverError) -> Failure {
-    let hint = if error.is_transient() {
-        "sync failed; the changes stay queued, run `syncplan sync` again when the hub is reachable"
-    } else {
-        "sync failed"
-    };
-    Err::<(), _>(error).context(hint).unwrap_err()
+    Err::<(), _>(error).context("sync failed").unwrap_err()
 }
 
 /// The report as JSON.
@@ -225,7 +220,8 @@ impl Progress {
                 let line = format!("retrying in {:.1}s: {reason}", after.as_secs_f64());
                 match &self.bar {
                     Some(bar) => bar.println(line),
-                    None => tracing::warn!("{line}"),
+                    None if !self.quiet => eprintln!("{line}"),
+                    None => {}
                 }
             }
             _ => {}

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sync_core::{
     Engine, Event, Incoming, NodeId, Store, SyncError, Timestamp, Transmit, TransportError,
 };
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
 use super::Node;
 use crate::driver_error::DriverError;
@@ -75,7 +75,7 @@ pub(super) async fn run<S: Store + Send + 'static>(
     let _entered = span.enter();
     match &result {
         Ok(()) => info!(summary = %session.report.summary(), "session ended"),
-        Err(e) => warn!(error = %e, "session failed"),
+        Err(e) => info!(error = %e, "session failed"),
     }
     result.map(|()| session.report)
 }
@@ -195,7 +195,7 @@ impl<S: Store + Send + 'static, O: FnMut(&SessionEvent) + Send> Session<'_, S, O
         }
         self.report.retries += 1;
         let after = deadline.map_or(Duration::ZERO, |d| time::until(d, time::now()));
-        warn!(attempt = attempts, after_ms = after.as_millis() as u64, %reason, "exchange failed, retrying");
+        info!(attempt = attempts, after_ms = after.as_millis() as u64, %reason, "exchange failed, retrying");
         self.emit(SessionEvent::Retrying {
             attempt: attempts,
             after,
