@@ -8,13 +8,18 @@
 //! was open is dropped uncommitted, so the wrapped store keeps exactly what
 //! was committed before the crash. [`CrashingStore::into_inner`] takes the
 //! wrapped store back, which is what a restart reopens.
+//!
+//! It also plays a store whose own schema refuses some versions (a UNIQUE
+//! or NOT NULL constraint of an application's table):
+//! [`CrashingStore::refuse_when`] makes `put_entity` answer
+//! [`StoreError::Refused`] for the versions a rule picks.
 
 use std::cell::Cell;
 
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
-    VersionRecord,
+    PendingQuery, RejectedChange, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity,
+    Timestamp, Uuid, VersionRecord,
 };
 
 /// A store that fails every operation from a chosen one on, as if the
@@ -23,7 +28,11 @@ use sync_core::{
 pub struct CrashingStore<S> {
     inner: S,
     fuse: Fuse,
+    refuse: Option<RefusalRule>,
 }
+
+/// Picks the versions a store refuses, with the reason it gives.
+pub type RefusalRule = fn(&Entity) -> Option<String>;
 
 /// Counts operations down to the crash.
 #[derive(Debug, Default)]
@@ -42,7 +51,14 @@ impl<S> CrashingStore<S> {
         CrashingStore {
             inner,
             fuse: Fuse::default(),
+            refuse: None,
         }
+    }
+
+    /// From now on `put_entity` refuses every version `rule` names a reason
+    /// for ([`StoreError::Refused`]), writing nothing of it.
+    pub fn refuse_when(&mut self, rule: RefusalRule) {
+        self.refuse = Some(rule);
     }
 
     /// Arms the crash: `ops` more operations succeed, the next one fails.
@@ -126,10 +142,15 @@ impl<S: Store> Store for CrashingStore<S> {
 
     fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError> {
         self.fuse.tick()?;
-        let CrashingStore { inner, fuse } = self;
+        let CrashingStore {
+            inner,
+            fuse,
+            refuse,
+        } = self;
         Ok(CrashingTxn {
             inner: inner.begin()?,
             fuse,
+            refuse: *refuse,
         })
     }
 }
@@ -138,6 +159,7 @@ impl<S: Store> Store for CrashingStore<S> {
 pub struct CrashingTxn<'a, T> {
     inner: T,
     fuse: &'a Fuse,
+    refuse: Option<RefusalRule>,
 }
 
 impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
@@ -183,6 +205,12 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         stored_at: Timestamp,
     ) -> Result<u64, StoreError> {
         self.fuse.tick()?;
+        if let Some(reason) = self.refuse.and_then(|rule| rule(entity)) {
+            return Err(StoreError::Refused {
+                key: entity.key.clone(),
+                reason,
+            });
+        }
         self.inner.put_entity(entity, source, stored_at)
     }
 
@@ -266,6 +294,11 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.inner.parked()
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.parked_change(child)
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.fuse.tick()?;
         self.inner.add_security_event(event)
@@ -274,6 +307,21 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.fuse.tick()?;
         self.inner.security_events()
+    }
+
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError> {
+        self.fuse.tick()?;
+        self.inner.put_rejected(rejected)
+    }
+
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.rejected()
+    }
+
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.take_rejected(id)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

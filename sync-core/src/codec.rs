@@ -18,6 +18,7 @@ use crate::entity_registry::EntityRegistry;
 use crate::error::{ErrorCode, PeerError};
 use crate::ids::{NodeId, Timestamp};
 use crate::packet::{Change, Codec, Envelope, ErrorMessage, Packet, PacketHeader};
+use crate::rejected::Rejection;
 use crate::value::{Record, Value};
 
 /// Size limits applied to everything decoded. Defaults are safe for a hub.
@@ -109,7 +110,20 @@ pub fn decode_envelope(bytes: &[u8], limits: &Limits) -> Result<Envelope, PeerEr
 /// Encodes changes positionally (field names once per type), compresses them
 /// with `codec`, and returns `(compressed body, raw length)`.
 pub fn encode_body(changes: &[Change], registry: &EntityRegistry, codec: Codec) -> (Vec<u8>, u64) {
-    let raw = body_to_pb(changes, registry).encode_to_vec();
+    encode_body_with(changes, &[], registry, codec)
+}
+
+/// Like [`encode_body`], with notices of the recipient's changes that this
+/// side refused.
+pub fn encode_body_with(
+    changes: &[Change],
+    rejections: &[Rejection],
+    registry: &EntityRegistry,
+    codec: Codec,
+) -> (Vec<u8>, u64) {
+    let mut pb_body = body_to_pb(changes, registry);
+    pb_body.rejections = rejections.iter().map(rejection_to_pb).collect();
+    let raw = pb_body.encode_to_vec();
     let raw_len = raw.len() as u64;
     (compress(codec, &raw), raw_len)
 }
@@ -121,6 +135,24 @@ pub fn decode_body(
     body: &[u8],
     limits: &Limits,
 ) -> Result<Vec<Change>, PeerError> {
+    decode_body_with(header, body, limits).map(|body| body.changes)
+}
+
+/// A decoded packet body: the changes and the rejection notices.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Body {
+    /// The changes, parents before children.
+    pub changes: Vec<Change>,
+    /// The sender's refusals of the recipient's changes.
+    pub rejections: Vec<Rejection>,
+}
+
+/// Like [`decode_body`], keeping the rejection notices too.
+pub fn decode_body_with(
+    header: &PacketHeader,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Body, PeerError> {
     check_size("packet body", header.body_raw_len, limits.max_body_bytes)?;
     if header.entity_count > limits.max_entities {
         return Err(PeerError::TooLarge {
@@ -130,8 +162,19 @@ pub fn decode_body(
         });
     }
     let raw = decompress(header.codec, body, header.body_raw_len)?;
-    let pb_body =
+    let mut pb_body =
         pb::PacketBody::decode(raw.as_slice()).map_err(|e| decode_error("packet body", e))?;
+    if pb_body.rejections.len() > limits.max_entities as usize {
+        return Err(PeerError::TooLarge {
+            what: "packet's rejection count",
+            size: pb_body.rejections.len() as u64,
+            limit: u64::from(limits.max_entities),
+        });
+    }
+    let rejections = std::mem::take(&mut pb_body.rejections)
+        .into_iter()
+        .map(|r| rejection_from_pb(r, header.sender))
+        .collect::<Result<Vec<_>, _>>()?;
     let changes = body_from_pb(pb_body, header.sender)?;
     if changes.len() != header.entity_count as usize {
         return Err(malformed(
@@ -143,7 +186,10 @@ pub fn decode_body(
             ),
         ));
     }
-    Ok(changes)
+    Ok(Body {
+        changes,
+        rejections,
+    })
 }
 
 /// Compresses with `codec`. zstd at level 1 (fast, same ratio as gzip here).
@@ -451,6 +497,7 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
         types,
         changes,
         clock_nodes: clock_nodes.ids,
+        rejections: Vec::new(),
     }
 }
 
@@ -517,6 +564,35 @@ fn clock_from_pb(
         );
     }
     Ok(clock)
+}
+
+fn rejection_to_pb(r: &Rejection) -> pb::Rejection {
+    pb::Rejection {
+        id: r.id.as_bytes().to_vec(),
+        entity_type: r.key.entity_type.clone(),
+        uuid: r.key.id.as_bytes().to_vec(),
+        version_digest: r.version_digest.to_vec(),
+        reason: r.reason.clone(),
+        hub_has_none: r.hub_has_none,
+    }
+}
+
+fn rejection_from_pb(r: pb::Rejection, sender: NodeId) -> Result<Rejection, PeerError> {
+    let id = uuid_from(&r.id).ok_or_else(|| malformed(sender, "rejection id is not 16 bytes"))?;
+    let entity = uuid_from(&r.uuid)
+        .ok_or_else(|| malformed(sender, "rejected entity uuid is not 16 bytes"))?;
+    let version_digest: [u8; 32] = r
+        .version_digest
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed(sender, "rejected version digest is not 32 bytes"))?;
+    Ok(Rejection {
+        id,
+        key: EntityKey::new(r.entity_type, entity),
+        version_digest,
+        reason: r.reason,
+        hub_has_none: r.hub_has_none,
+    })
 }
 
 fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, PeerError> {

@@ -38,6 +38,14 @@ pub struct EngineConfig {
     /// refused ([`crate::PeerError::ClockAhead`]) and a security event is
     /// recorded: a fast clock would win every last-writer-wins conflict.
     pub max_clock_offset_ms: i64,
+    /// How long a change may wait for its parent, in milliseconds (default
+    /// 24 hours). A change parked longer is applied without its parent at
+    /// the next packet from its sender, and [`crate::Event::ParkExpired`] is
+    /// emitted: its reference then names an entity this node does not hold
+    /// (a store that enforces references keeps the row's reference empty,
+    /// or keeps the version whole until the parent arrives). Nothing waits
+    /// forever unseen.
+    pub max_park_ms: i64,
     /// Most events kept waiting for [`crate::Engine::poll_event`] (default
     /// 10,000; at least 1 is kept whatever is set). When the queue is full
     /// the oldest event is dropped and [`crate::Engine::dropped_events`]
@@ -59,12 +67,19 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             applied_events: true,
             max_clock_offset_ms: 30 * 60 * 1000,
+            max_park_ms: 24 * 60 * 60 * 1000,
             max_events: 10_000,
         }
     }
 }
 
 impl EngineConfig {
+    /// Sets how long a change may wait for its parent, in milliseconds.
+    pub fn max_park_ms(mut self, ms: i64) -> Self {
+        self.max_park_ms = ms;
+        self
+    }
+
     /// Sets how far ahead of this node's clock a peer's may run, in
     /// milliseconds.
     pub fn max_clock_offset_ms(mut self, ms: i64) -> Self {

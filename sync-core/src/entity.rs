@@ -8,6 +8,14 @@ use crate::clock::{Stamp, VersionVector};
 use crate::ids::{NodeId, Timestamp};
 use crate::value::{Record, record_canonical_bytes};
 
+/// The field a tombstone carries, set to `true`, when the entity was
+/// removed outright (a SQL `DELETE`, `REPLACE`, a foreign-key cascade, an
+/// entity its hub refused) rather than soft-deleted. It travels inside the
+/// entity's record like any field a peer's schema lacks; a store with rows
+/// (SQLite) removes the row for it, where a plain tombstone only marks the
+/// row deleted. Other stores need not know it.
+pub const REMOVED_FIELD: &str = "_sync_removed";
+
 /// Identifies one entity: its registered type name and its UUID sync key.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct EntityKey {

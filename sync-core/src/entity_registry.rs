@@ -245,6 +245,15 @@ impl EntityRegistry {
         Self::default()
     }
 
+    /// [`EntityType::sync_digest`] of a version of any type (the plain
+    /// content digest for a type not registered here).
+    pub fn sync_digest_of(&self, entity: &Entity) -> [u8; 32] {
+        match self.get(&entity.key.entity_type) {
+            Some(ty) => ty.sync_digest(entity),
+            None => entity.content_digest(),
+        }
+    }
+
     /// Registers (or replaces) a type. Registration is all a new type needs to
     /// sync.
     pub fn register(&mut self, entity_type: EntityType) -> &mut Self {

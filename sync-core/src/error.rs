@@ -344,6 +344,9 @@ pub enum WriteError {
     /// No such entity.
     #[error("{0} does not exist")]
     NotFound(EntityKey),
+    /// No rejected change has this id (retried or discarded already?).
+    #[error("there is no rejected change {0}; list them with Engine::rejected")]
+    NoSuchRejected(Uuid),
     /// The value could not be converted to or from a typed struct.
     #[error("{entity_type} could not be converted with serde: {detail}")]
     Serde {
@@ -366,6 +369,8 @@ pub enum StoreErrorKind {
     Poisoned,
     /// The backend (database, disk) failed.
     Backend,
+    /// The store's schema refused one version (a constraint).
+    Refused,
 }
 
 /// A store failure. Shared by all stores; backend detail is the `source`.
@@ -401,6 +406,17 @@ pub enum StoreError {
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// The store's own schema refuses this one version (a UNIQUE value held
+    /// by another row, a NOT NULL or CHECK constraint). The engine keeps the
+    /// version as a rejected change and applies the rest of the packet; the
+    /// transaction that returned this must be dropped.
+    #[error("{key} was refused: {reason}")]
+    Refused {
+        /// The entity whose version was refused.
+        key: EntityKey,
+        /// Why, naming the table, column and value where known.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -411,6 +427,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => StoreErrorKind::Corrupt,
             StoreError::Poisoned { .. } => StoreErrorKind::Poisoned,
             StoreError::Backend { .. } => StoreErrorKind::Backend,
+            StoreError::Refused { .. } => StoreErrorKind::Refused,
         }
     }
 

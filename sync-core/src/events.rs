@@ -34,6 +34,37 @@ pub enum Event {
         /// Its explanation.
         message: String,
     },
+    /// A change was refused and quarantined (see [`crate::rejected`]): by
+    /// this store (a version `peer` sent), or by `peer` (one of ours).
+    ChangeRejected {
+        /// The peer that sent the version, or that refused it.
+        peer: NodeId,
+        /// The entity.
+        key: crate::entity::EntityKey,
+        /// Which side refused it.
+        by: crate::rejected::RejectedBy,
+        /// The store's reason.
+        reason: String,
+    },
+    /// A change from `peer` references a parent this node does not hold yet:
+    /// it waits ([`crate::Engine::parked`]) until the parent arrives, or
+    /// until [`crate::EngineConfig::max_park_ms`] has passed.
+    Parked {
+        /// The sender.
+        peer: NodeId,
+        /// The waiting change.
+        key: crate::entity::EntityKey,
+        /// The parent it waits for.
+        waiting_for: crate::entity::EntityKey,
+    },
+    /// A change waited for its parent longer than
+    /// [`crate::EngineConfig::max_park_ms`] and was applied without it.
+    ParkExpired {
+        /// The change applied.
+        key: crate::entity::EntityKey,
+        /// The parent that never arrived.
+        waiting_for: crate::entity::EntityKey,
+    },
     /// A sync session finished: nothing pending either way, all acknowledged.
     SyncComplete {
         /// The peer.

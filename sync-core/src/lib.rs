@@ -53,6 +53,7 @@ pub mod ids;
 pub mod json_view;
 pub mod node_registry;
 pub mod packet;
+pub mod rejected;
 pub mod rng;
 pub mod schema_version;
 pub mod serde_bridge;
@@ -83,6 +84,7 @@ pub use events::{
 pub use ids::{NodeId, Timestamp};
 pub use node_registry::{InFlight, NodeInfo, PeerState, Role};
 pub use packet::Codec;
+pub use rejected::{RejectedBy, RejectedChange, Rejection};
 pub use schema_version::{SchemaPolicy, SchemaVersion};
 pub use store::{ParkedChange, PendingQuery, Store, StoreTxn};
 pub use timer::{RetryPolicy, Timer};

@@ -32,6 +32,7 @@ use crate::error::StoreError;
 use crate::events::SecurityEvent;
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{NodeInfo, PeerState};
+use crate::rejected::RejectedChange;
 
 /// A transactional store. See the module docs for the contract.
 pub trait Store {
@@ -179,6 +180,11 @@ pub trait StoreTxn {
     fn unpark(&mut self, child: &EntityKey) -> Result<(), StoreError>;
     /// All parked changes.
     fn parked(&self) -> Result<Vec<ParkedChange>, StoreError>;
+    /// The change parked for `child`, if any. The default scans
+    /// [`StoreTxn::parked`]; stores override it with a keyed read.
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        Ok(self.parked()?.into_iter().find(|p| &p.entity.key == child))
+    }
 
     // --- security ------------------------------------------------------
 
@@ -186,6 +192,15 @@ pub trait StoreTxn {
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError>;
     /// All security events, oldest first.
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError>;
+
+    // --- rejected changes (quarantine) ------------------------------------
+
+    /// Stores a rejected change, replacing the record with the same id.
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError>;
+    /// Every rejected change, oldest first (by first `put_rejected`).
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError>;
+    /// Removes and returns a rejected change.
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError>;
 
     // --- driver metadata -------------------------------------------------
 

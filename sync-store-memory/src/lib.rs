@@ -34,8 +34,8 @@ mod txn;
 use std::collections::BTreeMap;
 
 use sync_core::{
-    AuditRecord, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState, SecurityEvent,
-    Store, StoreError, StoredEntity, VersionRecord,
+    AuditRecord, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
+    RejectedChange, SecurityEvent, Store, StoreError, StoredEntity, VersionRecord,
 };
 
 pub use txn::MemoryTxn;
@@ -59,6 +59,7 @@ struct State {
     parked: BTreeMap<EntityKey, ParkedChange>,
     security: Vec<SecurityEvent>,
     meta: BTreeMap<String, Vec<u8>>,
+    rejected: Vec<RejectedChange>,
 }
 
 impl MemoryStore {

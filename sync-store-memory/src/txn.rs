@@ -2,8 +2,8 @@
 
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp, Uuid,
-    VersionRecord,
+    PendingQuery, RejectedChange, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp,
+    Uuid, VersionRecord,
 };
 
 use crate::State;
@@ -32,6 +32,8 @@ enum Undo {
     ConflictRemoved(usize, OpenConflict),
     Parked(EntityKey, Option<ParkedChange>),
     Meta(String, Option<Vec<u8>>),
+    Rejected(Uuid, Option<RejectedChange>),
+    RejectedTaken(usize, RejectedChange),
 }
 
 impl<'a> MemoryTxn<'a> {
@@ -67,6 +69,17 @@ impl<'a> MemoryTxn<'a> {
             Undo::ConflictRemoved(index, conflict) => s.conflicts.insert(index, conflict),
             Undo::Parked(key, previous) => restore(&mut s.parked, key, previous),
             Undo::Meta(key, previous) => restore(&mut s.meta, key, previous),
+            Undo::Rejected(id, previous) => match previous {
+                Some(previous) => match s.rejected.iter_mut().find(|r| r.id == id) {
+                    Some(slot) => *slot = previous,
+                    None => s.rejected.push(previous),
+                },
+                None => s.rejected.retain(|r| r.id != id),
+            },
+            Undo::RejectedTaken(index, taken) => {
+                let index = index.min(s.rejected.len());
+                s.rejected.insert(index, taken);
+            }
         }
     }
 
@@ -284,6 +297,10 @@ impl StoreTxn for MemoryTxn<'_> {
         Ok(self.state.parked.values().cloned().collect())
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        Ok(self.state.parked.get(child).cloned())
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.state.security.push(event.clone());
         self.undo.push(Undo::SecurityAdded);
@@ -292,6 +309,32 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         Ok(self.state.security.clone())
+    }
+
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError> {
+        let previous = match self.state.rejected.iter_mut().find(|r| r.id == rejected.id) {
+            Some(slot) => Some(std::mem::replace(slot, rejected.clone())),
+            None => {
+                self.state.rejected.push(rejected.clone());
+                None
+            }
+        };
+        self.undo.push(Undo::Rejected(rejected.id, previous));
+        Ok(())
+    }
+
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError> {
+        Ok(self.state.rejected.clone())
+    }
+
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError> {
+        let Some(index) = self.state.rejected.iter().position(|r| r.id == id) else {
+            return Ok(None);
+        };
+        let taken = self.state.rejected.remove(index);
+        // A rollback puts it back at its old position.
+        self.undo.push(Undo::RejectedTaken(index, taken.clone()));
+        Ok(Some(taken))
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,11 +1,17 @@
-//! Versions whose row could not be written because another row held one of
-//! its UNIQUE (or primary-key) values. Several writes to one row travel as
+//! Versions whose row could not be written (whole) yet: another row held
+//! one of its UNIQUE (or primary-key) values, or a referenced parent had no
+//! row yet (records that reference each other: the reference is written
+//! NULL and filled in here, or a row whose reference cannot be NULL waits
+//! for its parent's). Several writes to one row travel as
 //! its latest state only, so a packet may bring a row's new value before
 //! the row that held it lets go: the store keeps such a version whole in
 //! `_sync_changes` (reads see it) and notes it in `_sync_blocked`; before
 //! every commit that applied changes it writes the noted rows again, until
-//! nothing more moves. A version still blocked then (two rows that swapped
-//! values through a third, intermediate one) waits for the next packet.
+//! nothing more moves. A version that the transaction wrote and that is
+//! still blocked then (the same UNIQUE value created on two nodes; two rows
+//! that swapped values through a third, intermediate one) is refused
+//! ([`sync_core::StoreError::Refused`]): the engine keeps it as a rejected
+//! change and applies the rest without it.
 
 use rusqlite::{Connection, params};
 use sync_core::{StoreError, Uuid};
@@ -40,6 +46,15 @@ pub(crate) fn retry(conn: &Connection, types: &Types) -> Result<(), StoreError> 
     }
 }
 
+/// Whether the row of `id` still waits for a UNIQUE value.
+pub(crate) fn is_noted(conn: &Connection, type_id: i64, id: Uuid) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM _sync_blocked WHERE type_id = ?1 AND uuid = ?2)",
+    )
+    .and_then(|mut s| s.query_row(params![type_id, id.as_bytes()], |r| r.get(0)))
+    .map_err(|e| StoreError::backend("reading rows waiting for a UNIQUE value", e))
+}
+
 fn noted(conn: &Connection) -> Result<Vec<(i64, Uuid)>, StoreError> {
     conn.prepare_cached("SELECT type_id, uuid FROM _sync_blocked ORDER BY type_id, uuid")
         .and_then(|mut s| {
@@ -65,7 +80,7 @@ fn retry_one(conn: &Connection, types: &Types, type_id: i64, id: Uuid) -> Result
     let written = match waiting {
         None => None,
         Some((entity, table)) => match rows::write_live(conn, &table, &entity, true)? {
-            Written::Blocked => return Ok(false),
+            Written::Blocked { .. } | Written::Deferred => return Ok(false),
             // Kept whole, as any version whose parent has no row here.
             Written::ParentRowMissing => None,
             Written::Row { extras } => Some(extras),

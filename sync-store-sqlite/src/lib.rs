@@ -232,7 +232,7 @@ pub use txn::SqliteTxn;
 /// like any field a peer's schema lacks, so every store keeps it; a SQLite
 /// store receiving such a tombstone removes the row too, where one without
 /// it only sets `is_deleted`. Other stores need not know it.
-pub const REMOVED_FIELD: &str = "_sync_removed";
+pub const REMOVED_FIELD: &str = sync_core::entity::REMOVED_FIELD;
 
 use crate::table::TrackedTable;
 use crate::tracking::{Peers, Remembered};
@@ -555,10 +555,22 @@ impl SqliteStore {
                         track_options,
                         &Peers { tracked: &tracked },
                     )?;
-                    // Keep a caller-supplied type (strategy, resolver) across reloads.
+                    // Keep a caller-supplied type across reloads; a derived
+                    // one keeps its strategy (a resolver is not stored) and
+                    // versioning but takes the fields mapped now: a column
+                    // may have become a reference since (its parent table
+                    // was tracked after it, as with records that reference
+                    // each other).
                     if track_options.is_none() {
                         if let Some(t) = previous.get(&table) {
-                            mapped.entity_type = t.clone();
+                            mapped.entity_type = match remembered.kinds.is_empty() {
+                                true => mapped
+                                    .entity_type
+                                    .clone()
+                                    .strategy(t.conflict_strategy().clone())
+                                    .versioning(t.versioning_enabled()),
+                                false => t.clone(),
+                            };
                         }
                     }
                     if let Some(change) =

@@ -5,8 +5,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::{
-    AuditRecord, ConflictSide, EntityKey, OpenConflict, ParkedChange, SecurityEvent, SecurityKind,
-    StoreError, Uuid, VersionRecord,
+    AuditRecord, ConflictSide, EntityKey, NodeId, OpenConflict, ParkedChange, RejectedBy,
+    RejectedChange, SecurityEvent, SecurityKind, StoreError, Timestamp, Uuid, VersionRecord,
 };
 
 use crate::blob::{decode_entity, encode_entity};
@@ -337,6 +337,18 @@ pub(crate) fn parked(conn: &Connection) -> Result<Vec<ParkedChange>, StoreError>
     parked_where(conn, "", None)
 }
 
+pub(crate) fn parked_change(
+    conn: &Connection,
+    child: &EntityKey,
+) -> Result<Option<ParkedChange>, StoreError> {
+    parked_where(
+        conn,
+        "WHERE entity_type = ?1 AND entity_uuid = ?2",
+        Some(child),
+    )
+    .map(|found| found.into_iter().next())
+}
+
 pub(crate) fn parked_for(
     conn: &Connection,
     parent: &EntityKey,
@@ -493,4 +505,84 @@ pub(crate) fn meta_with_prefix(
             Ok(found)
         })
         .map_err(read_error("reading driver metadata"))
+}
+
+pub(crate) fn put_rejected(conn: &Connection, r: &RejectedChange) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO _sync_rejected(id, entity, peer, by, reason, at, notify, notified_in)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(id) DO UPDATE SET entity = excluded.entity, peer = excluded.peer,
+             by = excluded.by, reason = excluded.reason, at = excluded.at,
+             notify = excluded.notify, notified_in = excluded.notified_in",
+    )?
+    .execute(params![
+        r.id.as_bytes(),
+        encode_entity(&r.entity),
+        r.peer.as_bytes(),
+        r.by.as_str(),
+        r.reason,
+        r.at.as_micros(),
+        r.notify.map(|n| n.as_bytes().to_vec()),
+        r.notified_in.map(clamp_u64),
+    ])
+    .map(drop)
+}
+
+fn clamp_u64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn rejected(conn: &Connection) -> Result<Vec<RejectedChange>, StoreError> {
+    let rows: Vec<(
+        Uuid,
+        Vec<u8>,
+        NodeId,
+        String,
+        String,
+        Timestamp,
+        Option<NodeId>,
+        Option<i64>,
+    )> = conn
+        .prepare_cached(
+            "SELECT id, entity, peer, by, reason, at, notify, notified_in
+             FROM _sync_rejected ORDER BY position",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    uuid_at(r, 0)?,
+                    r.get(1)?,
+                    node_at(r, 2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    time_at(r, 5)?,
+                    opt_node_at(r, 6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(read_error("reading rejected changes"))?;
+    rows.into_iter()
+        .map(|(id, entity, peer, by, reason, at, notify, notified_in)| {
+            Ok(RejectedChange {
+                id,
+                entity: decode_entity(&entity)?,
+                peer,
+                by: RejectedBy::parse(&by).ok_or_else(|| StoreError::Corrupt {
+                    detail: format!("rejected change {id} names an unknown side {by:?}"),
+                })?,
+                reason,
+                at,
+                notify,
+                notified_in: notified_in.and_then(|n| u64::try_from(n).ok()),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn delete_rejected(conn: &Connection, id: Uuid) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM _sync_rejected WHERE id = ?1")?
+        .execute([id.as_bytes()])
+        .map(drop)
 }

@@ -188,14 +188,30 @@ pub(crate) enum Written {
         /// Fields kept beside the row.
         extras: Record,
     },
-    /// A referenced parent has no row here (it exists only as a tombstone),
-    /// so the version cannot be written to the table.
+    /// A referenced parent has no row here (it exists only as a tombstone,
+    /// or has not arrived yet) and the reference cannot be NULL, so the
+    /// version cannot be written to the table.
     ParentRowMissing,
+    /// The row is written, but a referenced parent has no row yet: the
+    /// reference is NULL until it does (filled in at commit).
+    Deferred,
     /// Another row holds one of its UNIQUE or primary-key values (it will
     /// most likely let go of it later in the same packet: several writes to
     /// one row travel as its latest state only), so the row was left as it
-    /// was.
-    Blocked,
+    /// was. `reason` names the table, the columns and the values.
+    Blocked {
+        /// For a person, should the row still be blocked at commit.
+        reason: String,
+    },
+}
+
+/// Whether a failed write left a NOT NULL column empty.
+fn is_not_null(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+    )
 }
 
 /// Whether a failed write collided with a UNIQUE or primary-key value.
@@ -225,6 +241,10 @@ pub(crate) fn write_live(
         &table.is_deleted,
         SqlValue::Integer(i64::from(entity.is_deleted)),
     ));
+    // A reference whose parent has no row yet is written NULL and filled in
+    // at commit, once the parent's row exists (records that reference each
+    // other arrive in one packet).
+    let mut deferred = false;
     for column in &table.columns {
         let field = entity.fields.get(&column.name);
         if column.excluded && field.is_none() {
@@ -235,7 +255,10 @@ pub(crate) fn write_live(
             (ColumnKind::ForeignKey(fk), Some(value)) => {
                 match parent_value(conn, table, column, fk, value)? {
                     Some(v) => v,
-                    None => return Ok(Written::ParentRowMissing),
+                    None => {
+                        deferred = true;
+                        SqlValue::Null
+                    }
                 }
             }
             (_, Some(value)) => to_sql(table, column, value)?,
@@ -258,9 +281,65 @@ pub(crate) fn write_live(
         false => insert_raw(conn, table, id, &sets),
     });
     match written {
+        Ok(()) if deferred => Ok(Written::Deferred),
         Ok(()) => Ok(Written::Row { extras }),
-        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked),
+        // The reference cannot be NULL: the row waits, kept whole.
+        Err(e) if deferred && is_not_null(&e) => Ok(Written::ParentRowMissing),
+        Err(e) if is_key_conflict(&e) => Ok(Written::Blocked {
+            reason: key_conflict_reason(table, entity, &e),
+        }),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(StoreError::Refused {
+                key: entity.key.clone(),
+                reason: format!(
+                    "table {} refuses the row with {} = {id}: {}",
+                    table.table,
+                    table.key,
+                    constraint_message(&e)
+                ),
+            })
+        }
         Err(e) => Err(write_error(table, id, e)),
+    }
+}
+
+/// SQLite's own words for a failed constraint ("NOT NULL constraint
+/// failed: customer.email").
+fn constraint_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Names the table, columns and values of a UNIQUE collision: "table
+/// customer already holds email = 'a@example.com' in another row".
+fn key_conflict_reason(table: &TrackedTable, entity: &Entity, e: &rusqlite::Error) -> String {
+    let message = constraint_message(e);
+    let columns: Vec<&str> = message
+        .split_once(": ")
+        .map(|(_, list)| list.split(", ").collect())
+        .unwrap_or_default();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|qualified| {
+            let column = qualified.rsplit_once('.').map_or(*qualified, |(_, c)| c);
+            let value = match entity.fields.get(column) {
+                Some(Value::Text(text)) => format!("'{text}'"),
+                Some(Value::Null) | None if column == table.key => format!("'{}'", entity.key.id),
+                Some(value) => format!("{value:?}"),
+                None => "NULL".to_owned(),
+            };
+            format!("{column} = {value}")
+        })
+        .collect();
+    match values.is_empty() {
+        true => format!("table {} refuses the row: {message}", table.table),
+        false => format!(
+            "table {} already holds {} in another row ({message})",
+            table.table,
+            values.join(", ")
+        ),
     }
 }
 

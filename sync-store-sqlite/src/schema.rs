@@ -18,6 +18,7 @@
 //! | open manual conflicts | `_sync_conflicts` |
 //! | parked children | `_sync_parked` (and `_sync_blocked`: versions whose row waits for a UNIQUE value to be freed) |
 //! | security events | `_sync_security` |
+//! | rejected changes (quarantine) | `_sync_rejected` |
 //!
 //! Plus `_sync_types` (registered entity types and tracked tables, with the
 //! columns last mapped),
@@ -30,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 2: `_sync_types.columns`, the data columns of a tracked table as
 /// last mapped (a JSON array of names), so that a column added since is
@@ -232,6 +233,20 @@ ALTER TABLE _sync_local ADD COLUMN writer BLOB;
 ALTER TABLE _sync_audit ADD COLUMN local_digest BLOB;
 ALTER TABLE _sync_audit ADD COLUMN incoming_digest BLOB;";
 
+/// Version 4: `_sync_rejected`, versions this store refused or a peer
+/// refused (the quarantine), kept whole with the reason.
+const V4: &str = "CREATE TABLE _sync_rejected(
+    position INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    entity BLOB NOT NULL,
+    peer BLOB NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    notify BLOB,
+    notified_in INTEGER
+);";
+
 /// Creates or upgrades the internal tables. Runs in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     let tx = conn
@@ -259,7 +274,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             "adding version clocks to the change registry (schema version 3)",
         ))?;
     }
-    // Later versions add `if found < 4 { ... }` steps here, in order.
+    if found < 4 {
+        tx.execute_batch(V4).map_err(OpenError::sqlite(
+            "adding the rejected-change quarantine (schema version 4)",
+        ))?;
+    }
+    // Later versions add `if found < 5 { ... }` steps here, in order.
     tx.execute(
         "INSERT INTO _sync_meta(key, value) VALUES ('schema_version', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

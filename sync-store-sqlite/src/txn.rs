@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
-    PendingQuery, Record, SecurityEvent, Stamp, StoreError, StoreTxn, StoredEntity, Timestamp,
-    Uuid, Value, VersionRecord, VersionVector,
+    PendingQuery, Record, RejectedChange, SecurityEvent, Stamp, StoreError, StoreTxn, StoredEntity,
+    Timestamp, Uuid, Value, VersionRecord, VersionVector,
 };
 
 use crate::blob;
@@ -68,6 +68,9 @@ pub struct SqliteTxn<'a> {
     last_meta: RefCell<Option<(i64, Uuid, Option<Meta>)>>,
     /// Whether `_sync_parked` is known to be empty (`None`: not known).
     parked_empty: Cell<Option<bool>>,
+    /// Versions this transaction wrote whose row waits for a UNIQUE value,
+    /// with the reason to give should it still wait at commit.
+    blocked_here: Vec<(i64, EntityKey, String)>,
 }
 
 impl<'a> SqliteTxn<'a> {
@@ -87,6 +90,7 @@ impl<'a> SqliteTxn<'a> {
             last_seq: Cell::new(None),
             last_meta: RefCell::new(None),
             parked_empty: Cell::new(None),
+            blocked_here: Vec::new(),
         };
         if let Err(e) = registry::fold(&txn.store.conn, &txn.store.types.logged()) {
             // Dropping `txn` rolls back.
@@ -349,6 +353,19 @@ impl StoreTxn for SqliteTxn<'_> {
                 self.store.poison_if_backend(&e);
                 return Err(e);
             }
+            // A version written now that still cannot have its row is
+            // refused, whole transaction rolled back (on drop): the engine
+            // applies the rest without it.
+            for (type_id, key, reason) in std::mem::take(&mut self.blocked_here) {
+                match blocked::is_noted(&self.store.conn, type_id, key.id) {
+                    Ok(false) => {}
+                    Ok(true) => return Err(StoreError::Refused { key, reason }),
+                    Err(e) => {
+                        self.store.poison_if_backend(&e);
+                        return Err(e);
+                    }
+                }
+            }
             let start = self.applied_after;
             let logged = self.store.types.logged();
             let cleared =
@@ -553,6 +570,13 @@ impl StoreTxn for SqliteTxn<'_> {
         records::parked(self.conn())
     }
 
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        if !self.any_parked()? {
+            return Ok(None);
+        }
+        records::parked_change(self.conn(), child)
+    }
+
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.write("recording a security event", |c| {
             records::add_security_event(c, event)
@@ -561,6 +585,28 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         records::security_events(self.conn())
+    }
+
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError> {
+        self.write("recording a rejected change", |c| {
+            records::put_rejected(c, rejected)
+        })
+    }
+
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError> {
+        records::rejected(self.conn())
+    }
+
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError> {
+        let found = records::rejected(self.conn())?
+            .into_iter()
+            .find(|r| r.id == id);
+        if found.is_some() {
+            self.write("removing a rejected change", |c| {
+                records::delete_rejected(c, id)
+            })?;
+        }
+        Ok(found)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -649,11 +695,20 @@ impl SqliteTxn<'_> {
         match self.write_with(|c| rows::write_live(c, table, entity, known))? {
             Written::Row { extras } if extras.is_empty() => Ok(None),
             Written::Row { extras } => Ok(Some(Doc::Extras(extras))),
-            Written::ParentRowMissing => Ok(Some(Doc::Whole(entity.clone()))),
-            Written::Blocked => {
+            Written::ParentRowMissing | Written::Deferred => {
+                // Retried at commit: the parent's row may come later in
+                // the same transaction (records referencing each other).
+                self.write("noting a row that waits for its parent's row", |c| {
+                    blocked::note(c, type_id, entity.key.id)
+                })?;
+                Ok(Some(Doc::Whole(entity.clone())))
+            }
+            Written::Blocked { reason } => {
                 self.write("noting a row that waits for a UNIQUE value", |c| {
                     blocked::note(c, type_id, entity.key.id)
                 })?;
+                self.blocked_here
+                    .push((type_id, entity.key.clone(), reason));
                 Ok(Some(Doc::Whole(entity.clone())))
             }
         }

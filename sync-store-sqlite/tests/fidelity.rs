@@ -30,17 +30,35 @@ const SCHEMA: &str = "
     CREATE TABLE tag(
         code TEXT PRIMARY KEY,
         label TEXT
+    );
+    CREATE TABLE department(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        manager_id INTEGER REFERENCES employee(id)
+    );
+    CREATE TABLE employee(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        department_id INTEGER NOT NULL REFERENCES department(id)
     );";
 
 /// The columns compared between nodes: everything but local row ids and the
 /// sync-only `updated_at`.
-const COMPARED: [(&str, &str); 3] = [
+const COMPARED: [(&str, &str); 5] = [
     ("customer", "sync_uuid, email, name, is_deleted"),
     (
         "purchase",
         "sync_uuid, (SELECT c.sync_uuid FROM customer c WHERE c.id = customer_id), item, is_deleted",
     ),
     ("tag", "sync_uuid, code, label, is_deleted"),
+    (
+        "department",
+        "sync_uuid, name, (SELECT e.sync_uuid FROM employee e WHERE e.id = manager_id), is_deleted",
+    ),
+    (
+        "employee",
+        "sync_uuid, name, (SELECT d.sync_uuid FROM department d WHERE d.id = department_id), is_deleted",
+    ),
 ];
 
 struct Fleet {
@@ -61,6 +79,8 @@ fn open_tracked(path: &Path, extra_sql: &str) -> SqliteStore {
         ("customer", "Customer"),
         ("purchase", "Purchase"),
         ("tag", "Tag"),
+        ("department", "Department"),
+        ("employee", "Employee"),
     ] {
         store
             .track_table(table, TrackOptions::new().entity_type_name(name))
@@ -630,4 +650,209 @@ fn random_sql(rng: &mut common::Rng, node: usize) -> String {
         9 => format!("REPLACE INTO tag(code, label) VALUES ('{code}', '{name}')"),
         _ => format!("DELETE FROM tag WHERE code = '{code}'"),
     }
+}
+
+// --- issue 9, item 5: quarantine instead of blocking ---------------------------
+
+/// Issue 9, fifth bullet: the same e-mail created on two nodes offline. The
+/// hub refuses the second one; it ends as one rejected change whose message
+/// names the table, the column and the value; the rest of that node's packet
+/// applies; the node puts the hub's state back, so all three databases agree
+/// and nothing is sent again and again.
+#[test]
+fn the_same_unique_value_created_on_two_nodes_ends_in_one_rejected_change() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    fleet
+        .app(0)
+        .execute(
+            "INSERT INTO customer(email, name) VALUES ('ann@example.com', 'Ann')",
+            [],
+        )
+        .unwrap();
+    fleet
+        .app(1)
+        .execute_batch(
+            "INSERT INTO customer(email, name) VALUES ('ann@example.com', 'Bob');
+             INSERT INTO tag(code, label) VALUES ('vip', 'Important');",
+        )
+        .unwrap();
+    fleet.sync_node(0);
+    fleet.sync_node(1);
+    fleet.settle();
+    fleet.assert_same_tables();
+
+    let at_hub = fleet.hub.rejected().unwrap();
+    assert_eq!(
+        at_hub.len(),
+        1,
+        "one rejected change at the hub: {at_hub:?}"
+    );
+    let refused = &at_hub[0];
+    assert_eq!(refused.by, sync_core::RejectedBy::Here);
+    assert_eq!(refused.peer, node_info(1).id);
+    for word in ["customer", "email", "ann@example.com"] {
+        assert!(
+            refused.reason.contains(word),
+            "{word} in {:?}",
+            refused.reason
+        );
+    }
+    let at_writer = fleet.nodes[1].rejected().unwrap();
+    assert_eq!(at_writer.len(), 1, "{at_writer:?}");
+    assert_eq!(at_writer[0].id, refused.id);
+    assert_eq!(at_writer[0].by, sync_core::RejectedBy::Peer);
+    assert!(fleet.nodes[0].rejected().unwrap().is_empty());
+    // The rest of node 1's packet applied, and node 1 holds Ann, not Bob.
+    assert_eq!(count(&fleet.app(0), "SELECT count(*) FROM tag"), 1);
+    assert_eq!(
+        count(
+            &fleet.app(1),
+            "SELECT count(*) FROM customer WHERE name = 'Bob'"
+        ),
+        0
+    );
+    // Nothing is left to send.
+    for i in 0..2 {
+        let hub_id = hub_info().id;
+        assert_eq!(fleet.nodes[i].pending_count(hub_id).unwrap(), 0, "node {i}");
+    }
+}
+
+/// Once the cause is fixed, the hub retries the refused version: it lands on
+/// every node, its writer included (whose copy was put away).
+#[test]
+fn a_rejected_change_retried_after_the_fix_reaches_every_node() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    fleet
+        .app(0)
+        .execute(
+            "INSERT INTO customer(email, name) VALUES ('ann@example.com', 'Ann')",
+            [],
+        )
+        .unwrap();
+    fleet
+        .app(1)
+        .execute(
+            "INSERT INTO customer(email, name) VALUES ('ann@example.com', 'Bob')",
+            [],
+        )
+        .unwrap();
+    fleet.sync_node(0);
+    fleet.sync_node(1);
+    fleet.settle();
+    let id = fleet.hub.rejected().unwrap()[0].id;
+    // Still refused while Ann holds the address: the reason comes back.
+    let again = fleet.hub.retry_rejected(id, fleet.now).unwrap_err();
+    assert!(again.to_string().contains("ann@example.com"), "{again}");
+    assert_eq!(fleet.hub.rejected().unwrap().len(), 1);
+    fleet
+        .app(0)
+        .execute(
+            "UPDATE customer SET email = 'ann@work.example.com' WHERE name = 'Ann'",
+            [],
+        )
+        .unwrap();
+    fleet.settle();
+    fleet.hub.retry_rejected(id, fleet.now).unwrap();
+    assert!(fleet.hub.rejected().unwrap().is_empty());
+    fleet.settle();
+    fleet.assert_same_tables();
+    for i in 0..2 {
+        assert_eq!(
+            count(
+                &fleet.app(i),
+                "SELECT count(*) FROM customer WHERE name = 'Bob'"
+            ),
+            1,
+            "node {i}"
+        );
+    }
+}
+
+/// A row that one node's schema refuses (a trigger raising a constraint
+/// error) is kept there as a rejected change: the rest of the packet
+/// applies and later changes still flow, the hub learns why, and a discard
+/// moves the version to the history.
+#[test]
+fn a_row_one_node_refuses_blocks_nothing_behind_it() {
+    let strict = "CREATE TRIGGER no_forbidden BEFORE INSERT ON tag
+                  WHEN NEW.label = 'forbidden'
+                  BEGIN SELECT RAISE(ABORT, 'labels may not be forbidden'); END;";
+    let mut fleet = Fleet::new(["", "", strict]);
+    fleet
+        .app(0)
+        .execute_batch(
+            "INSERT INTO tag(code, label) VALUES ('x', 'forbidden');
+             INSERT INTO customer(email, name) VALUES ('cy@example.com', 'Cy');",
+        )
+        .unwrap();
+    fleet.sync_node(0);
+    fleet.settle();
+    let n1 = fleet.app(1);
+    assert_eq!(count(&n1, "SELECT count(*) FROM customer"), 1);
+    assert_eq!(count(&n1, "SELECT count(*) FROM tag"), 0);
+    let here = fleet.nodes[1].rejected().unwrap();
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert_eq!(here[0].by, sync_core::RejectedBy::Here);
+    assert!(here[0].reason.contains("forbidden"), "{}", here[0].reason);
+    assert!(here[0].reason.contains("tag"), "{}", here[0].reason);
+    // The hub was told, and keeps its version.
+    let told = fleet.hub.rejected().unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].by, sync_core::RejectedBy::Peer);
+    assert_eq!(told[0].peer, node_info(1).id);
+    assert_eq!(count(&fleet.app(0), "SELECT count(*) FROM tag"), 1);
+    // Later changes flow past it.
+    fleet
+        .app(0)
+        .execute("UPDATE customer SET name = 'Cyrus'", [])
+        .unwrap();
+    fleet.settle();
+    assert_eq!(
+        count(&n1, "SELECT count(*) FROM customer WHERE name = 'Cyrus'"),
+        1
+    );
+    let key = here[0].entity.key.clone();
+    fleet.nodes[1]
+        .discard_rejected(here[0].id, fleet.now)
+        .unwrap();
+    assert!(fleet.nodes[1].rejected().unwrap().is_empty());
+    let history = fleet.nodes[1].versions(&key).unwrap();
+    assert!(
+        history.iter().any(|v| v.resolution.contains("discarded")),
+        "{history:?}"
+    );
+}
+
+// --- issue 9, item 4: references ------------------------------------------------
+
+/// Issue 9, fourth bullet: a department whose manager is an employee of it.
+/// A fresh node receives both in one packet; neither waits for the other,
+/// and both references are in place afterwards.
+#[test]
+fn records_that_reference_each_other_arrive_on_a_fresh_node() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    fleet
+        .app(0)
+        .execute_batch(
+            "INSERT INTO department(name) VALUES ('Sales');
+             INSERT INTO employee(name, department_id) VALUES ('Dee', 1);
+             UPDATE department SET manager_id = 1 WHERE name = 'Sales';",
+        )
+        .unwrap();
+    fleet.sync_node(0);
+    fleet.sync_node(1);
+    fleet.assert_same_tables();
+    let n1 = fleet.app(1);
+    assert_eq!(
+        count(
+            &n1,
+            "SELECT count(*) FROM department d JOIN employee e
+               ON d.manager_id = e.id AND e.department_id = d.id"
+        ),
+        1,
+        "both references are filled in on the fresh node"
+    );
+    assert!(fleet.nodes[1].parked().unwrap().is_empty());
+    assert!(fleet.hub.parked().unwrap().is_empty());
 }

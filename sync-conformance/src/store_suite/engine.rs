@@ -574,3 +574,227 @@ fn restart<S: Store>(engine: Engine<CrashingStore<S>>) -> Engine<CrashingStore<S
     let store = CrashingStore::new(engine.into_store().into_inner());
     Engine::open(store, reg, config).expect("reopen")
 }
+
+/// The hub's schema refuses notes titled `refused` (as a UNIQUE or NOT NULL
+/// constraint would).
+fn refuse_refused(entity: &sync_core::Entity) -> Option<String> {
+    (entity.fields.get("title") == Some(&Value::from("refused")))
+        .then(|| "table note refuses title = 'refused'".to_owned())
+}
+
+/// Issue 9, item 5: a version the hub's store refuses does not abort the
+/// packet. It becomes one rejected change with the store's reason, the rest
+/// applies and is acknowledged, the writer learns why and puts the hub's
+/// state back (here: none), nothing is sent again, and the hub can retry it
+/// (refused again: the reason comes back) or discard it to the history.
+pub fn engine_refused_change_is_quarantined<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::new(2, registry(ConflictStrategy::ServerWins), || {
+        CrashingStore::new(make())
+    });
+    net.hub.store_mut().refuse_when(refuse_refused);
+    let kept = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("kept"), t(1))
+        .expect("insert");
+    let refused = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("refused"), t(2))
+        .expect("insert");
+    let also = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("also kept"), t(3))
+        .expect("insert");
+    net.sync_all(t(10)).expect("sync");
+    net.sync_all(t(20)).expect("sync");
+    let refused_key = EntityKey::new(NOTE_SERVER_WINS, refused);
+    for id in [kept, also] {
+        let key = EntityKey::new(NOTE_SERVER_WINS, id);
+        assert!(net.hub.get(&key).expect("get").is_some());
+        assert!(net.nodes[1].get(&key).expect("get").is_some());
+    }
+    assert!(net.hub.get(&refused_key).expect("get").is_none());
+    let at_hub = net.hub.rejected().expect("rejected");
+    assert_eq!(at_hub.len(), 1, "{at_hub:?}");
+    assert_eq!(at_hub[0].entity.key, refused_key);
+    assert_eq!(at_hub[0].by, sync_core::RejectedBy::Here);
+    assert!(at_hub[0].reason.contains("refuses"), "{}", at_hub[0].reason);
+    assert_eq!(at_hub[0].notify, None, "the writer acknowledged the notice");
+    let at_writer = net.nodes[0].rejected().expect("rejected");
+    assert_eq!(at_writer.len(), 1, "{at_writer:?}");
+    assert_eq!(at_writer[0].id, at_hub[0].id);
+    assert_eq!(at_writer[0].by, sync_core::RejectedBy::Peer);
+    assert_eq!(
+        at_writer[0].entity.fields.get("title"),
+        Some(&Value::from("refused"))
+    );
+    // The writer put the hub's state back: the hub has none.
+    let back = net.nodes[0].get(&refused_key).expect("get");
+    assert!(back.as_ref().is_none_or(|e| e.is_deleted), "{back:?}");
+    // Every node shows what the hub shows (the writer keeps a local removal
+    // where the hub never had the entity).
+    let live = |engine: &mut Engine<CrashingStore<S>>| -> Vec<sync_core::Entity> {
+        let mut state = synced_state(engine).expect("state");
+        state.retain(|e| !e.is_deleted);
+        state
+    };
+    let hub_state = live(&mut net.hub);
+    for node in &mut net.nodes {
+        assert_eq!(live(node), hub_state, "every node agrees with the hub");
+    }
+    assert_eq!(net.nodes[0].pending_count(hub_id()).expect("pending"), 0);
+    let id = at_hub[0].id;
+    let again = net
+        .hub
+        .retry_rejected(id, t(30))
+        .expect_err("still refused");
+    assert!(
+        matches!(&again, SyncError::Store(e) if e.kind() == StoreErrorKind::Refused),
+        "{again}"
+    );
+    assert_eq!(net.hub.rejected().expect("rejected").len(), 1);
+    net.hub.discard_rejected(id, t(31)).expect("discard");
+    assert!(net.hub.rejected().expect("rejected").is_empty());
+    let history = net.hub.versions(&refused_key).expect("history");
+    assert!(
+        history.iter().any(|v| v.resolution.contains("discarded")),
+        "{history:?}"
+    );
+}
+
+/// A node whose store refuses a version of the hub keeps it as a rejected
+/// change, applies the rest, and tells the hub, which keeps its version; a
+/// retry once the cause is gone applies it.
+pub fn engine_node_refusal_is_reported_to_the_hub<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::new(2, registry(ConflictStrategy::ServerWins), || {
+        CrashingStore::new(make())
+    });
+    net.nodes[1].store_mut().refuse_when(refuse_refused);
+    let refused = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("refused"), t(1))
+        .expect("insert");
+    let kept = net.nodes[0]
+        .insert(NOTE_SERVER_WINS, note("kept"), t(2))
+        .expect("insert");
+    net.sync_all(t(10)).expect("sync");
+    net.sync_all(t(20)).expect("sync");
+    let refused_key = EntityKey::new(NOTE_SERVER_WINS, refused);
+    assert!(net.hub.get(&refused_key).expect("get").is_some());
+    assert!(net.nodes[1].get(&refused_key).expect("get").is_none());
+    let kept_key = EntityKey::new(NOTE_SERVER_WINS, kept);
+    assert!(net.nodes[1].get(&kept_key).expect("get").is_some());
+    let here = net.nodes[1].rejected().expect("rejected");
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert_eq!(here[0].by, sync_core::RejectedBy::Here);
+    let told = net.hub.rejected().expect("rejected");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].by, sync_core::RejectedBy::Peer);
+    assert_eq!(told[0].peer, node_id(1));
+    assert!(
+        net.hub.get(&refused_key).expect("get").is_some(),
+        "the hub keeps its version"
+    );
+    // Later changes still flow to the refusing node.
+    net.nodes[0]
+        .put(kept_key.clone(), note("kept, edited"), t(30))
+        .expect("put");
+    net.sync_all(t(40)).expect("sync");
+    assert_eq!(
+        title(&mut net.nodes[1], &kept_key),
+        Value::from("kept, edited")
+    );
+    // The cause is gone (the constraint relaxed): the retry applies it.
+    net.nodes[1].store_mut().refuse_when(|_| None);
+    net.nodes[1]
+        .retry_rejected(here[0].id, t(50))
+        .expect("retry");
+    assert!(net.nodes[1].get(&refused_key).expect("get").is_some());
+    assert!(net.nodes[1].rejected().expect("rejected").is_empty());
+}
+
+/// Issue 9, item 4: a change waiting for its parent is visible (the API and
+/// an event), and one that waited longer than `max_park_ms` is applied
+/// without its parent at its sender's next packet, with an event: nothing
+/// waits forever unseen.
+pub fn engine_parked_change_is_visible_and_expires<S: Store>(make: impl Fn() -> S) {
+    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+        c.batch(1, usize::MAX).max_park_ms(60_000)
+    });
+    let report = net.nodes[0]
+        .insert(REPORT, report_fields(1), t(1))
+        .expect("report");
+    let line = net.nodes[0]
+        .insert(
+            LINE,
+            record([
+                ("report_id", Value::Uuid(report)),
+                ("text", "first".into()),
+                ("qty", Value::Float(1.0)),
+            ]),
+            t(2),
+        )
+        .expect("line");
+    // The report is edited after its line: the line travels first.
+    net.nodes[0]
+        .put(EntityKey::new(REPORT, report), report_fields(2), t(3))
+        .expect("edit");
+    net.nodes[0].start_sync(hub_id()).expect("start");
+    let first = net.nodes[0]
+        .poll_transmit(t(4))
+        .expect("poll")
+        .expect("a packet");
+    let reply = net.hub.respond(&first.bytes, t(4)).expect("respond");
+    let line_key = EntityKey::new(LINE, line);
+    let parked = net.hub.parked().expect("parked");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].entity.key, line_key);
+    assert!(
+        drain(&mut net.hub)
+            .iter()
+            .any(|e| matches!(e, Event::Parked { key, .. } if *key == line_key)),
+        "a Parked event"
+    );
+    net.nodes[0].handle_incoming(&reply, t(4)).expect("reply");
+    net.sync(0, t(5)).expect("sync");
+    assert!(
+        net.hub.parked().expect("parked").is_empty(),
+        "released by its parent"
+    );
+    assert!(net.hub.get(&line_key).expect("get").is_some());
+
+    // A change whose parent never comes: parked long ago at the hub.
+    let orphan_key = EntityKey::new(LINE, Uuid::from_u128(0x0A0A));
+    let missing = EntityKey::new(REPORT, Uuid::from_u128(0x0B0B));
+    let orphan = sync_core::Entity::new_version(
+        orphan_key.clone(),
+        t(6),
+        false,
+        node_id(0),
+        record([
+            ("report_id", Value::Uuid(missing.id)),
+            ("text", "orphan".into()),
+            ("qty", Value::Float(2.0)),
+        ]),
+    );
+    {
+        let mut txn = net.hub.store_mut().begin().expect("begin");
+        txn.park(&sync_core::ParkedChange {
+            entity: orphan,
+            from: node_id(0),
+            waiting_for: missing.clone(),
+            arrived_at: t(6),
+        })
+        .expect("park");
+        txn.commit().expect("commit");
+    }
+    // Before the bound, it still waits.
+    net.sync(0, t(30)).expect("sync");
+    assert_eq!(net.hub.parked().expect("parked").len(), 1);
+    drain(&mut net.hub);
+    // After it, the sender's next packet applies it without its parent.
+    net.sync(0, t(6 + 61)).expect("sync");
+    assert!(net.hub.parked().expect("parked").is_empty());
+    assert!(net.hub.get(&orphan_key).expect("get").is_some());
+    assert!(
+        drain(&mut net.hub).iter().any(
+            |e| matches!(e, Event::ParkExpired { key, waiting_for } if *key == orphan_key && *waiting_for == missing)
+        ),
+        "a ParkExpired event"
+    );
+}

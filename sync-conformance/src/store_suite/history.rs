@@ -237,3 +237,87 @@ pub fn security_events_round_trip_oldest_first<S: Store>(make: impl Fn() -> S) {
         events
     );
 }
+
+/// A rejected change numbered `n`, every field set.
+pub fn sample_rejected(n: u128) -> sync_core::RejectedChange {
+    let mut entity = report(n, n as i64);
+    entity
+        .fields
+        .insert("local_note".into(), "kept whole".into());
+    sync_core::RejectedChange {
+        id: Uuid::from_u128(0xDDDD_0000 + n),
+        entity,
+        peer: node_id(n as usize % 3),
+        by: match n % 2 {
+            0 => sync_core::RejectedBy::Here,
+            _ => sync_core::RejectedBy::Peer,
+        },
+        reason: format!("table report already holds date = '2025-12-12' ({n})"),
+        at: t(3_000 + n as i64),
+        notify: (n % 2 == 0).then(|| node_id(1)),
+        notified_in: (n % 4 == 0).then_some(40 + n as u64),
+    }
+}
+
+/// Rejected changes come back whole, oldest first; a put with a known id
+/// replaces the record in place; take removes exactly one.
+pub fn rejected_round_trip_replace_and_take<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let samples: Vec<_> = (0..4).map(sample_rejected).collect();
+    write(&mut store, |txn| {
+        for r in &samples {
+            txn.put_rejected(r).expect("put");
+        }
+    });
+    assert_eq!(
+        read(&mut store, |txn| txn.rejected().expect("list")),
+        samples
+    );
+    let mut delivered = samples[0].clone();
+    delivered.notify = None;
+    delivered.notified_in = Some(7);
+    write(&mut store, |txn| {
+        txn.put_rejected(&delivered).expect("replace")
+    });
+    let listed = read(&mut store, |txn| txn.rejected().expect("list"));
+    assert_eq!(listed[0], delivered, "replaced in place, order kept");
+    assert_eq!(listed.len(), 4);
+    let taken = write(&mut store, |txn| {
+        txn.take_rejected(samples[2].id).expect("take")
+    });
+    assert_eq!(taken.as_ref(), Some(&samples[2]));
+    assert_eq!(
+        write(&mut store, |txn| txn
+            .take_rejected(samples[2].id)
+            .expect("take")),
+        None
+    );
+    let ids: Vec<Uuid> = read(&mut store, |txn| txn.rejected().expect("list"))
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![samples[0].id, samples[1].id, samples[3].id]);
+}
+
+/// A dropped transaction leaves rejected changes as they were: new ones
+/// gone, taken ones back, replaced ones restored.
+pub fn dropped_txn_restores_rejected<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let samples: Vec<_> = (0..3).map(sample_rejected).collect();
+    write(&mut store, |txn| {
+        for r in &samples[..2] {
+            txn.put_rejected(r).expect("put");
+        }
+    });
+    super::abandon(&mut store, |txn| {
+        txn.put_rejected(&samples[2]).expect("put");
+        txn.take_rejected(samples[0].id).expect("take");
+        let mut changed = samples[1].clone();
+        changed.reason = "changed".into();
+        txn.put_rejected(&changed).expect("replace");
+    });
+    assert_eq!(
+        read(&mut store, |txn| txn.rejected().expect("list")),
+        samples[..2]
+    );
+}

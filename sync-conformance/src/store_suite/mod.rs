@@ -96,6 +96,8 @@ macro_rules! store_suite {
                 history::open_conflicts_put_list_take,
                 history::take_unknown_conflict_is_none,
                 history::security_events_round_trip_oldest_first,
+                history::rejected_round_trip_replace_and_take,
+                history::dropped_txn_restores_rejected,
                 parked::empty_store_has_nothing_parked,
                 parked::park_then_take_by_parent,
                 parked::park_replaces_same_child,
@@ -126,6 +128,9 @@ macro_rules! store_suite {
                 engine::engine_crash_at_every_point_of_build,
                 engine::engine_restart_resumes_sync,
                 engine::engine_large_entity_syncs,
+                engine::engine_refused_change_is_quarantined,
+                engine::engine_node_refusal_is_reported_to_the_hub,
+                engine::engine_parked_change_is_visible_and_expires,
             }
         }
     };

@@ -22,6 +22,7 @@ pub(crate) struct ApplyStats {
     pub applied: usize,
     pub conflicts: usize,
     pub parked: usize,
+    pub rejected: usize,
 }
 
 /// How an incoming version relates to the one held here, and so what to do
@@ -97,14 +98,69 @@ pub(crate) fn apply_change<T: StoreTxn>(
     now: Timestamp,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
+    apply_checked(txn, ctx, peer, incoming, now, stats, true)
+}
+
+/// Applies the parked changes from `peer` that have waited longer than
+/// [`crate::EngineConfig::max_park_ms`], without their parents.
+pub(crate) fn expire_parked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let max = ctx.config.max_park_ms;
+    let expired: Vec<ParkedChange> = txn
+        .parked()?
+        .into_iter()
+        .filter(|p| p.from == peer.id())
+        .filter(|p| now.as_micros().saturating_sub(p.arrived_at.as_micros()) / 1_000 > max)
+        .collect();
+    for parked in expired {
+        ctx.events.push(Event::ParkExpired {
+            key: parked.entity.key.clone(),
+            waiting_for: parked.waiting_for.clone(),
+        });
+        apply_checked(txn, ctx, peer, parked.entity, now, stats, false)?;
+    }
+    Ok(())
+}
+
+fn apply_checked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    incoming: Entity,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+    check_parents: bool,
+) -> Result<(), SyncError> {
     let registry = ctx.registry;
     let ty = registry.require(&incoming.key.entity_type)?;
-    if let Some(parent) = missing_parent(txn, ty, &incoming)? {
+    if let Some(reason) = ctx.quarantine.get(&incoming.key).cloned() {
+        txn.unpark(&incoming.key)?;
+        return super::quarantine::reject_incoming(txn, ctx, peer.id(), incoming, reason, stats);
+    }
+    let missing = match check_parents {
+        true => missing_parent(txn, ty, &incoming)?,
+        false => None,
+    };
+    if let Some(parent) = missing {
+        // A change parked before keeps the time it first arrived.
+        let arrived_at = txn
+            .parked_change(&incoming.key)?
+            .map_or(now, |p| p.arrived_at);
+        ctx.events.push(Event::Parked {
+            peer: peer.id(),
+            key: incoming.key.clone(),
+            waiting_for: parent.clone(),
+        });
         txn.park(&ParkedChange {
             entity: incoming,
             from: peer.id(),
             waiting_for: parent,
-            arrived_at: now,
+            arrived_at,
         })?;
         stats.parked += 1;
         return Ok(());
@@ -164,6 +220,13 @@ pub(crate) fn release_parked<T: StoreTxn>(
 }
 
 /// The first referenced parent that does not exist here.
+///
+/// A parent that is itself here but parked (waiting for a parent of its
+/// own) does not count as missing: records that reference each other
+/// (department.manager and employee.department) would otherwise wait for
+/// each other forever. The change applies, and its release applies the
+/// parked parent after it; a store that enforces references fills them in
+/// once both rows exist (see the SQLite store).
 fn missing_parent<T: StoreTxn>(
     txn: &T,
     ty: &EntityType,
@@ -174,7 +237,10 @@ fn missing_parent<T: StoreTxn>(
             continue;
         };
         let parent = EntityKey::new(target, parent_id);
-        if parent != entity.key && txn.entity(&parent)?.is_none() {
+        if parent == entity.key || txn.entity(&parent)?.is_some() {
+            continue;
+        }
+        if txn.parked_change(&parent)?.is_none() {
             return Ok(Some(parent));
         }
     }

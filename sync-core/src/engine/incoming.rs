@@ -5,9 +5,11 @@
 use bytes::Bytes;
 
 use super::apply::{ApplyStats, apply_change};
-use super::{Ctx, Engine};
+use super::{Ctx, Engine, quarantine};
 use crate::codec::{self, sha256};
-use crate::entity::Entity;
+use std::collections::BTreeMap;
+
+use crate::entity::{Entity, EntityKey};
 use crate::error::{ErrorCode, PeerError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
@@ -30,6 +32,9 @@ pub struct Incoming {
     pub conflicts: usize,
     /// Children parked until their parent arrives.
     pub parked: usize,
+    /// Changes this store refused, kept as rejected changes (the rest of
+    /// the packet applied).
+    pub rejected: usize,
     /// The sender has more for us.
     pub more: bool,
     /// One side was found restored from an older copy of its store and the
@@ -67,6 +72,9 @@ pub struct Outcome {
     pub conflicts: usize,
     /// Children parked until their parent arrives.
     pub parked: usize,
+    /// Changes the store refused, kept as rejected changes and reported to
+    /// the node; the rest of its packet applied.
+    pub rejected: usize,
     /// The packet had been applied before: nothing changed, it was
     /// acknowledged again.
     pub duplicate: bool,
@@ -209,6 +217,7 @@ impl<S: Store> Engine<S> {
                         applied: incoming.applied,
                         conflicts: incoming.conflicts,
                         parked: incoming.parked,
+                        rejected: incoming.rejected,
                         duplicate: incoming.duplicate,
                         reinitialized: incoming.reinitialized,
                         error: None,
@@ -275,8 +284,29 @@ impl<S: Store> Engine<S> {
         result
     }
 
-    /// Verifies and applies one packet in one transaction.
+    /// Verifies and applies one packet in one transaction. A version the
+    /// store refuses rolls the attempt back; the packet is applied again
+    /// with that version kept as a rejected change instead, until it applies
+    /// (at most once more per refused version).
     fn apply_packet(&mut self, packet: &Packet, now: Timestamp) -> Result<Incoming, SyncError> {
+        let mut quarantine = BTreeMap::new();
+        loop {
+            let result = self.apply_packet_once(packet, now, &quarantine);
+            match result.as_ref().err().and_then(quarantine::refused) {
+                Some((key, reason)) if !quarantine.contains_key(key) => {
+                    quarantine.insert(key.clone(), reason.to_owned());
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    fn apply_packet_once(
+        &mut self,
+        packet: &Packet,
+        now: Timestamp,
+        quarantine: &BTreeMap<EntityKey, String>,
+    ) -> Result<Incoming, SyncError> {
         let header = &packet.header;
         check_addressing(header, self.local.id)?;
         let repeated_resync = header.resync
@@ -286,6 +316,7 @@ impl<S: Store> Engine<S> {
                 .is_some_and(|&answered| header.ack_packet_no <= answered);
         let mut resync_answered = None;
         let (store, mut ctx) = self.parts(now);
+        ctx.quarantine = quarantine.clone();
         let mut txn = store.begin()?;
         let mut peer = known_peer(&txn, header.sender)?;
         ctx.config
@@ -306,15 +337,18 @@ impl<S: Store> Engine<S> {
             applied: 0,
             conflicts: 0,
             parked: 0,
+            rejected: 0,
             more: header.more,
             reinitialized: false,
         };
         if incoming.duplicate {
             return Ok(incoming);
         }
-        let changes = codec::decode_body(header, &packet.body, &ctx.config.limits)?;
-        check_changes(&ctx, header.sender, &changes)?;
+        let body = codec::decode_body_with(header, &packet.body, &ctx.config.limits)?;
+        check_changes(&ctx, header.sender, &body.changes)?;
+        let told = !body.rejections.is_empty();
         let ack = process_ack(&mut peer, header);
+        quarantine::delivered(&mut txn, header.sender, header.ack_packet_no)?;
         if let Some(reason) = &ack.restore {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
@@ -327,10 +361,17 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
         }
+        let put_back =
+            quarantine::take_notices(&mut txn, &mut ctx, header.sender, body.rejections)?;
         let mut stats = ApplyStats::default();
-        for change in changes {
+        for change in body.changes {
+            if put_back.contains(&change.entity.key) {
+                quarantine::put_back(&mut txn, &ctx, header.sender, &change.entity)?;
+                continue;
+            }
             apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
         }
+        super::apply::expire_parked(&mut txn, &mut ctx, &peer, now, &mut stats)?;
         peer.received_packet_no = header.packet_no;
         peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
@@ -346,11 +387,13 @@ impl<S: Store> Engine<S> {
         incoming.applied = stats.applied;
         incoming.conflicts = stats.conflicts;
         incoming.parked = stats.parked;
+        incoming.rejected = stats.rejected;
         self.continue_session(
             header,
             &incoming,
             ack.advanced || incoming.reinitialized,
             has_pending,
+            told,
         );
         Ok(incoming)
     }
@@ -377,6 +420,7 @@ impl<S: Store> Engine<S> {
         incoming: &Incoming,
         progressed: bool,
         has_pending: bool,
+        told: bool,
     ) {
         let Some(session) = self.sessions.get_mut(&incoming.from) else {
             return;
@@ -388,8 +432,9 @@ impl<S: Store> Engine<S> {
             return;
         }
         // Received changes must be acknowledged; more may be waiting either
-        // way; pending changes are sent while acknowledgements make progress.
-        let again = header.entity_count > 0 || header.more || (has_pending && progressed);
+        // way; pending changes are sent while acknowledgements make progress;
+        // notices of refused changes are acknowledged so they stop coming.
+        let again = header.entity_count > 0 || header.more || told || (has_pending && progressed);
         if again {
             session.want_send = true;
         } else {

@@ -143,7 +143,7 @@ impl<S: Store> Engine<S> {
     /// a restored copy of the store never reuses the writer id of a session
     /// that wrote the lost versions. Returns whether it moved (the caller
     /// records it in the write's transaction).
-    fn prepare_writer(&mut self, now: Timestamp) -> bool {
+    pub(crate) fn prepare_writer(&mut self, now: Timestamp) -> bool {
         if self.writer_moved {
             return false;
         }
@@ -237,7 +237,7 @@ impl<S: Store> Engine<S> {
     }
 }
 
-fn local_write<T: StoreTxn>(
+pub(crate) fn local_write<T: StoreTxn>(
     txn: &mut T,
     ctx: &mut Ctx<'_>,
     write: LocalWrite,

@@ -10,6 +10,7 @@ mod apply;
 mod incoming;
 mod local;
 mod outgoing;
+mod quarantine;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -88,6 +89,9 @@ pub(crate) struct Ctx<'a> {
     pub config: &'a EngineConfig,
     pub local: &'a NodeInfo,
     pub events: Vec<Event>,
+    /// Entities whose incoming version the store refused while this packet
+    /// was applied, with the reason: applied as rejected changes instead.
+    pub quarantine: BTreeMap<EntityKey, String>,
 }
 
 impl Ctx<'_> {
@@ -534,6 +538,7 @@ impl<S: Store> Engine<S> {
                 config,
                 local,
                 events: Vec::new(),
+                quarantine: BTreeMap::new(),
             },
         )
     }

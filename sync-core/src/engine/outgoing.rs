@@ -68,7 +68,7 @@ impl<S: Store> Engine<S> {
             return Err(SyncError::RevokedPeer(peer));
         }
         let batch = select_batch(&txn, &ctx, &state)?;
-        let changes: Vec<Change> = batch
+        let mut changes: Vec<Change> = batch
             .entities
             .iter()
             .map(|s| Change {
@@ -76,7 +76,12 @@ impl<S: Store> Engine<S> {
                 entity: strip_excluded(&ctx, s),
             })
             .collect();
-        let (body, body_raw_len) = codec::encode_body(&changes, ctx.registry, ctx.config.codec);
+        let packet_no = state.sent_packet_no + 1;
+        let (notices, put_back) =
+            super::quarantine::notices_for(&mut txn, &ctx, &state, packet_no, &changes)?;
+        changes.extend(put_back);
+        let (body, body_raw_len) =
+            codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
         let pending_total = if batch.more {
             txn.count_pending(&PendingQuery::for_peer(&state, usize::MAX))?
         } else {
@@ -85,7 +90,7 @@ impl<S: Store> Engine<S> {
         let header = PacketHeader {
             sender: ctx.local.id,
             recipient: peer,
-            packet_no: state.sent_packet_no + 1,
+            packet_no,
             ack_packet_no: state.received_packet_no,
             ack_digest: state.received_digest,
             prev_digest: state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
