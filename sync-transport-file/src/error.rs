@@ -182,15 +182,25 @@ pub enum Rejection {
         detail: String,
     },
     /// Parts of a split export are missing.
-    #[error(
-        "it is one of {parts} parts and part(s) {missing:?} are missing; copy every part of the export"
-    )]
+    #[error("{}", missing_message(missing, *parts))]
     MissingParts {
         /// The missing part numbers.
         missing: Vec<u32>,
         /// How many parts the export has.
         parts: u32,
     },
+}
+
+fn missing_message(missing: &[u32], parts: u32) -> String {
+    let mut listed: Vec<String> = missing.iter().take(10).map(u32::to_string).collect();
+    if missing.len() > listed.len() {
+        listed.push(format!("and {} more", missing.len() - listed.len()));
+    }
+    format!(
+        "it is one of {parts} parts and {} of them are missing (part {}); copy every part of the export",
+        missing.len(),
+        listed.join(", ")
+    )
 }
 
 fn truncated_message(expected: Option<u64>, found: u64) -> String {

@@ -61,6 +61,14 @@ pub struct Exported {
 /// ([`sync_core::EngineConfig::batch`]); [`Exported::more`] says when more
 /// is waiting.
 ///
+/// Every pending change goes into the packet (up to the batch): choosing
+/// only some entity types, or only changes since a time, is not offered.
+/// The engine acknowledges a packet as covering every change up to a
+/// sequence number, so a packet that skipped changes would have them
+/// acknowledged unsent; selection needs the engine to build a packet from a
+/// filtered batch and record it as covering only the changes before the
+/// first one skipped.
+///
 /// The key is checked before the packet is built, so a missing key
 /// ([`FileError::NoPairKey`]) leaves the engine untouched. A failed write
 /// leaves no file under a final name; the packet's number is then used up

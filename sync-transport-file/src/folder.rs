@@ -13,8 +13,8 @@ use sync_core::{Engine, NodeId, Store, SyncError, Timestamp, Transport, Transpor
 
 use crate::error::FileError;
 use crate::export::{ExportOptions, is_final_name, seal_envelope, write_files};
-use crate::format::FileHeader;
-use crate::import::{Opened, assemble_groups, open_one, read_file};
+use crate::format::{FileHeader, FileKind};
+use crate::import::{Opened, assemble_groups, inspect, open_one, read_file};
 use crate::key::{PairKey, pair_key};
 use crate::seal::OpenedPart;
 
@@ -78,6 +78,12 @@ pub struct FolderOptions {
     pub export: ExportOptions,
     /// Limits for what is read (default: [`Limits::default`]).
     pub limits: Limits,
+    /// When a packet is sent, remove older packets to the same peer that
+    /// are still in the outbox (default true). The newer packet carries the
+    /// newest acknowledgement and every change the older ones carried that
+    /// is still unacknowledged, so nothing is lost, and a driver retrying
+    /// while nobody collects the files does not pile them up.
+    pub supersede_unsent: bool,
 }
 
 impl Default for FolderOptions {
@@ -87,6 +93,7 @@ impl Default for FolderOptions {
             poll_interval: Duration::from_millis(5),
             export: ExportOptions::default(),
             limits: Limits::default(),
+            supersede_unsent: true,
         }
     }
 }
@@ -113,6 +120,12 @@ impl FolderOptions {
     /// Sets the limits for what is read.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets whether a sent packet removes older unsent ones.
+    pub fn supersede_unsent(mut self, on: bool) -> Self {
+        self.supersede_unsent = on;
         self
     }
 }
@@ -192,7 +205,8 @@ impl FolderEndpoint {
     }
 
     /// Seals `envelope` for the peer into the outbox (atomically); returns
-    /// the files written.
+    /// the files written. With [`FolderOptions::supersede_unsent`], older
+    /// packets still in the outbox are then removed.
     pub fn send(&self, envelope: &[u8]) -> Result<Vec<PathBuf>, FileError> {
         let created = system_now();
         let files = seal_envelope(
@@ -203,7 +217,27 @@ impl FolderEndpoint {
             &self.options.export,
             created,
         )?;
-        write_files(&self.paths.outbox, &files)
+        let written = write_files(&self.paths.outbox, &files)?;
+        let sent = &files[0].header;
+        if self.options.supersede_unsent && sent.kind == FileKind::Packet {
+            self.remove_older_packets(sent.packet_no)?;
+        }
+        Ok(written)
+    }
+
+    /// Removes this side's packets to the peer numbered below `packet_no`
+    /// that nobody has collected yet.
+    fn remove_older_packets(&self, packet_no: u64) -> Result<(), FileError> {
+        for path in final_files(&self.paths.outbox)? {
+            let Ok(header) = inspect(&path) else {
+                continue;
+            };
+            let ours = header.sender == self.local && header.recipient == self.peer;
+            if ours && header.kind == FileKind::Packet && header.packet_no < packet_no {
+                remove_if_present(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes every complete export from the inbox, in packet order: each is
@@ -211,13 +245,22 @@ impl FolderEndpoint {
     /// is moved to the inbox's `rejected` folder and its error kept for
     /// [`FolderEndpoint::take_rejections`]; parts of an export whose other
     /// parts have not arrived stay until they do.
+    ///
+    /// The files are gone once this returns: a caller that crashes before
+    /// handing the envelopes to its engine loses them, which the protocol
+    /// absorbs like a lost packet (the peer sends its unacknowledged changes
+    /// again).
     pub fn receive(&self) -> Result<Vec<Received>, FileError> {
         let mut parts: Vec<(PathBuf, OpenedPart)> = Vec::new();
         for path in self.inbox_files()? {
             match self.open(&path) {
                 Ok(part) => parts.push((path, part)),
+                // Collected by someone else since the listing.
                 Err(FileError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound => {}
+                // Not the file's fault (permissions, a failing disk): the
+                // file stays, the exchange fails and is retried.
+                Err(error @ FileError::Io { .. }) => return Err(error),
                 Err(error) => self.reject(&path, error)?,
             }
         }
@@ -268,18 +311,7 @@ impl FolderEndpoint {
     }
 
     fn inbox_files(&self) -> Result<Vec<PathBuf>, FileError> {
-        let inbox = &self.paths.inbox;
-        let entries = fs::read_dir(inbox).map_err(|e| FileError::io("list", inbox, e))?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| FileError::io("list", inbox, e))?;
-            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            if is_file && is_final_name(&entry.file_name().to_string_lossy()) {
-                files.push(entry.path());
-            }
-        }
-        files.sort();
-        Ok(files)
+        final_files(&self.paths.inbox)
     }
 
     fn reject(&self, path: &Path, error: FileError) -> Result<(), FileError> {
@@ -305,6 +337,21 @@ impl FolderEndpoint {
         // A panic while holding the lock cannot leave the list inconsistent.
         self.rejected.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The sealed files under their final names in `dir`, sorted by name.
+fn final_files(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let entries = fs::read_dir(dir).map_err(|e| FileError::io("list", dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FileError::io("list", dir, e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && is_final_name(&entry.file_name().to_string_lossy()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Keeps only the parts of exports whose every part is present.
@@ -334,6 +381,44 @@ fn complete_exports(parts: Vec<(PathBuf, OpenedPart)>) -> Vec<(PathBuf, OpenedPa
 ///
 /// Waiting blocks the calling thread (polling the inbox); run it where
 /// blocking is allowed (e.g. tokio's `spawn_blocking`).
+///
+/// ```
+/// use sync_core::{Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo};
+/// use sync_core::{Record, Role, Timestamp, Transport, Uuid, Value};
+/// use sync_store_memory::MemoryStore;
+/// use sync_transport_file::{FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, PairKey};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let registry = EntityRegistry::new().with(EntityType::new("Note").field("text", FieldKind::Text));
+/// # let hub_info = NodeInfo::new(NodeId(Uuid::from_u128(1)), "HUB", "Hub", Role::Hub);
+/// # let node_info = NodeInfo::new(NodeId(Uuid::from_u128(2)), "DESKTOP-1", "Desktop", Role::Node);
+/// # let mut hub = Engine::new(MemoryStore::new(), registry.clone(), EngineConfig::default().seed(1), hub_info.clone())?;
+/// # let mut node = Engine::new(MemoryStore::new(), registry, EngineConfig::default().seed(2), node_info.clone())?;
+/// # hub.register_peer(node_info.clone())?;
+/// # node.register_peer(hub_info.clone())?;
+/// # let key = sync_transport_file::create_pair_key(&mut hub, node_info.id)?;
+/// # sync_transport_file::install_pair_key(&mut node, hub_info.id, &key)?;
+/// let now = Timestamp::from_secs(1_765_535_400);
+/// let shared = tempfile::tempdir()?;
+/// // The node's side of the shared folder, and the hub's.
+/// let paths = FolderPaths::shared(shared.path(), node_info.id, hub_info.id);
+/// let transport = FolderTransport::for_peer(&mut node, hub_info.id, paths.clone(), FolderOptions::default())?;
+/// let hub_side = FolderEndpoint::for_peer(&mut hub, node_info.id, paths.reversed(), FolderOptions::default())?;
+///
+/// node.insert("Note", Record::from([("text".into(), Value::from("hi"))]), now)?;
+/// node.start_sync(hub_info.id)?;
+/// let packet = node.poll_transmit(now)?.expect("a session starts with a packet");
+/// // Air-gapped: the exchange writes the file and finds no reply yet.
+/// assert!(futures_executor::block_on(transport.exchange(packet.bytes))?.is_empty());
+/// // The hub serves the folder (later, elsewhere); the reply is then there.
+/// assert_eq!(sync_transport_file::serve_folder(&mut hub, &hub_side, now)?.answered, 1);
+/// for reply in transport.endpoint().receive()? {
+///     node.handle_incoming(&reply.envelope, now)?;
+/// }
+/// assert_eq!(node.pending_count(hub_info.id)?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct FolderTransport {
     endpoint: FolderEndpoint,
@@ -394,51 +479,89 @@ impl Transport for FolderTransport {
     }
 }
 
+/// What one [`serve_folder`] pass did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Served {
+    /// Exports answered with the next packet (or the engine's refusal).
+    pub answered: usize,
+    /// Files that failed verification: each was moved to the inbox's
+    /// `rejected` folder, recorded as a security event and answered with a
+    /// refusal asking the node to send again.
+    pub rejected: Vec<FileError>,
+}
+
 /// The hub's side of folder mode for one node: answers every complete
-/// export in the node's folder (see [`crate::answer`]) with a reply in the
-/// node's inbox, and answers a file that fails verification with a refusal
-/// asking the node to send again. Returns how many exports were answered.
+/// export in the node's folder (as [`crate::answer`] does) with a reply in
+/// the node's inbox, and answers a file that fails verification with a
+/// refusal asking the node to send again.
 pub fn serve_folder<S: Store>(
     engine: &mut Engine<S>,
     endpoint: &FolderEndpoint,
     now: Timestamp,
-) -> Result<usize, FileError> {
+) -> Result<Served, FileError> {
     let received = endpoint.receive()?;
-    for rejected in endpoint.take_rejections() {
-        let detail = rejected.to_string();
-        let refusal = SyncError::Peer(sync_core::PeerError::Decode {
-            what: "sealed file",
-            detail: detail.clone(),
-        });
-        let _ = engine.record_security_event(
-            Some(endpoint.peer),
-            sync_core::SecurityKind::Corrupt,
-            detail,
-            now,
-        );
-        endpoint.send(&engine.error_envelope(&refusal))?;
-        endpoint.lock_rejected().push(rejected);
+    let rejected = endpoint.take_rejections();
+    for error in &rejected {
+        refuse_file(engine, endpoint, error, now)?;
     }
-    let count = received.len();
-    for export in received {
-        let reply = match engine.handle_incoming(&export.envelope, now) {
-            Ok(incoming) => engine.build_packet(incoming.from, now),
-            Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
-            Err(refusal) => Ok(sync_core::Transmit {
-                to: endpoint.peer,
-                packet_no: 0,
-                entity_count: 0,
-                more: false,
-                bytes: engine.error_envelope(&refusal),
-            }),
-        };
-        let reply = reply.map_err(|source| FileError::NotApplied {
-            file: endpoint.paths.inbox.join(export.header.file_name()),
-            source: Box::new(source),
-        })?;
-        endpoint.send(&reply.bytes)?;
+    for export in &received {
+        answer_export(engine, endpoint, export, now)?;
     }
-    Ok(count)
+    Ok(Served {
+        answered: received.len(),
+        rejected,
+    })
+}
+
+/// Logs a refused file and tells the node to send again.
+fn refuse_file<S: Store>(
+    engine: &mut Engine<S>,
+    endpoint: &FolderEndpoint,
+    error: &FileError,
+    now: Timestamp,
+) -> Result<(), FileError> {
+    let detail = error.to_string();
+    // The refusal is what matters; a store too broken to log it fails the
+    // next call anyway.
+    let _ = engine.record_security_event(
+        Some(endpoint.peer),
+        sync_core::SecurityKind::Corrupt,
+        detail.clone(),
+        now,
+    );
+    let refusal = SyncError::Peer(sync_core::PeerError::Decode {
+        what: "sealed file",
+        detail,
+    });
+    endpoint.send(&engine.error_envelope(&refusal)).map(drop)
+}
+
+/// Applies one received export and sends the reply: the next packet, or
+/// the engine's refusal (a refusal itself is not answered).
+fn answer_export<S: Store>(
+    engine: &mut Engine<S>,
+    endpoint: &FolderEndpoint,
+    export: &Received,
+    now: Timestamp,
+) -> Result<(), FileError> {
+    let reply = match engine.handle_incoming(&export.envelope, now) {
+        Ok(incoming) => engine
+            .build_packet(incoming.from, now)
+            .map(|t| Some(t.bytes)),
+        Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+        // A refusal from the node is not answered.
+        Err(_) if export.header.kind == FileKind::Refusal => Ok(None),
+        Err(refusal) => Ok(Some(engine.error_envelope(&refusal))),
+    };
+    let reply = reply.map_err(|source| FileError::NotApplied {
+        file: endpoint.paths.inbox.join(export.header.file_name()),
+        source: Box::new(source),
+    })?;
+    match reply {
+        Some(reply) => endpoint.send(&reply).map(drop),
+        None => Ok(()),
+    }
 }
 
 fn io_error(error: FileError) -> TransportError {

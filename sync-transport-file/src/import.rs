@@ -12,7 +12,7 @@ use sync_core::{Engine, NodeId, SecurityKind, Store, SyncError, Timestamp};
 
 use crate::error::{FileError, Rejection};
 use crate::export::{ExportOptions, seal_envelope, write_files};
-use crate::format::FileHeader;
+use crate::format::{FileHeader, FileKind};
 use crate::key::{PairKey, pair_key};
 use crate::seal::{self, HEADER_ROOM, OpenedPart};
 
@@ -147,35 +147,57 @@ pub fn answer<S: Store>(
     fs::create_dir_all(reply_dir).map_err(|e| FileError::io("create the folder", reply_dir, e))?;
     let mut out = Vec::with_capacity(opened.len());
     for export in opened {
-        let sender = export.header.sender;
-        let file = export.files[0].clone();
-        let not_applied = |source| FileError::NotApplied {
-            file: file.clone(),
-            source: Box::new(source),
-        };
-        let (imported, refusal, reply) = match engine.handle_incoming(&export.envelope, now) {
-            Ok(incoming) => {
-                let reply = engine.build_packet(sender, now).map_err(not_applied)?;
-                (Some(imported(export.clone(), &incoming)), None, reply.bytes)
+        let (imported, refusal, reply) = respond(engine, &export, now)?;
+        let reply_files = match reply {
+            Some(reply) => {
+                let sender = export.header.sender;
+                let key = pair_key(engine, sender)?.ok_or(FileError::NoPairKey { peer: sender })?;
+                let local = engine.local_node().id;
+                let sealed = seal_envelope(&reply, local, sender, &key, options, now)?;
+                write_files(reply_dir, &sealed)?
             }
-            Err(SyncError::Store(e)) => return Err(not_applied(SyncError::Store(e))),
-            Err(refusal) => {
-                let reply = engine.error_envelope(&refusal);
-                (None, Some(refusal), reply)
-            }
+            None => Vec::new(),
         };
-        let key = pair_key(engine, sender)?.ok_or(FileError::NoPairKey { peer: sender })?;
-        let local = engine.local_node().id;
-        let sealed = seal_envelope(&reply, local, sender, &key, options, now)?;
         out.push(Answer {
             header: export.header,
             files: export.files,
             imported,
             refusal,
-            reply_files: write_files(reply_dir, &sealed)?,
+            reply_files,
         });
     }
     Ok(out)
+}
+
+/// What answering one export produced: the import, the engine's refusal,
+/// and the reply to send (none to a refusal: refusals are not answered).
+type Response = (Option<Imported>, Option<SyncError>, Option<Bytes>);
+
+/// Hands one export to the engine and builds the reply.
+fn respond<S: Store>(
+    engine: &mut Engine<S>,
+    export: &Opened,
+    now: Timestamp,
+) -> Result<Response, FileError> {
+    let not_applied = |source| FileError::NotApplied {
+        file: export.files[0].clone(),
+        source: Box::new(source),
+    };
+    match engine.handle_incoming(&export.envelope, now) {
+        Ok(incoming) => {
+            let reply = engine
+                .build_packet(export.header.sender, now)
+                .map_err(not_applied)?;
+            let imported = imported(export.clone(), &incoming);
+            Ok((Some(imported), None, Some(reply.bytes)))
+        }
+        Err(SyncError::Store(e)) => Err(not_applied(SyncError::Store(e))),
+        Err(refusal) if export.header.kind == FileKind::Refusal => Ok((None, Some(refusal), None)),
+        Err(refusal) => {
+            let reply = engine.error_envelope(&refusal);
+            Ok((None, Some(refusal), Some(reply)))
+        }
+    }
 }
 
 /// Verifies one file on its own (format, recipient, the sender's key,

@@ -6,7 +6,7 @@
 //! A file holds one packet the engine built (changes and an
 //! acknowledgement) behind a small readable header (format version,
 //! sender, recipient, packet number, ack, schema version, entity count; see
-//! [`format`]). The body is zstd-compressed and sealed with AES-256-GCM under
+//! [`format`](mod@format)). The body is zstd-compressed and sealed with AES-256-GCM under
 //! the pair's shared key, with a fresh random nonce per file and the header
 //! bound as associated data, so any change to any byte is detected. Large
 //! packets are split into numbered parts that import in any order. Files
@@ -93,7 +93,7 @@ pub use export::{
     write_files,
 };
 pub use folder::{
-    FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, REJECTED_DIR, Received,
+    FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, REJECTED_DIR, Received, Served,
     serve_folder,
 };
 pub use format::{FORMAT_VERSION, FileHeader, FileKind};

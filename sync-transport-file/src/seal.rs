@@ -306,6 +306,8 @@ fn cross_check(header: &FileHeader, envelope: &[u8]) -> Result<(), Rejection> {
                 && h.packet_no == header.packet_no
                 && h.ack_packet_no == header.ack
                 && h.entity_count == header.entity_count
+                && (h.schema_version == header.schema_version
+                    || (h.schema_version.is_empty() && header.schema_version == "-"))
         }
         (FileKind::Refusal, Ok(Envelope::Error(_))) => true,
         (FileKind::Opaque, _) => true,

@@ -134,7 +134,7 @@ fn a_file_for_another_node_is_refused() {
     let (mut w, file) = exported(dir.path());
     // Node 1 is handed the hub's file from node 0.
     let before = snapshot(&mut w.nodes[1]);
-    let error = import(&mut w.nodes[1], &[file.clone()], t(2)).unwrap_err();
+    let error = import(&mut w.nodes[1], std::slice::from_ref(&file), t(2)).unwrap_err();
     assert!(matches!(
         error.rejection(),
         Some(Rejection::WrongRecipient { recipient, local })
@@ -256,7 +256,7 @@ fn every_flipped_byte_is_refused() {
         let mut bytes = original.clone();
         bytes[i] ^= mask;
         std::fs::write(&target, &bytes).unwrap();
-        let error = open_files(&mut w.hub, &[target.clone()]).expect_err(&format!(
+        let error = open_files(&mut w.hub, std::slice::from_ref(&target)).expect_err(&format!(
             "flipping byte {i} with {mask:#x} was not detected"
         ));
         let reason = error.rejection().expect("a rejection");

@@ -310,7 +310,10 @@ fn folder_mode_carries_packets_between_real_engines() {
         // Air-gapped: the first exchange finds nothing yet.
         let replies = futures_executor::block_on(transport.exchange(packet.bytes)).unwrap();
         pending_replies.extend(replies);
-        assert_eq!(serve_folder(&mut w.hub, &hub_side, t(1)).unwrap(), 1);
+        assert_eq!(
+            serve_folder(&mut w.hub, &hub_side, t(1)).unwrap().answered,
+            1
+        );
         if pending_replies.is_empty() {
             pending_replies = transport
                 .endpoint()
@@ -360,9 +363,11 @@ fn a_tampered_file_in_a_folder_is_set_aside_and_answered_with_a_refusal() {
     bytes[last] ^= 0x40;
     std::fs::write(&files[0], bytes).unwrap();
 
-    assert_eq!(serve_folder(&mut w.hub, &hub_side, t(1)).unwrap(), 0);
+    let served = serve_folder(&mut w.hub, &hub_side, t(1)).unwrap();
+    assert_eq!(served.answered, 0);
     assert_eq!(w.hub.store().entity_count(), 0);
-    let rejected = hub_side.take_rejections();
+    let rejected = served.rejected;
+    assert_eq!(rejected.len(), 1);
     assert!(matches!(
         rejected[0].rejection(),
         Some(Rejection::Tampered { .. })
@@ -376,7 +381,8 @@ fn a_tampered_file_in_a_folder_is_set_aside_and_answered_with_a_refusal() {
     assert!(refusal.is_err_and(|e| e.is_retryable()));
     let again = w.nodes[0].build_packet(hub_id(), t(2)).unwrap();
     node_side.send(&again.bytes).unwrap();
-    assert_eq!(serve_folder(&mut w.hub, &hub_side, t(2)).unwrap(), 1);
+    let served = serve_folder(&mut w.hub, &hub_side, t(2)).unwrap();
+    assert_eq!((served.answered, served.rejected.len()), (1, 0));
     assert_eq!(w.hub.store().entity_count(), 1);
 }
 
@@ -434,4 +440,118 @@ fn pair_keys_are_created_once_installed_once_and_never_shown() {
         error,
         sync_transport_file::FileError::NoPairKey { .. }
     ));
+}
+
+#[test]
+fn a_dry_run_names_a_conflict_left_to_a_person() {
+    use sync_conformance::fixtures::NOTE_MANUAL;
+    let mut w = World::new(1);
+    let stick = tempfile::tempdir().unwrap();
+    let id = w.hub.insert(NOTE_MANUAL, note("base"), t(0)).unwrap();
+    let key = EntityKey::new(NOTE_MANUAL, id);
+    let exported = w.hub_export(0, stick.path(), t(1));
+    import(&mut w.nodes[0], &exported.files, t(2)).unwrap();
+    w.nodes[0].put(key.clone(), note("node"), t(3)).unwrap();
+    w.hub.put(key.clone(), note("hub"), t(3)).unwrap();
+    let exported = w.node_export(0, stick.path(), t(4));
+
+    let before = snapshot(&mut w.hub);
+    let preview = dry_run(&mut w.hub, &exported.files, t(5))
+        .unwrap()
+        .remove(0);
+    assert_eq!(snapshot(&mut w.hub), before);
+    assert_eq!(preview.conflicts.len(), 1);
+    assert!(preview.conflicts[0].needs_person);
+    assert_eq!(preview.conflicts[0].strategy, "manual");
+    assert!(preview.updates.is_empty());
+
+    import(&mut w.hub, &exported.files, t(5)).unwrap();
+    assert_eq!(w.hub.open_conflicts().unwrap().len(), 1);
+}
+
+#[test]
+fn a_newer_packet_supersedes_older_ones_nobody_collected() {
+    let mut w = World::new(1);
+    let shared = tempfile::tempdir().unwrap();
+    let paths = FolderPaths::shared(shared.path(), node_id(0), hub_id());
+    let small_parts =
+        FolderOptions::default().export(ExportOptions::default().max_file_bytes(4096));
+    let transport = FolderTransport::for_peer(
+        &mut w.nodes[0],
+        hub_id(),
+        paths.clone(),
+        small_parts.clone(),
+    )
+    .unwrap();
+    let keeping = FolderEndpoint::for_peer(
+        &mut w.nodes[0],
+        hub_id(),
+        FolderPaths::per_peer(shared.path(), hub_id()),
+        small_parts.supersede_unsent(false),
+    )
+    .unwrap();
+    let hub_side = FolderEndpoint::for_peer(
+        &mut w.hub,
+        node_id(0),
+        paths.reversed(),
+        FolderOptions::default(),
+    )
+    .unwrap();
+    // Three retries while nobody collects: one packet (in parts) is left.
+    w.nodes[0].start_sync(hub_id()).unwrap();
+    for k in 0..3 {
+        let data = sync_conformance::store_suite::values::noise(6_000, k);
+        let fields = record([("title", "big".into()), ("data", Value::Bytes(data))]);
+        w.nodes[0].insert(NOTE_SERVER_WINS, fields, t(0)).unwrap();
+        let packet = w.nodes[0].build_packet(hub_id(), t(k as i64)).unwrap();
+        keeping.send(&packet.bytes).unwrap();
+        let replies = futures_executor::block_on(transport.exchange(packet.bytes)).unwrap();
+        assert!(replies.is_empty(), "nobody answered yet");
+    }
+    let left: Vec<_> = files_in(&paths.outbox)
+        .iter()
+        .map(|f| inspect(f).unwrap().packet_no)
+        .collect();
+    assert!(left.len() > 1 && left.iter().all(|&n| n == 3), "{left:?}");
+    let kept = files_in(&FolderPaths::per_peer(shared.path(), hub_id()).outbox);
+    let mut numbers: Vec<u64> = kept.iter().map(|f| inspect(f).unwrap().packet_no).collect();
+    numbers.dedup();
+    assert_eq!(
+        numbers,
+        vec![1, 2, 3],
+        "without superseding every packet stays"
+    );
+
+    // The newest packet carries all three changes.
+    assert_eq!(
+        serve_folder(&mut w.hub, &hub_side, t(5)).unwrap().answered,
+        1
+    );
+    assert_eq!(w.hub.store().entity_count(), 3);
+    for reply in transport.endpoint().receive().unwrap() {
+        w.nodes[0].handle_incoming(&reply.envelope, t(5)).unwrap();
+    }
+    assert_eq!(w.nodes[0].pending_count(hub_id()).unwrap(), 0);
+}
+
+#[test]
+fn a_refusal_file_is_reported_and_not_answered() {
+    let mut w = World::new(1);
+    let stick = tempfile::tempdir().unwrap();
+    let refusal = w.nodes[0].error_envelope(&sync_core::SyncError::UnknownPeer(node_id(5)));
+    let key = PairKey::parse(&w.printable[0]).unwrap();
+    let options = ExportOptions::default();
+    let sealed =
+        sync_transport_file::seal_envelope(&refusal, node_id(0), hub_id(), &key, &options, t(0))
+            .unwrap();
+    assert_eq!(sealed[0].header.kind, FileKind::Refusal);
+    let files = sync_transport_file::write_files(stick.path(), &sealed).unwrap();
+    let answers = answer(&mut w.hub, &files, stick.path(), &options, t(1)).unwrap();
+    assert!(matches!(
+        answers[0].refusal,
+        Some(sync_core::SyncError::Rejected { .. })
+    ));
+    assert!(answers[0].imported.is_none());
+    assert!(answers[0].reply_files.is_empty());
+    assert_eq!(files_in(stick.path()), files);
 }
