@@ -353,8 +353,10 @@ impl Transport for HttpTransport {
             .headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(PROTOBUF.as_bytes()));
-        let is_refusal_envelope = matches!(received.status.as_u16(), 400 | 403 | 409);
-        if is_envelope && (received.status == StatusCode::OK || is_refusal_envelope) {
+        // A refusal the hub explains with an error envelope (400, 401, 403,
+        // 409, 413) is a reply for the engine; only plain-text answers are
+        // transport errors.
+        if is_envelope && (received.status == StatusCode::OK || received.status.is_client_error()) {
             return Ok(vec![received.body]);
         }
         Err(self.inner.status_error(&received))

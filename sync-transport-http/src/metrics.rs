@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     refused: Family<Labels, Counter>,
     auth_failures: Family<Labels, Counter>,
     limited: Family<Labels, Counter>,
+    connections: Counter,
     node_pending: Family<Labels, Gauge>,
     node_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
 }
@@ -83,6 +84,12 @@ impl Metrics {
             "Requests refused by a limit (rate, body_size, timeout)",
             limited.clone(),
         );
+        let connections = Counter::default();
+        registry.register(
+            "connections",
+            "TLS connections established (a kept-alive connection counts once)",
+            connections.clone(),
+        );
         let node_pending = Family::<Labels, Gauge>::default();
         registry.register(
             "node_pending_changes",
@@ -105,6 +112,7 @@ impl Metrics {
             refused,
             auth_failures,
             limited,
+            connections,
             node_pending,
             node_oldest_age,
         }
@@ -154,6 +162,10 @@ impl Metrics {
 
     pub fn limited(&self, limit: &'static str) {
         self.limited.get_or_create(&label("limit", limit)).inc();
+    }
+
+    pub fn connection(&self) {
+        self.connections.inc();
     }
 
     /// The text exposition, with per-node gauges set from `lags`.

@@ -95,12 +95,12 @@ impl TlsIdentity {
 
     /// The rustls server configuration: TLS 1.2 and 1.3, HTTP/1.1 by ALPN,
     /// no client certificates (nodes authenticate with tokens).
-    pub fn server_config(self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(self.chain, self.key)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Config(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
@@ -200,7 +200,7 @@ impl Trust {
     }
 
     /// The rustls client configuration for this trust.
-    pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let provider = provider();
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()

@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub clock: Clock,
     /// Serve `GET /metrics` (default true).
     pub metrics: bool,
+    /// Refused-token events written to the hub's security log per second,
+    /// at most (default 50); beyond that they are only counted in metrics,
+    /// so a flood of bad tokens cannot become a flood of store writes.
+    pub security_events_per_second: u32,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             tokens: TokenPolicy::default(),
             clock: Clock::system(),
             metrics: true,
+            security_events_per_second: 50,
         }
     }
 }
@@ -128,6 +133,12 @@ impl ServerConfig {
     /// Turns the metrics endpoint on or off.
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
+        self
+    }
+
+    /// Sets how many refused-token events per second reach the store.
+    pub fn security_events_per_second(mut self, events: u32) -> Self {
+        self.security_events_per_second = events;
         self
     }
 
@@ -218,7 +229,7 @@ impl<H: Hub> HubServer<H> {
             metrics: Metrics::new(),
             limiter: RateLimiter::hashmap(config.quota()),
             security_log: RateLimiter::direct(Quota::per_second(
-                NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+                NonZeroU32::new(config.security_events_per_second).unwrap_or(NonZeroU32::MIN),
             )),
             config,
             shutdown,
@@ -349,6 +360,7 @@ async fn serve_connection<H: Hub>(
                 return;
             }
         };
+    shared.metrics.connection();
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&service_shared);
