@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "FIELD-1 writes its packet to the stick: {}",
         first.summary()
     );
-    let answered = file::serve_folder(&mut hub, &hub_end, syncplan::now())?;
+    let answered = file::serve_folder(&mut hub, &hub_end, syncplan::now())?.answered;
     println!("the stick goes to the office; the hub answers {answered} export(s)");
     let second = node.sync().await?;
     println!(
