@@ -72,7 +72,7 @@ pub use driver_error::DriverError;
 pub use local_hub::{LOCAL_TARGET, LocalHub, LocalTransport};
 pub use node::{AutoSync, Node, NodeBuilder, NodeConfig};
 pub use push::Push;
-pub use report::{SessionEvent, SyncReport};
+pub use report::{RejectedNote, SessionEvent, SyncReport};
 pub use time::now;
 
 /// The engine's whole public API: entities, registry, engine, errors,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sync_core::{ConflictEvent, Event, Incoming, NodeId, SecurityEvent};
+use sync_core::{ConflictEvent, EntityKey, Event, Incoming, NodeId, RejectedBy, SecurityEvent};
 
 /// Something that happened during a session, in order, for a progress
 /// display or a log ([`crate::Node::sync_with`]).
@@ -36,6 +36,17 @@ pub enum SessionEvent {
     },
 }
 
+/// A change refused during a session ([`Event::ChangeRejected`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RejectedNote {
+    /// The entity.
+    pub key: EntityKey,
+    /// Which side refused it.
+    pub by: RejectedBy,
+    /// The store's reason.
+    pub reason: String,
+}
+
 /// The outcome of one sync session ([`crate::Node::sync`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -54,6 +65,9 @@ pub struct SyncReport {
     pub conflicts: Vec<ConflictEvent>,
     /// Children parked until their parent arrives.
     pub parked: usize,
+    /// Changes refused during the session, by this store or by the hub,
+    /// each kept whole with the reason ([`sync_core::Engine::rejected`]).
+    pub rejected: Vec<RejectedNote>,
     /// Exchanges with the hub (round trips that were attempted).
     pub exchanges: u32,
     /// Exchanges that failed transiently and were retried.
@@ -83,11 +97,12 @@ impl SyncReport {
             "sent, awaiting the hub's reply"
         };
         format!(
-            "{state}: sent {} change(s), received {} ({} applied), {} conflict(s), {} retr{} in {:.2}s",
+            "{state}: sent {} change(s), received {} ({} applied), {} conflict(s), {} rejected, {} retr{} in {:.2}s",
             self.sent,
             self.received,
             self.applied,
             self.conflicts.len(),
+            self.rejected.len(),
             self.retries,
             if self.retries == 1 { "y" } else { "ies" },
             self.elapsed.as_secs_f64()
@@ -104,6 +119,13 @@ impl SyncReport {
             }
             Event::Security(s) => self.security.push(s.clone()),
             Event::PairReinitialized { .. } => self.reinitialized = true,
+            Event::ChangeRejected {
+                key, by, reason, ..
+            } => self.rejected.push(RejectedNote {
+                key: key.clone(),
+                by: *by,
+                reason: reason.clone(),
+            }),
             _ => {}
         }
     }

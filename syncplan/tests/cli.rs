@@ -41,6 +41,9 @@ fn every_command_has_help_with_an_example() {
         &["status"],
         &["conflicts", "list"],
         &["conflicts", "resolve"],
+        &["rejected", "list"],
+        &["rejected", "retry"],
+        &["rejected", "discard"],
         &["history"],
         &["audit"],
         &["inspect"],
@@ -760,4 +763,116 @@ fn errors_are_one_message_with_causes_and_a_failing_exit_code() {
         loud.stderr
     );
     ws.stop_servers();
+}
+
+#[test]
+fn rejected_changes_are_listed_retried_and_discarded() {
+    let mut ws = Workspace::new();
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    ws.ok(&["hub", "init", "hub", "--listen", &listen]);
+    // The hub's table refuses what the node's accepts.
+    ws.ok(&[
+        "sql",
+        "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER CHECK (qty >= 0))",
+        "--dir",
+        "hub",
+    ]);
+    ws.ok(&["track", "item", "--as", "Item", "--dir", "hub"]);
+    let credentials = ws
+        .ok(&["node", "add", "DESKTOP-1", "--json", "--dir", "hub"])
+        .stdout;
+    std::fs::write(ws.path("d1.json"), credentials).unwrap();
+    ws.ok(&["init", "one", "--credentials", "d1.json"]);
+    ws.ok(&[
+        "sql",
+        "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)",
+        "--dir",
+        "one",
+    ]);
+    ws.ok(&["track", "item", "--as", "Item", "--dir", "one"]);
+    ws.serve("hub");
+    ws.ok(&["sql", "INSERT INTO item(name, qty) VALUES ('bolts', -5); INSERT INTO item(name, qty) VALUES ('nuts', 3)", "--dir", "one"]);
+    let report = ws.ok(&["sync", "--json", "--dir", "one"]).json();
+    assert_eq!(report["complete"], true);
+    // The good row went through; the bad one is quarantined at the hub.
+    assert_eq!(
+        ws.rows("hub", "SELECT name FROM item"),
+        vec![vec![serde_json::json!("nuts")]]
+    );
+    let at_hub = ws
+        .ok(&["rejected", "list", "--json", "--dir", "hub"])
+        .json();
+    let records = at_hub["rejected"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{at_hub}");
+    assert_eq!(records[0]["refused_by"], "here");
+    assert_eq!(records[0]["peer"], "DESKTOP-1");
+    assert_eq!(records[0]["version"]["data"]["qty"], -5);
+    assert!(!records[0]["reason"].as_str().unwrap().is_empty());
+    let id = records[0]["id"].as_str().unwrap().to_owned();
+    let text = ws.ok(&["rejected", "list", "--dir", "hub"]).stdout;
+    assert!(
+        text.contains("this store refused the version DESKTOP-1 sent"),
+        "{text}"
+    );
+    // Retrying without fixing the cause fails and keeps it listed.
+    let again = ws.run(&["rejected", "retry", &id, "--dir", "hub"]).failed();
+    assert!(
+        again
+            .stderr
+            .starts_with("error: retrying the rejected change"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        ws.ok(&["rejected", "list", "--json", "--dir", "hub"])
+            .json()["rejected"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Discarded, it moves to the entity's history.
+    ws.ok(&["rejected", "discard", &id, "--dir", "hub"]);
+    assert_eq!(
+        ws.ok(&["rejected", "list", "--json", "--dir", "hub"])
+            .json()["rejected"],
+        serde_json::json!([])
+    );
+    let entity = records[0]["entity"].as_str().unwrap().replace(' ', "/");
+    let history = ws
+        .ok(&["history", &entity, "--json", "--dir", "hub"])
+        .json();
+    assert!(
+        history["versions"][0]["resolution"]
+            .as_str()
+            .unwrap()
+            .contains("discarded"),
+        "{history}"
+    );
+    // The node was told, and keeps its side of the story.
+    ws.ok(&["sync", "--dir", "one"]);
+    let at_node = ws
+        .ok(&["rejected", "list", "--json", "--dir", "one"])
+        .json();
+    assert_eq!(at_node["rejected"][0]["refused_by"], "peer", "{at_node}");
+    // Retried on the node, the version is sent again: the hub refuses it
+    // again, and lists it again.
+    let node_id = at_node["rejected"][0]["id"].as_str().unwrap().to_owned();
+    ws.ok(&["rejected", "retry", &node_id, "--dir", "one"]);
+    assert_eq!(
+        ws.ok(&["rejected", "list", "--json", "--dir", "one"])
+            .json()["rejected"],
+        serde_json::json!([])
+    );
+    let report = ws.ok(&["sync", "--json", "--dir", "one"]).json();
+    assert_eq!(report["rejected"][0]["refused_by"], "hub", "{report}");
+    assert_eq!(
+        ws.ok(&["rejected", "list", "--json", "--dir", "hub"])
+            .json()["rejected"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

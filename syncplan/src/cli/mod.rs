@@ -10,6 +10,7 @@ mod layout;
 mod node;
 mod output;
 mod records;
+mod rejected;
 mod serve;
 mod sync;
 
@@ -175,6 +176,9 @@ enum Command {
     /// Conflicts waiting for a person (types with the manual strategy).
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
+    /// Changes a store refused (a constraint of the application's schema), kept with the reason.
+    #[command(subcommand)]
+    Rejected(RejectedCommand),
     /// The versions kept for one entity: the current one and every losing one.
     #[command(
         after_help = "Example:\n  syncplan history DailyReport/0190c7e2-5b1a-7c3e-8f00-1a2b3c4d5e6f --dir hub\n  syncplan history 0190c7e2-5b1a-7c3e-8f00-1a2b3c4d5e6f --json --dir hub"
@@ -329,6 +333,40 @@ enum ConflictsCommand {
         /// Which version to keep.
         #[arg(long, value_enum)]
         keep: Keep,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RejectedCommand {
+    /// List the rejected changes: which side refused which version, and why.
+    #[command(
+        after_help = "Example:\n  syncplan rejected list --dir hub\n  syncplan rejected list --json --dir desktop-1"
+    )]
+    List {
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Try a rejected change again, once its cause is fixed.
+    #[command(after_help = "Example:\n  syncplan rejected retry 7d3c...-... --dir hub")]
+    Retry {
+        /// The rejected change's id (from `rejected list`).
+        id: String,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Give up on a rejected change; its version moves to the entity's history.
+    #[command(after_help = "Example:\n  syncplan rejected discard 7d3c...-... --dir hub")]
+    Discard {
+        /// The rejected change's id (from `rejected list`).
+        id: String,
         #[command(flatten)]
         dir: DirArg,
         #[command(flatten)]
@@ -499,6 +537,15 @@ fn run(command: Command) -> Result<()> {
             dir,
             json,
         }) => records::resolve_conflict(&dir.dir, &id, keep, &json.output()),
+        Command::Rejected(RejectedCommand::List { dir, json }) => {
+            rejected::list(&dir.dir, &json.output())
+        }
+        Command::Rejected(RejectedCommand::Retry { id, dir, json }) => {
+            rejected::retry(&dir.dir, &id, &json.output())
+        }
+        Command::Rejected(RejectedCommand::Discard { id, dir, json }) => {
+            rejected::discard(&dir.dir, &id, &json.output())
+        }
         Command::History { entity, dir, json } => {
             records::history(&dir.dir, &entity, &json.output())
         }

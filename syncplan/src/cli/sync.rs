@@ -183,6 +183,14 @@ pub fn report_json(report: &SyncReport) -> Json {
         "applied": report.applied,
         "conflicts": conflicts,
         "parked": report.parked,
+        "rejected": report.rejected.iter().map(|r| json!({
+            "entity": r.key.to_string(),
+            "refused_by": match r.by {
+                syncplan::RejectedBy::Here => "here",
+                syncplan::RejectedBy::Peer => "hub",
+            },
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
         "exchanges": report.exchanges,
         "retries": report.retries,
         "reinitialized": report.reinitialized,
