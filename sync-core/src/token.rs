@@ -297,8 +297,10 @@ pub struct KeySet {
 impl KeySet {
     /// A key set with one key, `id`, made from `secret`.
     pub fn new(id: u32, secret: [u8; 32], now: Timestamp) -> Self {
-        KeySet::from_keys(vec![SigningKey::new(id, secret, now)])
-            .expect("one unretired key makes a valid key set")
+        KeySet {
+            keys: BTreeMap::from([(id, SigningKey::new(id, secret, now))]),
+            current: id,
+        }
     }
 
     /// A key set from stored keys. The current key is the newest one that

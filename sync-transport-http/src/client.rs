@@ -32,6 +32,10 @@ use crate::encoding::ContentCoding;
 use crate::tls::{TlsError, Trust};
 use crate::{PROTOBUF, TOKEN_HEADER};
 
+/// Bodies smaller than this are compressed and decompressed on the async
+/// thread; larger ones on the blocking pool.
+const INLINE_CODING_BYTES: usize = 64 << 10;
+
 /// How a node connects to its hub.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -332,6 +336,8 @@ impl Transport for HttpTransport {
             .run(move || async move {
                 let body = if coding == ContentCoding::Identity || outgoing.is_empty() {
                     outgoing
+                } else if outgoing.len() < INLINE_CODING_BYTES {
+                    Bytes::from(coding.encode(&outgoing))
                 } else {
                     let raw = outgoing.clone();
                     let encoded = tokio::task::spawn_blocking(move || coding.encode(&raw)).await;
@@ -468,6 +474,12 @@ impl Inner {
             .map_err(|e| self.protocol_error(e.to_string()))?;
         let body = if coding == ContentCoding::Identity {
             body
+        } else if body.len() < INLINE_CODING_BYTES {
+            Bytes::from(
+                coding
+                    .decode(&body, max)
+                    .map_err(|e| self.protocol_error(e.to_string()))?,
+            )
         } else {
             let decoded = tokio::task::spawn_blocking(move || coding.decode(&body, max))
                 .await

@@ -2,7 +2,42 @@
 //! and gzip. Decoding is bounded: a small body that inflates past the limit
 //! is refused, not allocated.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
+
+thread_local! {
+    /// zstd contexts kept per thread: making one per message costs more than
+    /// compressing a small envelope.
+    static ZSTD_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(1).ok());
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+fn zstd_compress(raw: &[u8]) -> Vec<u8> {
+    let reused =
+        ZSTD_COMPRESSOR.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(raw).ok()));
+    // Compressing an in-memory buffer fails only when allocation does.
+    reused.unwrap_or_else(|| zstd::bulk::compress(raw, 1).unwrap_or_else(|_| raw.to_vec()))
+}
+
+/// Decodes a zstd body whose frame names its size (what this crate and
+/// most encoders write) with a kept context; `None` to take the streaming
+/// path (no size, several frames, damage: it reports the error).
+fn zstd_decompress_sized(body: &[u8], limit: usize) -> Option<Result<Vec<u8>, CodingError>> {
+    let size = zstd::zstd_safe::get_frame_content_size(body).ok()??;
+    if size > limit as u64 {
+        return Some(Err(CodingError::TooLarge { limit }));
+    }
+    let size = usize::try_from(size).ok()?;
+    ZSTD_DECOMPRESSOR
+        .with(|d| {
+            d.borrow_mut()
+                .as_mut()
+                .and_then(|d| d.decompress(body, size).ok())
+        })
+        .map(Ok)
+}
 
 /// A content coding this crate speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -108,8 +143,7 @@ impl ContentCoding {
     pub fn encode(self, raw: &[u8]) -> Vec<u8> {
         match self {
             ContentCoding::Identity => raw.to_vec(),
-            // Compressing an in-memory buffer fails only when allocation does.
-            ContentCoding::Zstd => zstd::bulk::compress(raw, 1).unwrap_or_else(|_| raw.to_vec()),
+            ContentCoding::Zstd => zstd_compress(raw),
             ContentCoding::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(
                     Vec::with_capacity(raw.len() / 2 + 64),
@@ -127,6 +161,9 @@ impl ContentCoding {
         match self {
             ContentCoding::Identity => Ok(body.to_vec()),
             ContentCoding::Zstd => {
+                if let Some(decoded) = zstd_decompress_sized(body, limit) {
+                    return decoded;
+                }
                 let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
                     CodingError::Damaged {
                         coding: "zstd",

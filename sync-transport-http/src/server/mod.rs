@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub clock: Clock,
     /// Serve `GET /metrics` (default true).
     pub metrics: bool,
+    /// Requests served on the blocking pool at once (default: the number of
+    /// cores). The engine serialises store work anyway; more would only
+    /// park threads on its lock. Requests beyond wait asynchronously.
+    pub blocking_workers: usize,
     /// Refused-token events written to the hub's security log per second,
     /// at most (default 50); beyond that they are only counted in metrics,
     /// so a flood of bad tokens cannot become a flood of store writes.
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             clock: Clock::system(),
             metrics: true,
             security_events_per_second: 50,
+            blocking_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -136,6 +141,12 @@ impl ServerConfig {
         self
     }
 
+    /// Sets how many requests are served on the blocking pool at once.
+    pub fn blocking_workers(mut self, workers: usize) -> Self {
+        self.blocking_workers = workers;
+        self
+    }
+
     /// Sets how many refused-token events per second reach the store.
     pub fn security_events_per_second(mut self, events: u32) -> Self {
         self.security_events_per_second = events;
@@ -182,6 +193,8 @@ pub(crate) struct Shared<H: Hub> {
     /// a flood of bad tokens cannot turn into a flood of writes.
     pub security_log: DefaultDirectRateLimiter,
     pub shutdown: watch::Receiver<bool>,
+    /// Slots on the blocking pool ([`ServerConfig::blocking_workers`]).
+    pub workers: tokio::sync::Semaphore,
 }
 
 /// A running hub server. Dropping it stops accepting connections; call
@@ -231,6 +244,7 @@ impl<H: Hub> HubServer<H> {
             security_log: RateLimiter::direct(Quota::per_second(
                 NonZeroU32::new(config.security_events_per_second).unwrap_or(NonZeroU32::MIN),
             )),
+            workers: tokio::sync::Semaphore::new(config.blocking_workers.max(1)),
             config,
             shutdown,
         });

@@ -466,6 +466,9 @@ async fn blocking<H: Hub, R: Send + 'static>(
     f: impl FnOnce(&H) -> Result<R, HubError> + Send + 'static,
 ) -> Result<R, Reply> {
     let worker = Arc::clone(shared);
+    let Ok(_slot) = shared.workers.acquire().await else {
+        return Err(unavailable(shared, "the server is shutting down".into()));
+    };
     match tokio::task::spawn_blocking(move || f(&worker.hub)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(unavailable(shared, e.to_string())),
