@@ -189,9 +189,7 @@ pub fn sql(dir: &Path, statements: &str, out: &Output) -> Result<()> {
 type Rows = (Vec<String>, Vec<Vec<Json>>);
 
 fn query(statement: &mut rusqlite::Statement<'_>) -> Result<Rows> {
-    let columns: Vec<String> = statement
-        .column_names()
-        .into_iter()
+    let columns: Vec<String> = statement.column_names()
         .map(str::to_owned)
         .collect();
     let count = columns.len();
