@@ -15,7 +15,9 @@ const SECTION: &str = "## Five minutes with the command line";
 /// The lines of the walk-through's command block (the second `sh` block
 /// of the section: the first installs the tool).
 fn walkthrough() -> Vec<String> {
-    let section = &README[README.find(SECTION).expect("the README has the walk-through")..];
+    let section = &README[README
+        .find(SECTION)
+        .expect("the README has the walk-through")..];
     let block = section
         .split("```sh\n")
         .nth(2)
@@ -30,8 +32,14 @@ fn walkthrough() -> Vec<String> {
 }
 
 fn shell(ws: &Workspace, line: &str) -> Command {
-    let bin_dir = std::path::Path::new(common::BIN).parent().expect("the binary's folder");
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let bin_dir = std::path::Path::new(common::BIN)
+        .parent()
+        .expect("the binary's folder");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut command = Command::new("sh");
     command
         .args(["-c", line])
@@ -55,7 +63,9 @@ fn the_readme_walkthrough_works_as_written() {
     for line in &lines {
         let line = line.replace("8443", &port);
         if let Some(background) = line.strip_suffix(" &") {
-            let child = shell(&ws, &format!("exec {background}")).spawn().expect("sh runs");
+            let child = shell(&ws, &format!("exec {background}"))
+                .spawn()
+                .expect("sh runs");
             hub = Some(Server { child });
             let up = common::eventually(Duration::from_secs(30), || {
                 std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
@@ -68,7 +78,13 @@ fn the_readme_walkthrough_works_as_written() {
             continue;
         }
         let run = finish(shell(&ws, &line).spawn().expect("sh runs"), LIMIT);
-        assert_eq!(run.code, Some(0), "README line failed: {line}\n{}\n{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "README line failed: {line}\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
         outputs.push((line, run.stdout));
     }
     assert!(hub.is_none(), "the walk-through stops its hub");
@@ -84,7 +100,10 @@ fn the_readme_walkthrough_works_as_written() {
     assert!(said("syncplan sql \"SELECT title, body FROM note\" --dir hub").contains("groceries"));
     // Step 4: the conflict was resolved by server-wins; LAPTOP-1's edit stands everywhere.
     let audit = said("syncplan audit --dir hub");
-    assert!(audit.starts_with("1 conflict resolution(s)") && audit.contains("server-wins"), "{audit}");
+    assert!(
+        audit.starts_with("1 conflict resolution(s)") && audit.contains("server-wins"),
+        "{audit}"
+    );
     for dir in ["hub", "laptop-1", "laptop-2"] {
         let rows = ws.rows(dir, "SELECT body FROM note WHERE title = 'groceries'");
         assert_eq!(rows, vec![vec![serde_json::json!("milk, eggs")]], "{dir}");
@@ -93,7 +112,13 @@ fn the_readme_walkthrough_works_as_written() {
     // Step 5: the note written in the field reached the hub through the file,
     // and the reply acknowledged it.
     assert!(said("syncplan import stick/*.syncpkt --dry-run").contains("would insert 1"));
-    assert_eq!(ws.rows("hub", "SELECT count(*) FROM note WHERE title = 'written in the field'")[0][0], 1);
+    assert_eq!(
+        ws.rows(
+            "hub",
+            "SELECT count(*) FROM note WHERE title = 'written in the field'"
+        )[0][0],
+        1
+    );
     let status = ws.ok(&["status", "--json", "--dir", "laptop-2"]).json();
     assert_eq!(status["peers"][0]["pending"], 0);
 }

@@ -189,9 +189,7 @@ pub fn sql(dir: &Path, statements: &str, out: &Output) -> Result<()> {
 type Rows = (Vec<String>, Vec<Vec<Json>>);
 
 fn query(statement: &mut rusqlite::Statement<'_>) -> Result<Rows> {
-    let columns: Vec<String> = statement.column_names()
-        .map(str::to_owned)
-        .collect();
+    let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
     let count = columns.len();
     let mut rows = Vec::new();
     let mut cursor = statement.query([]).context("running the query")?;
