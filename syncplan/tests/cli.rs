@@ -568,6 +568,56 @@ fn conflicts_list_and_resolve_with_the_manual_strategy() {
         ])
         .failed();
     assert!(again.stderr.contains("is not open"), "{}", again.stderr);
+    // A second conflict, where both versions are kept: the remote one as a copy.
+    ws.ok(&[
+        "sql",
+        "UPDATE note SET body = 'one again' WHERE title = 'shared'",
+        "--dir",
+        "one",
+    ]);
+    ws.ok(&[
+        "sql",
+        "UPDATE note SET body = 'two again' WHERE title = 'shared'",
+        "--dir",
+        "two",
+    ]);
+    for dir in ["one", "two"] {
+        ws.ok(&["sync", "--dir", dir]);
+    }
+    let listed = ws
+        .ok(&["conflicts", "list", "--json", "--dir", "hub"])
+        .json();
+    let id = listed["conflicts"][0]["id"]
+        .as_str()
+        .expect("a second conflict")
+        .to_owned();
+    let both = ws
+        .ok(&[
+            "conflicts",
+            "resolve",
+            &id,
+            "--keep",
+            "both",
+            "--json",
+            "--dir",
+            "hub",
+        ])
+        .json();
+    assert!(both["copy"].is_string(), "{both}");
+    for dir in ["one", "two"] {
+        ws.ok(&["sync", "--dir", dir]);
+    }
+    for dir in ["hub", "one", "two"] {
+        let bodies = ws.rows(dir, "SELECT body FROM note ORDER BY body");
+        assert_eq!(
+            bodies,
+            vec![
+                vec![serde_json::json!("one again")],
+                vec![serde_json::json!("two again")]
+            ],
+            "{dir}"
+        );
+    }
 }
 
 #[test]
