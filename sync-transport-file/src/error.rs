@@ -1,4 +1,4 @@
-//! Errors: [`FileError`] for every operation, [`Rejection`] for why a file
+//! Errors: [`FileError`] for every operation, [`FileRejection`] for why a file
 //! was refused. Messages name the file and say what to do; none holds key
 //! material.
 
@@ -18,7 +18,7 @@ pub enum FileError {
         /// The file.
         file: PathBuf,
         /// Why.
-        reason: Rejection,
+        reason: FileRejection,
     },
     /// No pair key is installed for the peer.
     #[error(
@@ -77,14 +77,14 @@ pub enum FileError {
 
 impl FileError {
     /// Why the file was refused, when it was.
-    pub fn rejection(&self) -> Option<&Rejection> {
+    pub fn rejection(&self) -> Option<&FileRejection> {
         match self {
             FileError::Rejected { reason, .. } => Some(reason),
             _ => None,
         }
     }
 
-    pub(crate) fn rejected(file: impl Into<PathBuf>, reason: Rejection) -> FileError {
+    pub(crate) fn rejected(file: impl Into<PathBuf>, reason: FileRejection) -> FileError {
         FileError::Rejected {
             file: file.into(),
             reason,
@@ -107,7 +107,7 @@ impl FileError {
 /// Why a file was refused. Nothing of a refused file is applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Rejection {
+pub enum FileRejection {
     /// It does not start like a sealed file.
     #[error(
         "it is not a syncplan packet file (it does not start with `SYNCPLAN-FILE`); import only files written by a syncplan export"

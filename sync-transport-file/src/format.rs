@@ -118,7 +118,7 @@ pub struct FileHeader {
     pub nonce: [u8; NONCE_LEN],
 }
 
-/// Why a header could not be read (see [`crate::Rejection`]).
+/// Why a header could not be read (see [`crate::FileRejection`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum HeaderDefect {
     NotASyncFile,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sync_core::codec::Limits;
 use sync_core::{Engine, NodeId, SecurityKind, Store, SyncError, Timestamp};
 
-use crate::error::{FileError, Rejection};
+use crate::error::{FileError, FileRejection};
 use crate::export::{ExportOptions, seal_envelope, write_files};
 use crate::format::{FileHeader, FileKind};
 use crate::key::{PairKey, pair_key};
@@ -46,6 +46,9 @@ pub struct Imported {
     pub conflicts: usize,
     /// Children parked until their parent arrives.
     pub parked: usize,
+    /// Versions this store refused, kept as rejected changes (the rest of
+    /// the packet applied; see [`sync_core::rejected`]).
+    pub rejected: usize,
     /// The sender has more for this node.
     pub more: bool,
     /// One side was found restored from an older copy of its store and the
@@ -239,10 +242,10 @@ fn record_rejection<S: Store>(engine: &mut Engine<S>, error: &FileError, now: Ti
         return;
     };
     let (kind, peer) = match reason {
-        Rejection::WrongRecipient { .. } => (SecurityKind::WrongRecipient, None),
-        Rejection::UnknownSender { sender } => (SecurityKind::UnknownSender, Some(*sender)),
-        Rejection::WrongKey { sender } => (SecurityKind::AuthFailed, Some(*sender)),
-        Rejection::MissingParts { .. } => return,
+        FileRejection::WrongRecipient { .. } => (SecurityKind::WrongRecipient, None),
+        FileRejection::UnknownSender { sender } => (SecurityKind::UnknownSender, Some(*sender)),
+        FileRejection::WrongKey { sender } => (SecurityKind::AuthFailed, Some(*sender)),
+        FileRejection::MissingParts { .. } => return,
         _ => (SecurityKind::Corrupt, None),
     };
     // The refusal is what the caller needs; a store too broken to log it
@@ -258,6 +261,7 @@ fn imported(export: Opened, incoming: &sync_core::Incoming) -> Imported {
         applied: incoming.applied,
         conflicts: incoming.conflicts,
         parked: incoming.parked,
+        rejected: incoming.rejected,
         more: incoming.more,
         reinitialized: incoming.reinitialized,
     }
@@ -272,7 +276,7 @@ pub(crate) fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, FileErr
     if len > limit {
         return Err(FileError::rejected(
             path,
-            Rejection::TooLarge { size: len, limit },
+            FileRejection::TooLarge { size: len, limit },
         ));
     }
     fs::read(path).map_err(|e| FileError::io("read", path, e))
@@ -290,7 +294,7 @@ pub(crate) fn open_one(
     let reject = |reason| FileError::rejected(path, reason);
     let (header, _) = seal::check_unsealed(bytes, local, limits).map_err(reject)?;
     let key = key_for(header.sender)?.ok_or_else(|| {
-        reject(Rejection::UnknownSender {
+        reject(FileRejection::UnknownSender {
             sender: header.sender,
         })
     })?;

@@ -28,7 +28,7 @@
 //! as over the network; a duplicate or older file is acknowledged again and
 //! changes nothing. A file that fails any check (format version, recipient,
 //! key, integrity, missing parts) is refused with a [`FileError`] naming the
-//! file and a [`Rejection`] saying why, before the store is touched.
+//! file and a [`FileRejection`] saying why, before the store is touched.
 //!
 //! ## Example
 //!
@@ -87,7 +87,7 @@ mod key;
 mod preview;
 mod seal;
 
-pub use error::{FileError, Rejection};
+pub use error::{FileError, FileRejection};
 pub use export::{
     ExportOptions, Exported, export, remove_stale_temp_files, seal_envelope, write_atomic,
     write_files,
@@ -102,5 +102,5 @@ pub use key::{
     KeyError, KeyId, META_PREFIX, PairKey, create_pair_key, install_pair_key, meta_key, pair_key,
     paired_peers, remove_pair_key,
 };
-pub use preview::{Preview, PreviewConflict, RollbackStore, RollbackTxn, dry_run};
+pub use preview::{Preview, PreviewConflict, PreviewRejected, RollbackStore, RollbackTxn, dry_run};
 pub use seal::{MIN_FILE_BYTES, SealedFile};

@@ -11,10 +11,11 @@
 use std::path::PathBuf;
 
 use sync_core::conflict::{AuditRecord, OpenConflict, VersionRecord};
+use sync_core::rejected::RejectedBy;
 use sync_core::{
     ChangeKind, ConflictSide, Engine, Entity, EntityKey, Event, NodeId, NodeInfo, ParkedChange,
-    PeerState, PendingQuery, SecurityEvent, Store, StoreError, StoreTxn, StoredEntity, SyncError,
-    Timestamp, Uuid,
+    PeerState, PendingQuery, RejectedChange, SecurityEvent, Store, StoreError, StoreTxn,
+    StoredEntity, SyncError, Timestamp, Uuid,
 };
 
 use crate::error::FileError;
@@ -41,6 +42,10 @@ pub struct Preview {
     pub conflicts: Vec<PreviewConflict>,
     /// Children it would park until their parent arrives.
     pub parked: usize,
+    /// Changes it would quarantine: versions in it this store would refuse
+    /// (a constraint of the application's schema), and notices that the
+    /// sender refused versions of ours.
+    pub rejected: Vec<PreviewRejected>,
     /// Changes it carries that would change nothing (this node already holds
     /// them or something newer).
     pub unchanged: usize,
@@ -61,6 +66,19 @@ pub struct PreviewConflict {
     pub winner: ConflictSide,
     /// A person would have to decide (manual strategy).
     pub needs_person: bool,
+}
+
+/// A change an import would quarantine (see [`sync_core::rejected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreviewRejected {
+    /// The entity.
+    pub key: EntityKey,
+    /// Which side refuses it: this store ([`RejectedBy::Here`]) or the
+    /// sender, telling us ([`RejectedBy::Peer`]).
+    pub by: RejectedBy,
+    /// The store's reason.
+    pub reason: String,
 }
 
 /// Previews importing `files`: verifies them like [`crate::import`] (the
@@ -102,6 +120,7 @@ pub fn dry_run<S: Store>(
             deletes: Vec::new(),
             conflicts: Vec::new(),
             parked: 0,
+            rejected: Vec::new(),
             unchanged: 0,
             refusal: None,
         };
@@ -114,7 +133,12 @@ pub fn dry_run<S: Store>(
                     + preview.updates.len()
                     + preview.deletes.len()
                     + preview.conflicts.len()
-                    + preview.parked;
+                    + preview.parked
+                    + preview
+                        .rejected
+                        .iter()
+                        .filter(|r| r.by == RejectedBy::Here)
+                        .count();
                 if !incoming.duplicate {
                     preview.unchanged =
                         (preview.header.entity_count as usize).saturating_sub(counted);
@@ -146,6 +170,9 @@ fn collect_events<S: Store>(shadow: &mut Engine<S>, preview: &mut Preview) {
                 strategy: conflict.strategy,
                 winner: conflict.winner,
             }),
+            Event::ChangeRejected {
+                key, by, reason, ..
+            } => preview.rejected.push(PreviewRejected { key, by, reason }),
             _ => {}
         }
     }
@@ -281,6 +308,9 @@ impl<T: StoreTxn> StoreTxn for RollbackTxn<T> {
     fn parked(&self) -> Result<Vec<ParkedChange>, StoreError> {
         self.inner.parked()
     }
+    fn parked_change(&self, child: &EntityKey) -> Result<Option<ParkedChange>, StoreError> {
+        self.inner.parked_change(child)
+    }
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.inner.add_security_event(event)
     }
@@ -298,6 +328,15 @@ impl<T: StoreTxn> StoreTxn for RollbackTxn<T> {
     }
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.inner.security_events()
+    }
+    fn put_rejected(&mut self, rejected: &RejectedChange) -> Result<(), StoreError> {
+        self.inner.put_rejected(rejected)
+    }
+    fn rejected(&self) -> Result<Vec<RejectedChange>, StoreError> {
+        self.inner.rejected()
+    }
+    fn take_rejected(&mut self, id: Uuid) -> Result<Option<RejectedChange>, StoreError> {
+        self.inner.take_rejected(id)
     }
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.meta(key)

@@ -11,7 +11,7 @@ use sync_core::codec::{self, Limits};
 use sync_core::packet::Envelope;
 use sync_core::{NodeId, Timestamp};
 
-use crate::error::Rejection;
+use crate::error::FileRejection;
 use crate::format::{FORMAT_VERSION, FileHeader, FileKind, HeaderDefect, MAX_PARTS, NONCE_LEN};
 use crate::key::PairKey;
 
@@ -155,18 +155,18 @@ pub(crate) struct OpenedPart {
 }
 
 /// Reads a header and maps its defects to rejections.
-pub(crate) fn read_header(bytes: &[u8]) -> Result<(FileHeader, usize), Rejection> {
+pub(crate) fn read_header(bytes: &[u8]) -> Result<(FileHeader, usize), FileRejection> {
     FileHeader::parse(bytes).map_err(|defect| match defect {
-        HeaderDefect::NotASyncFile => Rejection::NotASyncFile,
-        HeaderDefect::UnknownVersion(found) => Rejection::UnknownVersion {
+        HeaderDefect::NotASyncFile => FileRejection::NotASyncFile,
+        HeaderDefect::UnknownVersion(found) => FileRejection::UnknownVersion {
             found,
             supported: FORMAT_VERSION,
         },
-        HeaderDefect::Truncated => Rejection::Truncated {
+        HeaderDefect::Truncated => FileRejection::Truncated {
             expected: None,
             found: bytes.len() as u64,
         },
-        HeaderDefect::Malformed(detail) => Rejection::MalformedHeader { detail },
+        HeaderDefect::Malformed(detail) => FileRejection::MalformedHeader { detail },
     })
 }
 
@@ -176,16 +176,16 @@ pub(crate) fn check_unsealed(
     bytes: &[u8],
     local: NodeId,
     limits: &Limits,
-) -> Result<(FileHeader, usize), Rejection> {
+) -> Result<(FileHeader, usize), FileRejection> {
     let (header, header_len) = read_header(bytes)?;
     if header.recipient != local {
-        return Err(Rejection::WrongRecipient {
+        return Err(FileRejection::WrongRecipient {
             recipient: header.recipient,
             local,
         });
     }
     if header.plain_bytes > limits.max_envelope_bytes {
-        return Err(Rejection::TooLarge {
+        return Err(FileRejection::TooLarge {
             size: header.plain_bytes,
             limit: limits.max_envelope_bytes,
         });
@@ -193,18 +193,18 @@ pub(crate) fn check_unsealed(
     let expected = header_len as u64 + header.sealed_bytes;
     let found = bytes.len() as u64;
     if found < expected {
-        return Err(Rejection::Truncated {
+        return Err(FileRejection::Truncated {
             expected: Some(expected),
             found,
         });
     }
     if found > expected {
-        return Err(Rejection::Tampered {
+        return Err(FileRejection::Tampered {
             detail: format!("{} bytes follow its sealed body", found - expected),
         });
     }
     if header.sealed_bytes < TAG_LEN as u64 {
-        return Err(Rejection::MalformedHeader {
+        return Err(FileRejection::MalformedHeader {
             detail: "its sealed body is shorter than an authentication tag".into(),
         });
     }
@@ -219,14 +219,14 @@ pub(crate) fn open_part(
     local: NodeId,
     key: &PairKey,
     limits: &Limits,
-) -> Result<OpenedPart, Rejection> {
+) -> Result<OpenedPart, FileRejection> {
     let (header, header_len) = check_unsealed(bytes, local, limits)?;
     if header.key_id != key.key_id() {
-        return Err(Rejection::WrongKey {
+        return Err(FileRejection::WrongKey {
             sender: header.sender,
         });
     }
-    let tampered = || Rejection::Tampered {
+    let tampered = || FileRejection::Tampered {
         detail: "its seal does not verify".into(),
     };
     let key = aead_key(key).map_err(|_| tampered())?;
@@ -248,12 +248,12 @@ pub(crate) fn open_part(
 
 /// Joins the verified parts of one export (all present, in any order),
 /// decompresses and cross-checks the envelope against the header.
-pub(crate) fn assemble(mut parts: Vec<OpenedPart>) -> Result<(FileHeader, Bytes), Rejection> {
+pub(crate) fn assemble(mut parts: Vec<OpenedPart>) -> Result<(FileHeader, Bytes), FileRejection> {
     parts.sort_by_key(|p| p.header.part);
     let first = parts
         .first()
         .map(|p| p.header.clone())
-        .ok_or(Rejection::MissingParts {
+        .ok_or(FileRejection::MissingParts {
             missing: vec![1],
             parts: 1,
         })?;
@@ -261,14 +261,14 @@ pub(crate) fn assemble(mut parts: Vec<OpenedPart>) -> Result<(FileHeader, Bytes)
         .filter(|n| parts.binary_search_by_key(n, |p| p.header.part).is_err())
         .collect();
     if !missing.is_empty() {
-        return Err(Rejection::MissingParts {
+        return Err(FileRejection::MissingParts {
             missing,
             parts: first.parts,
         });
     }
     for part in &parts {
         if !same_export(&part.header, &first) {
-            return Err(Rejection::Tampered {
+            return Err(FileRejection::Tampered {
                 detail: format!("its part {} disagrees with part 1", part.header.part),
             });
         }
@@ -292,7 +292,7 @@ fn same_export(a: &FileHeader, b: &FileHeader) -> bool {
 
 /// The envelope must say what the header says. Only a holder of the key
 /// could write a file where it does not.
-fn cross_check(header: &FileHeader, envelope: &[u8]) -> Result<(), Rejection> {
+fn cross_check(header: &FileHeader, envelope: &[u8]) -> Result<(), FileRejection> {
     let limits = Limits {
         max_envelope_bytes: u64::MAX,
         ..Limits::default()
@@ -316,7 +316,7 @@ fn cross_check(header: &FileHeader, envelope: &[u8]) -> Result<(), Rejection> {
     if consistent {
         Ok(())
     } else {
-        Err(Rejection::Tampered {
+        Err(FileRejection::Tampered {
             detail: "its sealed packet does not match its header".into(),
         })
     }
@@ -338,8 +338,8 @@ fn compress(raw: &[u8]) -> Vec<u8> {
 
 /// Decompresses exactly `expected` bytes, reserving memory only as output
 /// arrives.
-fn decompress(compressed: &[u8], expected: u64) -> Result<Vec<u8>, Rejection> {
-    let damaged = |detail: String| Rejection::Tampered { detail };
+fn decompress(compressed: &[u8], expected: u64) -> Result<Vec<u8>, FileRejection> {
+    let damaged = |detail: String| FileRejection::Tampered { detail };
     let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
         .map_err(|e| damaged(format!("its content does not decompress: {e}")))?;
     let mut out = Vec::with_capacity(usize::try_from(expected.min(1 << 20)).unwrap_or(0));

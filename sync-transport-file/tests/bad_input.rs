@@ -12,8 +12,8 @@ use common::*;
 use sync_conformance::fixtures::hub_id;
 use sync_core::SecurityKind;
 use sync_transport_file::{
-    FileError, PairKey, Rejection, dry_run, import, install_pair_key, open_files, remove_pair_key,
-    verify_file,
+    FileError, FileRejection, PairKey, dry_run, import, install_pair_key, open_files,
+    remove_pair_key, verify_file,
 };
 
 /// A world where node 0 has exported one packet with two changes for the
@@ -29,7 +29,7 @@ fn exported(dir: &Path) -> (World, PathBuf) {
 
 /// Importing `file` at the hub is refused for `expected`, names the file,
 /// shows no key, records a security event, and changes nothing.
-fn assert_refused(w: &mut World, file: &Path, expected: fn(&Rejection) -> bool) {
+fn assert_refused(w: &mut World, file: &Path, expected: fn(&FileRejection) -> bool) {
     let before = snapshot(&mut w.hub);
     let error = import(&mut w.hub, &[file.to_path_buf()], t(2)).unwrap_err();
     let reason = error
@@ -54,7 +54,7 @@ fn assert_refused(w: &mut World, file: &Path, expected: fn(&Rejection) -> bool) 
     assert!(dry_run(&mut w.hub, &[file.to_path_buf()], t(2)).is_err());
     assert!(verify_file(&mut w.hub, file).is_err());
     let events = w.hub.security_events().unwrap();
-    if !matches!(reason, Rejection::MissingParts { .. }) {
+    if !matches!(reason, FileRejection::MissingParts { .. }) {
         assert!(events.iter().any(|e| e.detail == message), "not logged");
     }
 }
@@ -68,7 +68,9 @@ fn a_tampered_body_is_refused() {
         let i = b.len() - 20;
         b[i] ^= 1;
     });
-    assert_refused(&mut w, &copy, |r| matches!(r, Rejection::Tampered { .. }));
+    assert_refused(&mut w, &copy, |r| {
+        matches!(r, FileRejection::Tampered { .. })
+    });
 }
 
 #[test]
@@ -82,7 +84,9 @@ fn a_tampered_header_is_refused() {
         let at = text.find("entities: 2").unwrap() + "entities: ".len();
         b[at] = b'3';
     });
-    assert_refused(&mut w, &copy, |r| matches!(r, Rejection::Tampered { .. }));
+    assert_refused(&mut w, &copy, |r| {
+        matches!(r, FileRejection::Tampered { .. })
+    });
 }
 
 #[test]
@@ -93,7 +97,9 @@ fn a_truncated_file_is_refused() {
     let len = std::fs::metadata(&file).unwrap().len() as usize;
     for keep in [len - 1, len / 2, 100, 0] {
         let copy = edited_copy(&file, bad.path(), |b| b.truncate(keep));
-        assert_refused(&mut w, &copy, |r| matches!(r, Rejection::Truncated { .. }));
+        assert_refused(&mut w, &copy, |r| {
+            matches!(r, FileRejection::Truncated { .. })
+        });
     }
 }
 
@@ -103,7 +109,9 @@ fn trailing_bytes_are_refused() {
     let bad = tempfile::tempdir().unwrap();
     let (mut w, file) = exported(dir.path());
     let copy = edited_copy(&file, bad.path(), |b| b.extend_from_slice(b"more"));
-    assert_refused(&mut w, &copy, |r| matches!(r, Rejection::Tampered { .. }));
+    assert_refused(&mut w, &copy, |r| {
+        matches!(r, FileRejection::Tampered { .. })
+    });
 }
 
 #[test]
@@ -117,7 +125,7 @@ fn a_file_sealed_with_another_key_is_refused() {
     assert_refused(
         &mut w,
         &file,
-        |r| matches!(r, Rejection::WrongKey { sender } if *sender == node_id(0)),
+        |r| matches!(r, FileRejection::WrongKey { sender } if *sender == node_id(0)),
     );
     assert!(
         w.hub
@@ -137,7 +145,7 @@ fn a_file_for_another_node_is_refused() {
     let error = import(&mut w.nodes[1], std::slice::from_ref(&file), t(2)).unwrap_err();
     assert!(matches!(
         error.rejection(),
-        Some(Rejection::WrongRecipient { recipient, local })
+        Some(FileRejection::WrongRecipient { recipient, local })
             if *recipient == hub_id() && *local == node_id(1)
     ));
     assert!(error.to_string().contains(&hub_id().to_string()));
@@ -152,7 +160,7 @@ fn a_file_from_a_sender_without_a_key_is_refused() {
     assert_refused(
         &mut w,
         &file,
-        |r| matches!(r, Rejection::UnknownSender { sender } if *sender == node_id(0)),
+        |r| matches!(r, FileRejection::UnknownSender { sender } if *sender == node_id(0)),
     );
 }
 
@@ -165,7 +173,7 @@ fn an_unknown_format_version_is_refused() {
     assert_refused(
         &mut w,
         &copy,
-        |r| matches!(r, Rejection::UnknownVersion { found, supported: 1 } if found == "7"),
+        |r| matches!(r, FileRejection::UnknownVersion { found, supported: 1 } if found == "7"),
     );
     let error = import(&mut w.hub, &[copy], t(3)).unwrap_err().to_string();
     assert!(error.contains("version 7"), "{error}");
@@ -177,7 +185,7 @@ fn a_file_that_is_not_a_sealed_file_is_refused() {
     let (mut w, _) = exported(dir.path());
     let other = dir.path().join("notes.syncpkt");
     std::fs::write(&other, b"just some text, not a packet\n").unwrap();
-    assert_refused(&mut w, &other, |r| matches!(r, Rejection::NotASyncFile));
+    assert_refused(&mut w, &other, |r| matches!(r, FileRejection::NotASyncFile));
 }
 
 #[test]
@@ -191,7 +199,7 @@ fn a_damaged_header_is_refused() {
         b[at] = b'x';
     });
     assert_refused(&mut w, &copy, |r| {
-        matches!(r, Rejection::MalformedHeader { .. })
+        matches!(r, FileRejection::MalformedHeader { .. })
     });
 }
 
@@ -213,7 +221,7 @@ fn a_file_over_the_size_limit_is_refused() {
         .unwrap();
     let exported = w.node_export(0, dir.path(), t(1));
     assert_refused(&mut w, &exported.files[0], |r| {
-        matches!(r, Rejection::TooLarge { .. })
+        matches!(r, FileRejection::TooLarge { .. })
     });
 }
 

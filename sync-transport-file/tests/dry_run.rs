@@ -150,3 +150,70 @@ proptest! {
         prop_assert_eq!(w.hub.peer(node_id(0)).expect("peer").received_packet_no, exported.header.packet_no);
     }
 }
+
+/// A hub whose store refuses notes titled "refused": the preview names the
+/// change the import quarantines, and the import does quarantine it.
+#[test]
+fn the_preview_names_a_change_the_store_would_refuse() {
+    use sync_conformance::crash::CrashingStore;
+    use sync_conformance::fixtures::{hub_info, node_info, registry};
+    use sync_core::rejected::RejectedBy;
+    use sync_core::{ConflictStrategy, Engine, EngineConfig};
+
+    let mut store = CrashingStore::new(sync_store_memory::MemoryStore::new());
+    store.refuse_when(|e| {
+        (e.fields.get("title") == Some(&Value::from("refused"))).then(|| "UNIQUE title".into())
+    });
+    let mut hub = Engine::new(
+        store,
+        sync_conformance::fixtures::registry(sync_core::ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(1),
+        hub_info(),
+    )
+    .unwrap();
+    hub.register_peer(node_info(0)).unwrap();
+    let key = sync_transport_file::create_pair_key(&mut hub, node_id(0)).unwrap();
+    let mut node = Engine::new(
+        sync_store_memory::MemoryStore::new(),
+        registry(ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(100),
+        node_info(0),
+    )
+    .unwrap();
+    node.register_peer(hub_info()).unwrap();
+    sync_transport_file::install_pair_key(&mut node, sync_conformance::fixtures::hub_id(), &key)
+        .unwrap();
+    let refused = insert_note(&mut node, "refused", t(0));
+    let accepted = insert_note(&mut node, "accepted", t(0));
+    let stick = tempfile::tempdir().unwrap();
+    let exported = sync_transport_file::export(
+        &mut node,
+        sync_conformance::fixtures::hub_id(),
+        stick.path(),
+        &ExportOptions::default(),
+        t(1),
+    )
+    .unwrap();
+
+    let preview = dry_run(&mut hub, &exported.files, t(2)).unwrap().remove(0);
+    assert!(
+        hub.rejected().unwrap().is_empty(),
+        "the preview quarantined"
+    );
+    assert_eq!(hub.store().inner().entity_count(), 0);
+    assert_eq!(preview.rejected.len(), 1);
+    assert_eq!(
+        preview.rejected[0].key,
+        EntityKey::new(NOTE_SERVER_WINS, refused)
+    );
+    assert_eq!(preview.rejected[0].by, RejectedBy::Here);
+    assert!(preview.rejected[0].reason.contains("UNIQUE title"));
+    assert_eq!(
+        preview.inserts,
+        vec![EntityKey::new(NOTE_SERVER_WINS, accepted)]
+    );
+
+    let imported = import(&mut hub, &exported.files, t(2)).unwrap().remove(0);
+    assert_eq!((imported.applied, imported.rejected), (1, 1));
+    assert_eq!(hub.rejected().unwrap().len(), 1);
+}

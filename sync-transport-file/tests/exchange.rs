@@ -9,8 +9,8 @@ use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record};
 use sync_conformance::harness::synced_state;
 use sync_core::{ConflictSide, ConflictStrategy, EntityKey, Transport, Value};
 use sync_transport_file::{
-    ExportOptions, FileKind, FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, KeyError,
-    PairKey, Rejection, answer, create_pair_key, dry_run, export, import, inspect,
+    ExportOptions, FileKind, FileRejection, FolderEndpoint, FolderOptions, FolderPaths,
+    FolderTransport, KeyError, PairKey, answer, create_pair_key, dry_run, export, import, inspect,
     install_pair_key, pair_key, paired_peers, remove_pair_key, serve_folder,
 };
 
@@ -165,7 +165,7 @@ fn a_large_packet_is_split_into_parts_that_import_in_any_order() {
     let error = import(&mut w.hub, &exported.files[1..], t(2)).unwrap_err();
     assert!(matches!(
         error.rejection(),
-        Some(Rejection::MissingParts { missing, .. }) if missing == &vec![1]
+        Some(FileRejection::MissingParts { missing, .. }) if missing == &vec![1]
     ));
     assert_eq!(snapshot(&mut w.hub), before);
     // Every part, in reverse order.
@@ -370,7 +370,7 @@ fn a_tampered_file_in_a_folder_is_set_aside_and_answered_with_a_refusal() {
     assert_eq!(rejected.len(), 1);
     assert!(matches!(
         rejected[0].rejection(),
-        Some(Rejection::Tampered { .. })
+        Some(FileRejection::Tampered { .. })
     ));
     let aside = paths.outbox.join(sync_transport_file::REJECTED_DIR);
     assert_eq!(files_in(&aside).len(), 1);
@@ -554,4 +554,33 @@ fn a_refusal_file_is_reported_and_not_answered() {
     assert!(answers[0].imported.is_none());
     assert!(answers[0].reply_files.is_empty());
     assert_eq!(files_in(stick.path()), files);
+}
+
+#[test]
+fn the_pair_key_lives_in_the_store_and_survives_a_restart() {
+    let mut w = World::new(1);
+    let created = pair_key(&mut w.hub, node_id(0)).unwrap().expect("key");
+    let registry = w.hub.registry().clone();
+    let config = w.hub.config().clone();
+    let hub = std::mem::replace(
+        &mut w.hub,
+        sync_core::Engine::new(
+            sync_store_memory::MemoryStore::new(),
+            registry.clone(),
+            config.clone(),
+            sync_conformance::fixtures::hub_info(),
+        )
+        .unwrap(),
+    );
+    let mut reopened = sync_core::Engine::open(hub.into_store(), registry, config).unwrap();
+    let stored = pair_key(&mut reopened, node_id(0)).unwrap().expect("kept");
+    assert_eq!(stored.key_id(), created.key_id());
+    // And it still opens the node's files.
+    insert_note(&mut w.nodes[0], "after restart", t(0));
+    let stick = tempfile::tempdir().unwrap();
+    let exported = w.node_export(0, stick.path(), t(1));
+    assert_eq!(
+        import(&mut reopened, &exported.files, t(2)).unwrap()[0].applied,
+        1
+    );
 }
