@@ -216,7 +216,7 @@ impl<H: Hub + ?Sized> KeyStore for HubKeys<'_, H> {
 /// Issues a token for `node` from the keys in `engine`'s store, making the
 /// first key if there is none: what `syncplan node token` calls on a hub's
 /// store. A running server must be told of keys made here only by a
-/// restart; issue tokens through [`crate::RunningServer::issue_token`]
+/// restart; issue tokens through [`crate::HubServer::issue_token`]
 /// while it runs.
 pub fn issue_token<S: Store>(
     engine: &mut Engine<S>,

@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use sync_core::{Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo};
-//! use sync_core::{Record, Role, Timestamp, Transport, Value, Uuid};
+//! use sync_core::{Record, Role, Transport, Value, Uuid};
 //! use sync_store_memory::MemoryStore;
 //! use sync_transport_http::{ClientConfig, EngineHub, HttpTransport, HubServer, SelfSigned};
 //! use sync_transport_http::{ServerConfig, Trust};
@@ -53,7 +53,7 @@
 //! let transport = HttpTransport::new(&server.url(), token.as_str(), config)?;
 //! let mut node = Engine::new(MemoryStore::new(), registry, EngineConfig::default(), node_info)?;
 //! node.register_peer(hub_info.clone())?;
-//! let now = Timestamp::from_secs(1_765_535_400);
+//! let now = sync_transport_http::clock::system_now();
 //! node.insert("Note", Record::from([("text".into(), Value::from("hello"))]), now)?;
 //!
 //! node.start_sync(hub_info.id)?;

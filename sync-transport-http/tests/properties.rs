@@ -57,7 +57,7 @@ fn note(title: &str) -> sync_core::Record {
 }
 
 fn hub_entities(hub: &EngineHub<MemoryStore>) -> usize {
-    hub.with_engine(|e| synced_state(e)).expect("state").len()
+    hub.with_engine(synced_state).expect("state").len()
 }
 
 /// How a hub fails a request in property 7.

@@ -5,7 +5,7 @@
 //! [`ServerConfig::handshake_timeout`]; a plain-HTTP client gets no
 //! service), then HTTP/1.1 with keep-alive, each request's header bounded by
 //! [`ServerConfig::header_timeout`] and its body by
-//! [`ServerConfig::body_timeout`]. The routes are in [`routes`].
+//! [`ServerConfig::body_timeout`]. The routes are listed in the crate docs.
 
 mod routes;
 

@@ -6,6 +6,10 @@
 //! task on the blocking pool: the engine's lock is held only inside
 //! [`Hub::exchange`].
 
+// The `Err` of the helpers here is the response to send: built and moved
+// once per refused request, never propagated far.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +22,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sync_core::token::Claims;
 use sync_core::{ErrorCode, Outcome};
+use tracing::Instrument as _;
 
 use super::Shared;
 use crate::auth::{AuthFailure, HubKeys, TokenAuthority, bearer};
@@ -36,7 +41,10 @@ pub(super) async fn handle<H: Hub>(
 ) -> Reply {
     let path = request.uri().path();
     match (request.method(), path) {
-        (&Method::POST, "/v1/exchange") => exchange(shared, peer, request).await,
+        (&Method::POST, "/v1/exchange") => {
+            let span = tracing::debug_span!("exchange", %peer);
+            exchange(shared, peer, request).instrument(span).await
+        }
         (&Method::GET, "/v1/wait") => wait(shared, peer, request).await,
         (&Method::GET, "/v1/health") => health(shared).await,
         (&Method::GET, "/metrics") if shared.config.metrics => metrics(shared).await,
@@ -80,6 +88,7 @@ async fn exchange<H: Hub>(
     if let Err(reply) = rate_limit(&shared, &claims) {
         return reply;
     }
+    tracing::debug!(node = %claims.node, "authenticated");
     let headers = request.headers();
     let format = match request_format(headers) {
         Ok(format) => format,

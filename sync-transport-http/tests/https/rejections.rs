@@ -28,10 +28,7 @@ fn note(title: &str) -> sync_core::Record {
 }
 
 fn hub_entities(fx: &Fixture) -> usize {
-    fx.hub
-        .with_engine(|e| synced_state(e))
-        .expect("state")
-        .len()
+    fx.hub.with_engine(synced_state).expect("state").len()
 }
 
 fn refusal(body: &[u8]) -> sync_core::packet::ErrorMessage {
@@ -369,9 +366,17 @@ async fn slow_clients_are_cut_off_by_header_and_body_timeouts() {
         let fx = Fixture::with(1, |c| {
             c.header_timeout(Duration::from_millis(300))
                 .body_timeout(Duration::from_millis(300))
+                .handshake_timeout(Duration::from_millis(300))
         })
         .await;
         let token = fx.token(0).await;
+        // A connection that never starts its TLS handshake: closed.
+        let mut silent = TcpStream::connect(fx.addr()).await.expect("connect");
+        let started = std::time::Instant::now();
+        let mut nothing = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut nothing)).await;
+        assert!(closed.is_ok() && nothing.is_empty(), "the silent connection was not closed");
+        assert!(started.elapsed() < Duration::from_secs(3), "held for {:?}", started.elapsed());
         // A header that never ends: the connection is closed.
         let started = std::time::Instant::now();
         let answer = send_raw(&fx, b"POST /v1/exchange HTTP/1.1\r\nhost: 127", Duration::from_secs(5)).await;

@@ -41,7 +41,7 @@ async fn hub_and_three_nodes_sync_through_the_server() {
                 sync(n, transport).await.expect("sync");
             }
         }
-        let hub_state = fx.hub.with_engine(|e| synced_state(e)).expect("state");
+        let hub_state = fx.hub.with_engine(synced_state).expect("state");
         assert_eq!(hub_state.len(), 31);
         for n in &mut nodes {
             assert_eq!(synced_state(n).expect("state"), hub_state);
@@ -89,16 +89,10 @@ async fn a_node_trusting_the_hubs_own_ca_syncs_and_one_trusting_another_ca_does_
             .await
             .expect_err("another CA's hub is not trusted");
         assert!(error.to_string().contains("certificate"), "{error}");
-        assert_eq!(
-            hub.with_engine(|e| synced_state(e)).expect("state").len(),
-            0
-        );
+        assert_eq!(hub.with_engine(synced_state).expect("state").len(), 0);
 
         sync(&mut n, &trusted).await.expect("sync");
-        assert_eq!(
-            hub.with_engine(|e| synced_state(e)).expect("state").len(),
-            1
-        );
+        assert_eq!(hub.with_engine(synced_state).expect("state").len(), 1);
         server.shutdown().await;
     })
     .await;
@@ -325,13 +319,7 @@ async fn a_hub_restarted_on_its_store_serves_the_same_nodes() {
         sync(&mut n, &fx.transport(&token))
             .await
             .expect("the old token still works");
-        assert_eq!(
-            fx.hub
-                .with_engine(|e| synced_state(e))
-                .expect("state")
-                .len(),
-            2
-        );
+        assert_eq!(fx.hub.with_engine(synced_state).expect("state").len(), 2);
         fx.shutdown().await;
     })
     .await;
@@ -354,6 +342,41 @@ async fn unknown_paths_and_methods_are_answered_plainly() {
             .body(Full::new(Bytes::new()))
             .expect("request");
         assert_eq!(fx.raw(request).await.status, StatusCode::METHOD_NOT_ALLOWED);
+        fx.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_are_counted_by_strategy() {
+    bounded(async {
+        let fx = Fixture::start(1).await;
+        let transport = fx.node_transport(0).await;
+        let id = fx
+            .hub
+            .with_engine(|e| e.insert(NOTE_SERVER_WINS, note("original"), t(0)))
+            .expect("hub write");
+        let key = EntityKey::new(NOTE_SERVER_WINS, id);
+        let mut n = node(0);
+        sync(&mut n, &transport).await.expect("sync");
+        // Both sides edit the same note while apart.
+        fx.hub
+            .with_engine(|e| e.put(key.clone(), note("hub's edit"), t(2)))
+            .expect("hub edit");
+        n.put(key.clone(), note("node's edit"), t(3))
+            .expect("node edit");
+        sync(&mut n, &transport).await.expect("sync");
+        let on_node = n.get(&key).expect("get").expect("kept");
+        assert_eq!(
+            on_node.fields["title"],
+            Value::from("hub's edit"),
+            "server wins"
+        );
+        let metrics = fx.metrics().await;
+        assert!(
+            metrics.contains("syncplan_conflicts_total{strategy=\"server-wins\"} 1"),
+            "{metrics}"
+        );
         fx.shutdown().await;
     })
     .await;
