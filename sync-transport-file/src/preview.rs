@@ -314,18 +314,6 @@ impl<T: StoreTxn> StoreTxn for RollbackTxn<T> {
     fn add_security_event(&mut self, event: &SecurityEvent) -> Result<(), StoreError> {
         self.inner.add_security_event(event)
     }
-    fn put_rejected(&mut self, rejected: &sync_core::RejectedChange) -> Result<(), StoreError> {
-        self.inner.put_rejected(rejected)
-    }
-    fn rejected(&self) -> Result<Vec<sync_core::RejectedChange>, StoreError> {
-        self.inner.rejected()
-    }
-    fn take_rejected(
-        &mut self,
-        id: sync_core::Uuid,
-    ) -> Result<Option<sync_core::RejectedChange>, StoreError> {
-        self.inner.take_rejected(id)
-    }
     fn security_events(&self) -> Result<Vec<SecurityEvent>, StoreError> {
         self.inner.security_events()
     }

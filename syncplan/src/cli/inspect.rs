@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 use syncplan::codec::Limits;
-use syncplan::file::{FileError, Rejection};
+use syncplan::file::{FileError, FileRejection};
 use syncplan::json_view::envelope_to_json;
 
 use super::failure::{Context, Failure, Result};
@@ -18,7 +18,7 @@ pub fn inspect(file: &Path) -> Result<()> {
         // A sealed file: its body is encrypted, the header is readable.
         Ok(header) => json!({ "header": header_json(&header), "body": "sealed" }),
         Err(FileError::Rejected {
-            reason: Rejection::NotASyncFile,
+            reason: FileRejection::NotASyncFile,
             ..
         }) => packet(file)?,
         Err(e) => return Err(Failure::from(e)),
