@@ -32,6 +32,8 @@ fn every_command_has_help_with_an_example() {
         &["node", "add"],
         &["node", "list"],
         &["node", "revoke"],
+        &["node", "token"],
+        &["set-token"],
         &["init"],
         &["track"],
         &["sql"],
@@ -925,4 +927,35 @@ fn rejected_changes_are_listed_retried_and_discarded() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_fresh_token_replaces_a_lost_one() {
+    let ws = network();
+    // The node's token is lost (here: replaced by garbage): the hub refuses it.
+    ws.ok(&["set-token", "not-a-real-token", "--dir", "one"]);
+    let refused = ws
+        .run(&["sync", "--attempts", "1", "--dir", "one"])
+        .failed();
+    assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+    let audit = ws.ok(&["audit", "--json", "--dir", "hub"]).json();
+    assert!(!audit["security"].as_array().unwrap().is_empty(), "{audit}");
+    // The hub issues a new one; the node keeps it and syncs again.
+    let token = ws
+        .ok(&["node", "token", "DESKTOP-1", "--json", "--dir", "hub"])
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.ok(&["set-token", &token, "--dir", "one"]);
+    ws.ok(&[
+        "sql",
+        "INSERT INTO note(title) VALUES ('back in')",
+        "--dir",
+        "one",
+    ]);
+    ws.ok(&["sync", "--dir", "one"]);
+    assert_eq!(count(&ws, "hub", "SELECT count(*) FROM note"), 1);
+    let bad = ws.run(&["set-token", "two words", "--dir", "one"]).failed();
+    assert!(bad.stderr.contains("not a token"), "{}", bad.stderr);
 }

@@ -374,6 +374,28 @@ pub fn revoke_node(dir: &Path, which: &str, out: &Output) -> Result<()> {
     )
 }
 
+/// `node token CODE`: a fresh token for a registered node (its old one
+/// expired, or was lost).
+pub fn token(dir: &Path, which: &str, out: &Output) -> Result<()> {
+    let mut hub = Opened::open(dir)?;
+    hub.config.hub_settings(dir)?;
+    let peer = find_peer(&mut hub.engine, which)?;
+    let token = issue_token(
+        &mut hub.engine,
+        peer.id(),
+        &TokenPolicy::default(),
+        syncplan::now(),
+    )
+    .context("issuing the token")?
+    .into_string();
+    out.emit(&json!({ "code": peer.info.code, "token": token }), || {
+        format!(
+            "a new token for {} (a secret, shown once); on the node: syncplan set-token TOKEN --dir DIR\n{token}",
+            peer.info.code
+        )
+    })
+}
+
 /// A registered peer by code or id.
 pub fn find_peer(engine: &mut Engine<syncplan::SqliteStore>, which: &str) -> Result<PeerState> {
     let peers = engine.peers().context("reading the registered nodes")?;

@@ -130,6 +130,19 @@ enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Give this node the token `syncplan node token` printed at the hub.
+    #[command(
+        name = "set-token",
+        after_help = "Example:\n  syncplan set-token eyJ...  --dir desktop-1"
+    )]
+    SetToken {
+        /// The token.
+        token: String,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Sync a table of the application's database: its writes are captured by triggers.
     #[command(
         after_help = "Example:\n  syncplan track daily_report --as DailyReport --dir desktop-1\n  syncplan track notes --exclude draft --strategy last-writer-wins --dir hub\n\nTrack the same tables, with the same strategies, at the hub and on every node."
@@ -296,6 +309,18 @@ enum NodeCommand {
         after_help = "Example:\n  syncplan node list --dir hub\n  syncplan node list --json --dir hub"
     )]
     List {
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Issue a fresh token for a registered node (its old one expired or was lost).
+    #[command(
+        after_help = "Example:\n  syncplan node token DESKTOP-1 --dir hub\n\nThen, on the node: syncplan set-token TOKEN --dir desktop-1"
+    )]
+    Token {
+        /// The node's code or id.
+        node: String,
         #[command(flatten)]
         dir: DirArg,
         #[command(flatten)]
@@ -522,6 +547,7 @@ fn run(command: Command) -> Result<()> {
             },
             &json.output(),
         ),
+        Command::SetToken { token, dir, json } => node::set_token(&dir.dir, &token, &json.output()),
         Command::Sql {
             statements,
             dir,
@@ -564,6 +590,7 @@ fn run_node(command: NodeCommand) -> Result<()> {
             json,
         } => hub::add_node(&dir.dir, &code, name.as_deref(), &json.output()),
         NodeCommand::List { dir, json } => hub::list_nodes(&dir.dir, &json.output()),
+        NodeCommand::Token { node, dir, json } => hub::token(&dir.dir, &node, &json.output()),
         NodeCommand::Revoke { node, dir, json } => {
             hub::revoke_node(&dir.dir, &node, &json.output())
         }

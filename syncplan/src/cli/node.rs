@@ -85,6 +85,25 @@ pub fn init_from(dir: &Path, credentials: &Credentials) -> Result<()> {
     config.save(dir)
 }
 
+/// `set-token TOKEN`: the node uses this token from now on.
+pub fn set_token(dir: &Path, token: &str, out: &Output) -> Result<()> {
+    let mut opened = Opened::open(dir)?;
+    opened.config.upstream(dir)?;
+    let token = token.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(Failure::msg(
+            "that is not a token; paste the one `syncplan node token CODE` printed at the hub",
+        ));
+    }
+    opened
+        .engine
+        .put_meta(layout::TOKEN_META, Some(token.as_bytes()))
+        .context("keeping the token")?;
+    out.emit(&json!({ "ok": true }), || {
+        "token kept; the next sync uses it".to_owned()
+    })
+}
+
 /// What `track` is asked to do.
 pub struct Track<'a> {
     /// The directory.
