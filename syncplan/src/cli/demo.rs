@@ -345,7 +345,7 @@ async fn explain_conflict(
         report.conflicts.len()
     );
     println!(
-        "   (see it yourself: syncplan audit, syncplan history DailyReport/{id} in the hub's folder)"
+        "   (to look for yourself, keep the folders with `syncplan demo --keep DIR`, then\n   `syncplan audit --dir DIR/hub` and `syncplan history DailyReport/{id} --dir DIR/hub`)"
     );
     Ok(())
 }
