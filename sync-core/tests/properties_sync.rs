@@ -201,7 +201,7 @@ enum RetentionStep {
 
 fn arb_retention_step() -> impl Strategy<Value = RetentionStep> {
     prop_oneof![
-        3 => arb_op().prop_map(RetentionStep::Write),
+        2 => arb_op().prop_map(RetentionStep::Write),
         1 => Just(RetentionStep::Send),
     ]
 }
@@ -211,9 +211,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
     #[test]
     fn changes_stay_queued_until_a_packet_carrying_them_is_acknowledged(
-        steps in prop::collection::vec(arb_retention_step(), 1..30),
+        steps in prop::collection::vec(arb_retention_step(), 1..240),
         pick in any::<prop::sample::Index>(),
     ) {
+        // The window the engine really has: up to 80 packets are built, so
+        // the oldest fall out of it.
+        let window = sync_core::EngineConfig::default().max_in_flight;
         let mut net = Net::new(1, server_wins());
         let mut owned = Owned::default();
         // key -> step of its latest write; packets as (step built, bytes).
@@ -231,8 +234,8 @@ proptest! {
             }
             let view = net.nodes[0].sync_changes(hub_id(), usize::MAX).unwrap();
             prop_assert_eq!(view.len(), last_write.len(), "nothing leaves the queue unacknowledged");
-            // The engine remembers the last 16 unacknowledged packets.
-            let in_flight = &sent[sent.len().saturating_sub(16)..];
+            // The engine remembers the last `window` unacknowledged packets.
+            let in_flight = &sent[sent.len().saturating_sub(window)..];
             for row in &view {
                 let written = last_write.iter().find(|(k, _)| k.id == row.entity_uuid).map(|(_, s)| *s).unwrap();
                 let carried_by = in_flight.iter().find(|(built, _)| *built > written).map(|(_, p)| p.packet_no);
@@ -252,7 +255,7 @@ proptest! {
             .collect();
         let expected: BTreeSet<Uuid> = last_write
             .iter()
-            .filter(|(_, s)| which + 16 < sent.len() || **s > *built)
+            .filter(|(_, s)| which + window < sent.len() || **s > *built)
             .map(|(k, _)| k.id)
             .collect();
         prop_assert_eq!(still, expected);
@@ -313,8 +316,13 @@ proptest! {
     #[test]
     fn every_change_reaches_every_node_despite_loss_duplication_and_reordering(
         steps in arb_steps(3, 1..40),
+        window in prop_oneof![Just(2usize), Just(4), Just(64)],
     ) {
-        let mut net = Net::new(3, server_wins());
+        // The default window (64) and small ones that the faults overflow.
+        let mut net = Net::with_config(3, server_wins(), |mut c| {
+            c.max_in_flight = window;
+            c
+        });
         let mut link = Link::perfect();
         let (owned, now) = run(&mut net, &steps, &mut link);
         // Faults stop: a bounded number of clean exchanges converges.
@@ -383,8 +391,14 @@ proptest! {
     fn an_acknowledged_change_is_never_sent_again(
         steps in arb_steps(2, 1..40),
         batch in 1usize..6,
+        window in prop_oneof![Just(2usize), Just(4), Just(64)],
     ) {
-        let mut net = Net::with_config(2, server_wins(), |c| c.batch(batch, 1 << 20));
+        // The default window (64) and small ones, which lossy links overflow.
+        let mut net = Net::with_config(2, server_wins(), |c| {
+            let mut c = c.batch(batch, 1 << 20);
+            c.max_in_flight = window;
+            c
+        });
         let mut link = Link::perfect();
         let (_, now) = run(&mut net, &steps, &mut link);
         net.sync_all(now).unwrap();
@@ -405,8 +419,9 @@ proptest! {
                     let again: Vec<_> = carried.intersection(&acked[dir]).collect();
                     prop_assert!(again.is_empty(), "direction {}: acknowledged {:?} sent again", dir, again);
                     packets[dir].insert(header(bytes).packet_no, carried);
-                    // The engine remembers the last 16 unacknowledged packets.
-                    while packets[dir].len() > 16 {
+                    // The engine remembers the last `window` unacknowledged
+                    // packets (at least two).
+                    while packets[dir].len() > window {
                         packets[dir].pop_first();
                     }
                 } else {

@@ -532,17 +532,20 @@ fn clamp_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A `_sync_rejected` row before its entity blob is decoded.
+type RejectedRow = (
+    Uuid,
+    Vec<u8>,
+    NodeId,
+    String,
+    String,
+    Timestamp,
+    Option<NodeId>,
+    Option<i64>,
+);
+
 pub(crate) fn rejected(conn: &Connection) -> Result<Vec<RejectedChange>, StoreError> {
-    let rows: Vec<(
-        Uuid,
-        Vec<u8>,
-        NodeId,
-        String,
-        String,
-        Timestamp,
-        Option<NodeId>,
-        Option<i64>,
-    )> = conn
+    let rows: Vec<RejectedRow> = conn
         .prepare_cached(
             "SELECT id, entity, peer, by, reason, at, notify, notified_in
              FROM _sync_rejected ORDER BY position",

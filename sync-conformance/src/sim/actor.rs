@@ -6,7 +6,7 @@ use sync_core::{
 };
 
 use super::scheduler::{SimTime, Who};
-use crate::crash::CrashingStore;
+use crate::crash::{CrashingStore, RefusalRule};
 use crate::fixtures::t;
 
 /// The engine type the simulator drives.
@@ -24,6 +24,9 @@ pub struct Actor<S: Store> {
     pub timer_at: Option<SimTime>,
     registry: EntityRegistry,
     config: EngineConfig,
+    /// The versions its store's schema refuses (the hub's: see
+    /// [`super::workload::REFUSED_TITLE`]).
+    refuse: Option<RefusalRule>,
     life: Life<S>,
 }
 
@@ -58,6 +61,7 @@ impl<S: Store> Actor<S> {
             },
             skew: 0,
             timer_at: None,
+            refuse: None,
             registry,
             config,
             life: Life::Up(Box::new(engine)),
@@ -95,6 +99,14 @@ impl<S: Store> Actor<S> {
         at.as_micros() - t(0).as_micros() - self.skew
     }
 
+    /// Makes its store refuse the versions `rule` picks, across restarts.
+    pub fn refuse_when(&mut self, rule: RefusalRule) {
+        self.refuse = Some(rule);
+        if let Life::Up(engine) = &mut self.life {
+            engine.store_mut().refuse_when(rule);
+        }
+    }
+
     /// Arms a crash after `ops` more store operations.
     pub fn arm_crash(&mut self, ops: u64) {
         if let Life::Up(engine) = &mut self.life {
@@ -123,11 +135,17 @@ impl<S: Store> Actor<S> {
     pub fn restart(&mut self) -> Result<(), SyncError> {
         let life = std::mem::replace(&mut self.life, Life::Swapping);
         self.life = match life {
-            Life::Down(store) => Life::Up(Box::new(Engine::open(
-                CrashingStore::new(store),
-                self.registry.clone(),
-                self.config.clone(),
-            )?)),
+            Life::Down(store) => {
+                let mut store = CrashingStore::new(store);
+                if let Some(rule) = self.refuse {
+                    store.refuse_when(rule);
+                }
+                Life::Up(Box::new(Engine::open(
+                    store,
+                    self.registry.clone(),
+                    self.config.clone(),
+                )?))
+            }
             up => up,
         };
         Ok(())

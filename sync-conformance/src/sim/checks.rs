@@ -155,6 +155,10 @@ impl Traces {
                 }
             }
         }
+        // A refused version is kept whole among the rejected changes.
+        for rejected in txn.rejected()? {
+            self.add(registry, &rejected.entity);
+        }
         for conflict in txn.open_conflicts()? {
             self.versions
                 .insert(version_id(registry, &conflict.current));

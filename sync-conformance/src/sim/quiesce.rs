@@ -169,6 +169,28 @@ impl<B: SimStores> World<B> {
         let at = self.sched.now();
         self.checks.lost_writes(&traces, at);
         self.checks.false_conflicts(&traces, at);
+        self.check_rejections();
+    }
+
+    /// Every refused change's writer was told: after quiescence no notice
+    /// waits at the hub, and the writer holds the hub's version (checked by
+    /// convergence) with the refused one listed.
+    fn check_rejections(&mut self) {
+        let rejected = self.hub.peek(|txn| txn.rejected());
+        let undelivered: Vec<String> = rejected
+            .iter()
+            .filter(|r| r.notify.is_some())
+            .map(|r| {
+                format!(
+                    "the notice that the hub refused {} never reached {}",
+                    r.entity.key, r.peer
+                )
+            })
+            .collect();
+        for detail in undelivered {
+            self.violation(ViolationKind::NotQuiescent, detail);
+        }
+        self.stats.rejected = rejected.len() as u64;
     }
 
     /// A hash of every participant's entities and peer counters.

@@ -31,6 +31,18 @@ const NOTES: [&str; 6] = [
 /// How many recently written keys count as "hot" (edited concurrently).
 const HOT: usize = 12;
 
+/// The title of note versions that the hub's store refuses (as a UNIQUE or
+/// CHECK constraint of an application's table would). One update of a note
+/// in 40 carries it; chosen by count, not by the random stream, so runs
+/// keep their schedules.
+pub const REFUSED_TITLE: &str = "refused by the hub's schema";
+
+/// The hub's refusal rule for [`REFUSED_TITLE`].
+pub fn hub_refuses(entity: &sync_core::Entity) -> Option<String> {
+    (!entity.is_deleted && entity.fields.get("title") == Some(&Value::from(REFUSED_TITLE)))
+        .then(|| format!("table note refuses title = '{REFUSED_TITLE}'"))
+}
+
 /// What the workload remembers across operations.
 #[derive(Default)]
 pub struct Workload {
@@ -109,7 +121,10 @@ impl Workload {
             return self.create(rng, actor, checks, now);
         };
         let parent = current.fields.get("report_id").and_then(Value::as_uuid);
-        let fields = self.fields(rng, &current.key.entity_type, parent);
+        let mut fields = self.fields(rng, &current.key.entity_type, parent);
+        if NOTES.contains(&current.key.entity_type.as_str()) && self.revs % 40 == 0 {
+            fields.insert("title".into(), REFUSED_TITLE.into());
+        }
         let write = LocalWrite::Put {
             key: current.key,
             fields,

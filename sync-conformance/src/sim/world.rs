@@ -104,6 +104,7 @@ impl<B: SimStores> World<B> {
             engine_config(&mut rng, 1),
             hub_info(),
         )?;
+        hub.refuse_when(super::workload::hub_refuses);
         let mut nodes = Vec::new();
         for i in 0..config.nodes {
             let store = backend.create(&format!("node-{i}"));
@@ -303,6 +304,15 @@ impl<B: SimStores> World<B> {
             .workload
             .op(&mut self.rng, actor, &mut self.checks, clock);
         self.trace.write_u64(self.checks.write_count());
+        // The hub's own write (or a person's resolution there) that its
+        // schema refuses fails like any constraint error, changing nothing.
+        let result = match result {
+            Err(SyncError::Store(e)) if e.kind() == sync_core::StoreErrorKind::Refused => {
+                self.workload.skipped += 1;
+                Ok(())
+            }
+            other => other,
+        };
         self.settle(who, result);
     }
 

@@ -10,7 +10,7 @@ use crate::conflict::{
 };
 use crate::entity::{Entity, EntityKey, StoredEntity};
 use crate::entity_registry::EntityType;
-use crate::error::SyncError;
+use crate::error::{StoreError, SyncError};
 use crate::events::{AppliedChange, ChangeKind, ConflictEvent, Event};
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::PeerState;
@@ -127,7 +127,47 @@ pub(crate) fn expire_parked<T: StoreTxn>(
     Ok(())
 }
 
+/// Stores a version on behalf of the incoming change being applied: a
+/// refusal names that change (what the quarantine keeps), and the write is
+/// remembered so that a refusal at commit can be traced back to it.
+fn put<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    entity: &Entity,
+    source: NodeId,
+    stored_at: Timestamp,
+) -> Result<u64, SyncError> {
+    let change = ctx.applying.last().cloned();
+    if let Some(change) = &change {
+        ctx.written.insert(entity.key.clone(), change.clone());
+    }
+    txn.put_entity(entity, source, stored_at)
+        .map_err(|e| match (e, change) {
+            (StoreError::Refused { reason, .. }, Some(change)) => StoreError::Refused {
+                key: change,
+                reason,
+            }
+            .into(),
+            (e, _) => e.into(),
+        })
+}
+
 fn apply_checked<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    peer: &PeerState,
+    incoming: Entity,
+    now: Timestamp,
+    stats: &mut ApplyStats,
+    check_parents: bool,
+) -> Result<(), SyncError> {
+    ctx.applying.push(incoming.key.clone());
+    let result = apply_one(txn, ctx, peer, incoming, now, stats, check_parents);
+    ctx.applying.pop();
+    result
+}
+
+fn apply_one<T: StoreTxn>(
     txn: &mut T,
     ctx: &mut Ctx<'_>,
     peer: &PeerState,
@@ -221,8 +261,8 @@ pub(crate) fn release_parked<T: StoreTxn>(
 
 /// The first referenced parent that does not exist here.
 ///
-/// A parent that is itself here but parked (waiting for a parent of its
-/// own) does not count as missing: records that reference each other
+/// A parent that is parked here waiting (through its own parents) for this
+/// very entity does not count as missing: records that reference each other
 /// (department.manager and employee.department) would otherwise wait for
 /// each other forever. The change applies, and its release applies the
 /// parked parent after it; a store that enforces references fills them in
@@ -240,11 +280,33 @@ fn missing_parent<T: StoreTxn>(
         if parent == entity.key || txn.entity(&parent)?.is_some() {
             continue;
         }
-        if txn.parked_change(&parent)?.is_none() {
+        if !waits_for(txn, &parent, &entity.key)? {
             return Ok(Some(parent));
         }
     }
     Ok(None)
+}
+
+/// Whether `parent` is parked waiting, directly or through a chain of
+/// parked parents, for `child`: the two close a reference cycle.
+fn waits_for<T: StoreTxn>(
+    txn: &T,
+    parent: &EntityKey,
+    child: &EntityKey,
+) -> Result<bool, SyncError> {
+    let mut at = parent.clone();
+    // A chain of parked changes cannot be longer than the types' depth in
+    // practice; the bound only guards against a damaged store.
+    for _ in 0..64 {
+        let Some(parked) = txn.parked_change(&at)? else {
+            return Ok(false);
+        };
+        if &parked.waiting_for == child {
+            return Ok(true);
+        }
+        at = parked.waiting_for;
+    }
+    Ok(false)
 }
 
 /// Excluded fields never travel; an incoming version keeps the local values.
@@ -270,7 +332,7 @@ fn store_incoming<T: StoreTxn>(
     kind: ChangeKind,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    txn.put_entity(&entity, from, ctx.now)?;
+    put(txn, ctx, &entity, from, ctx.now)?;
     applied(ctx, from, entity, kind, stats);
     Ok(())
 }
@@ -290,7 +352,7 @@ fn take_with_both_histories<T: StoreTxn>(
         clock: both,
         ..incoming
     };
-    txn.put_entity(&taken, ctx.local.id, ctx.now)?;
+    put(txn, ctx, &taken, ctx.local.id, ctx.now)?;
     applied(ctx, from, taken, ChangeKind::Updated, stats);
     Ok(())
 }
@@ -462,7 +524,7 @@ fn store_outcome<T: StoreTxn>(
                 clock: both,
                 ..stored.entity
             };
-            txn.put_entity(&kept, ctx.local.id, stored.stored_at)?;
+            put(txn, ctx, &kept, ctx.local.id, stored.stored_at)?;
         }
         ConflictSide::Incoming if ctx.is_hub() => {
             take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
@@ -478,7 +540,7 @@ fn store_outcome<T: StoreTxn>(
                 clock: both,
                 ..merged
             };
-            txn.put_entity(&merged, ctx.local.id, ctx.now)?;
+            put(txn, ctx, &merged, ctx.local.id, ctx.now)?;
         }
     }
     Ok(())
@@ -565,7 +627,7 @@ fn keep_copy<T: StoreTxn>(
             key,
             ..loser.clone()
         };
-        txn.put_entity(&copy, ctx.local.id, ctx.now)?;
+        put(txn, ctx, &copy, ctx.local.id, ctx.now)?;
     }
     Ok(id)
 }

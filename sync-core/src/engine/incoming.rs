@@ -10,7 +10,7 @@ use crate::codec::{self, sha256};
 use std::collections::BTreeMap;
 
 use crate::entity::{Entity, EntityKey};
-use crate::error::{ErrorCode, PeerError, SyncError};
+use crate::error::{ErrorCode, PeerError, StoreError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{GapCheck, PeerState};
@@ -378,7 +378,15 @@ impl<S: Store> Engine<S> {
         peer.schema_version = Some(header.schema_version.clone());
         txn.put_peer(&peer)?;
         let has_pending = !txn.pending(&PendingQuery::for_peer(&peer, 1))?.is_empty();
-        txn.commit()?;
+        // A store may refuse a version only at commit (a UNIQUE value still
+        // held when the packet is through): name the change that wrote it.
+        txn.commit().map_err(|e| match e {
+            StoreError::Refused { key, reason } => StoreError::Refused {
+                key: ctx.written.get(&key).cloned().unwrap_or(key),
+                reason,
+            },
+            e => e,
+        })?;
         let events = ctx.events;
         self.emit_all(events);
         if let Some(answered) = resync_answered {

@@ -92,6 +92,12 @@ pub(crate) struct Ctx<'a> {
     /// Entities whose incoming version the store refused while this packet
     /// was applied, with the reason: applied as rejected changes instead.
     pub quarantine: BTreeMap<EntityKey, String>,
+    /// The incoming changes being applied, innermost last (a parent's
+    /// application releases its parked children).
+    pub applying: Vec<EntityKey>,
+    /// Each entity written while applying, with the incoming change that
+    /// wrote it (a keep-both copy, a merge), to trace a refusal at commit.
+    pub written: BTreeMap<EntityKey, EntityKey>,
 }
 
 impl Ctx<'_> {
@@ -539,6 +545,8 @@ impl<S: Store> Engine<S> {
                 local,
                 events: Vec::new(),
                 quarantine: BTreeMap::new(),
+                applying: Vec::new(),
+                written: BTreeMap::new(),
             },
         )
     }

@@ -31,6 +31,12 @@ pub(crate) fn reject_incoming<T: StoreTxn>(
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
     let id = Ctx::record_id("rejected", &entity.key, ctx.now, &[&entity]);
+    // The hub always answers with a version: where it has none, a local
+    // removal stands for the refused entity, so the writer puts back exactly
+    // what every node holds.
+    if ctx.is_hub() && txn.entity(&entity.key)?.is_none() {
+        txn.put_entity(&removal_of(&entity, ctx.local.id), from, ctx.now)?;
+    }
     let record = RejectedChange {
         id,
         entity,
@@ -172,16 +178,23 @@ fn remove_locally<T: StoreTxn>(
     hub: NodeId,
     refused: &Entity,
 ) -> Result<(), SyncError> {
-    let removed = Entity {
+    txn.put_entity(&removal_of(refused, hub), hub, ctx.now)?;
+    Ok(())
+}
+
+/// The removal that stands for a refused entity the hub never held: the
+/// same on the hub and on the writer, under the refused version's history,
+/// so that every later version of the entity (a retry, a fix written on
+/// top) descends from it.
+fn removal_of(refused: &Entity, hub: NodeId) -> Entity {
+    Entity {
         key: refused.key.clone(),
         updated_at: refused.updated_at,
         is_deleted: true,
         origin: hub,
         fields: Record::from([(REMOVED_FIELD.to_owned(), Value::Bool(true))]),
-        clock: Default::default(),
-    };
-    txn.put_entity(&removed, hub, ctx.now)?;
-    Ok(())
+        clock: refused.clock.clone(),
+    }
 }
 
 /// Puts the hub's version back in place of a refused local one, as is.
@@ -217,34 +230,23 @@ impl<S: Store> Engine<S> {
         if moving {
             txn.set_local_node(ctx.local)?;
         }
-        let key = record.entity.key.clone();
         match record.by {
+            // At the hub the refused content is written as the hub's own
+            // version, after everything it holds of the entity: it reaches
+            // every node, the writer included (which put its copy away).
+            RejectedBy::Here if ctx.is_hub() => {
+                local::local_write(&mut txn, &mut ctx, rewrite(record.entity), now)?;
+            }
+            // At a node the hub's version is applied now, as it arrived.
             RejectedBy::Here => {
                 let peer = txn
                     .peer(record.peer)?
                     .ok_or(SyncError::UnknownPeer(record.peer))?;
                 let mut stats = ApplyStats::default();
                 apply::apply_change(&mut txn, &mut ctx, &peer, record.entity, now, &mut stats)?;
-                // The writer put its own copy away when told of the
-                // refusal: at the hub the version becomes the hub's own, so
-                // that it reaches the writer too.
-                if ctx.is_hub() {
-                    if let Some(current) = txn.entity(&key)? {
-                        if current.source == peer.id() {
-                            txn.put_entity(&current.entity, ctx.local.id, now)?;
-                        }
-                    }
-                }
             }
             RejectedBy::Peer => {
-                let write = match record.entity.is_deleted {
-                    true => local::LocalWrite::Delete { key },
-                    false => local::LocalWrite::Put {
-                        key,
-                        fields: record.entity.fields,
-                    },
-                };
-                local::local_write(&mut txn, &mut ctx, write, now)?;
+                local::local_write(&mut txn, &mut ctx, rewrite(record.entity), now)?;
             }
         }
         txn.commit()?;
@@ -272,6 +274,17 @@ impl<S: Store> Engine<S> {
         })?;
         txn.commit()?;
         Ok(())
+    }
+}
+
+/// A refused version written again as a local write of its content.
+fn rewrite(entity: Entity) -> local::LocalWrite {
+    match entity.is_deleted {
+        true => local::LocalWrite::Delete { key: entity.key },
+        false => local::LocalWrite::Put {
+            key: entity.key,
+            fields: entity.fields,
+        },
     }
 }
 
