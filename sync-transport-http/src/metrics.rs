@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     applied: Counter,
     conflicts: Family<Labels, Counter>,
     refused: Family<Labels, Counter>,
+    rejected_changes: Counter,
     auth_failures: Family<Labels, Counter>,
     limited: Family<Labels, Counter>,
     connections: Counter,
@@ -72,6 +73,12 @@ impl Metrics {
             "Packets refused by the hub with nothing applied, by error code",
             refused.clone(),
         );
+        let rejected_changes = Counter::default();
+        registry.register(
+            "rejected_changes",
+            "Entity changes from nodes that the hub's store refused, kept as rejected changes (the rest of their packets applied)",
+            rejected_changes.clone(),
+        );
         let auth_failures = Family::<Labels, Counter>::default();
         registry.register(
             "auth_failures",
@@ -110,6 +117,7 @@ impl Metrics {
             applied,
             conflicts,
             refused,
+            rejected_changes,
             auth_failures,
             limited,
             connections,
@@ -138,6 +146,7 @@ impl Metrics {
             None => {
                 self.exchanges.get_or_create(&label("result", "ok")).inc();
                 self.applied.inc_by(outcome.applied as u64);
+                self.rejected_changes.inc_by(outcome.rejected as u64);
             }
         }
         for strategy in strategies {

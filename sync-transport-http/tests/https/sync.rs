@@ -200,6 +200,7 @@ async fn metrics_count_exchanges_changes_failures_connections_and_lag() {
             exchanges as f64
         );
         assert_eq!(line("syncplan_entities_applied_total"), 3.0);
+        assert_eq!(line("syncplan_rejected_changes_total"), 0.0);
         assert_eq!(
             line("syncplan_packets_total{direction=\"in\"}"),
             exchanges as f64
