@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::apply::{ApplyStats, apply_change};
+use super::outgoing::{self, Selection, Transmit};
 use super::{Ctx, Engine, quarantine};
 use crate::codec::{self, sha256};
 use std::collections::BTreeMap;
@@ -123,7 +124,7 @@ impl<S: Store> Engine<S> {
             }
         };
         match envelope {
-            Envelope::Packet(packet) => self.handle_packet(packet, now),
+            Envelope::Packet(packet) => self.handle_packet(packet, now, false).map(|(i, _)| i),
             Envelope::Error(message) => Err(self.handle_refusal(message)),
         }
     }
@@ -204,12 +205,15 @@ impl<S: Store> Engine<S> {
             }
         }
         let result = match envelope {
-            Envelope::Packet(packet) => self.handle_packet(packet, now),
+            Envelope::Packet(packet) => self.handle_packet(packet, now, true),
             Envelope::Error(message) => Err(self.handle_refusal(message)),
         };
         match result {
-            Ok(incoming) => {
-                let bytes = self.build_packet(incoming.from, now)?.bytes;
+            Ok((incoming, reply)) => {
+                let bytes = match reply {
+                    Some(reply) => reply.bytes,
+                    None => self.build_packet(incoming.from, now)?.bytes,
+                };
                 Ok(Reply {
                     bytes,
                     outcome: Outcome {
@@ -274,11 +278,19 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    fn handle_packet(&mut self, packet: Packet, now: Timestamp) -> Result<Incoming, SyncError> {
+    /// Verifies and applies a packet; with `reply`, the answering packet is
+    /// built and recorded in the same transaction (one commit per exchange
+    /// at the hub) and returned too, unless the packet was a duplicate.
+    fn handle_packet(
+        &mut self,
+        packet: Packet,
+        now: Timestamp,
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let sender = packet.header.sender;
-        let result = self.apply_packet(&packet, now);
+        let result = self.apply_packet(&packet, now, reply);
         match &result {
-            Ok(incoming) => self.after_packet(incoming, &packet.header),
+            Ok((incoming, _)) => self.after_packet(incoming, &packet.header),
             Err(error) => self.refused(sender, error, now),
         }
         result
@@ -288,10 +300,15 @@ impl<S: Store> Engine<S> {
     /// store refuses rolls the attempt back; the packet is applied again
     /// with that version kept as a rejected change instead, until it applies
     /// (at most once more per refused version).
-    fn apply_packet(&mut self, packet: &Packet, now: Timestamp) -> Result<Incoming, SyncError> {
+    fn apply_packet(
+        &mut self,
+        packet: &Packet,
+        now: Timestamp,
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let mut quarantine = BTreeMap::new();
         loop {
-            let result = self.apply_packet_once(packet, now, &quarantine);
+            let result = self.apply_packet_once(packet, now, &quarantine, reply);
             match result.as_ref().err().and_then(quarantine::refused) {
                 Some((key, reason)) if !quarantine.contains_key(key) => {
                     quarantine.insert(key.clone(), reason.to_owned());
@@ -306,8 +323,10 @@ impl<S: Store> Engine<S> {
         packet: &Packet,
         now: Timestamp,
         quarantine: &BTreeMap<EntityKey, String>,
-    ) -> Result<Incoming, SyncError> {
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let header = &packet.header;
+        let counted = self.pending_counts.get(&header.sender).copied();
         check_addressing(header, self.local.id)?;
         let repeated_resync = header.resync
             && self
@@ -342,7 +361,7 @@ impl<S: Store> Engine<S> {
             reinitialized: false,
         };
         if incoming.duplicate {
-            return Ok(incoming);
+            return Ok((incoming, None));
         }
         let body = codec::decode_body_with(header, &packet.body, &ctx.config.limits)?;
         check_changes(&ctx, header.sender, &body.changes)?;
@@ -376,8 +395,16 @@ impl<S: Store> Engine<S> {
         peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
         peer.schema_version = Some(header.schema_version.clone());
-        txn.put_peer(&peer)?;
         let has_pending = !txn.pending(&PendingQuery::for_peer(&peer, 1))?.is_empty();
+        let built = if reply {
+            let all = Selection::all();
+            Some(outgoing::build_in_txn(
+                &mut txn, &ctx, &mut peer, now, &all, counted,
+            )?)
+        } else {
+            txn.put_peer(&peer)?;
+            None
+        };
         // A store may refuse a version only at commit (a UNIQUE value still
         // held when the packet is through): name the change that wrote it.
         txn.commit().map_err(|e| match e {
@@ -389,6 +416,10 @@ impl<S: Store> Engine<S> {
         })?;
         let events = ctx.events;
         self.emit_all(events);
+        let reply = built.map(|(transmit, counted)| {
+            self.after_build(&transmit, counted);
+            transmit
+        });
         if let Some(answered) = resync_answered {
             self.resync_answered.insert(header.sender, answered);
         }
@@ -403,7 +434,7 @@ impl<S: Store> Engine<S> {
             has_pending,
             told,
         );
-        Ok(incoming)
+        Ok((incoming, reply))
     }
 
     /// Session bookkeeping after a packet from `incoming.from`.
