@@ -239,10 +239,10 @@ pub fn pending_for_peer_state_round_trip<S: Store>(make: impl Fn() -> S) {
 pub fn visit_pending_matches_pending_and_stops<S: Store>(make: impl Fn() -> S) {
     let mut store = make();
     let sources = [node_id(1), hub_id()];
-    for i in 0..150u128 {
+    for i in 0..300u128 {
         put(
             &mut store,
-            &report(i % 97, i as i64),
+            &report(i % 250, i as i64),
             sources[(i % 2) as usize],
         );
     }
@@ -263,8 +263,10 @@ pub fn visit_pending_matches_pending_and_stops<S: Store>(make: impl Fn() -> S) {
         });
         assert_eq!(visited, expected, "limit {limit}");
     }
-    for stop_after in [1usize, 64, 65, 80] {
-        let q = query(node_id(1), 0, usize::MAX);
+    let q = query(node_id(1), 0, usize::MAX);
+    let total = pending(&mut store, &q).len();
+    assert!(total > 100, "{total} changes are owed, more than a chunk");
+    for stop_after in [1usize, 64, 65, 100] {
         let visited = read(&mut store, |txn| {
             let mut seen = 0usize;
             txn.visit_pending(&q, &mut |_| {
