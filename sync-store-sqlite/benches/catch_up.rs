@@ -75,7 +75,7 @@ fn catch_up(c: &mut Criterion) {
         });
         group.bench_function(format!("full_count/{rows}"), |b| {
             b.iter(|| {
-                let mut txn = hub.store_mut().begin().expect("begin");
+                let txn = hub.store_mut().begin().expect("begin");
                 let peer = txn.peer(node_info().id).expect("peer").expect("known");
                 let count = txn
                     .count_pending(&PendingQuery::for_peer(&peer, usize::MAX))
@@ -108,7 +108,7 @@ fn idle_exchange(c: &mut Criterion) {
     )
     .expect("node");
     node.register_peer(hub_info()).expect("peer");
-    let mut exchange = |hub: &mut Engine<SqliteStore>, node: &mut Engine<SqliteStore>| {
+    let exchange = |hub: &mut Engine<SqliteStore>, node: &mut Engine<SqliteStore>| {
         node.start_sync(hub_info().id).expect("start");
         while let Some(packet) = node.poll_transmit(now()).expect("poll") {
             let reply = hub.respond(&packet.bytes, now()).expect("respond");
