@@ -81,6 +81,7 @@ use postgres::{Client, NoTls, Statement};
 use sync_core::{Store, StoreError};
 
 pub use error::OpenError;
+
 pub use txn::PgTxn;
 
 /// How to open a [`PgStore`].
@@ -190,7 +191,7 @@ impl PgStore {
     /// Copies every committed row of this store into a new schema `target`,
     /// which then holds a store of its own (open it with
     /// [`PgStore::connect`] and [`PgOptions::schema`]): a consistent backup
-    /// inside the database, taken in one `REPEATABLE READ` transaction.
+    /// inside the database.
     pub fn copy_to(&mut self, target: &str) -> Result<(), OpenError> {
         if !valid_schema(target) {
             return Err(OpenError::BadSchemaName {
@@ -207,28 +208,8 @@ impl PgStore {
             });
         }
         migrate(&mut self.client, target)?;
-        let mut txn = self
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .map_err(OpenError::pg("starting the copy"))?;
-        let source = &self.schema;
-        let mut sql = format!("DELETE FROM {target}._sync_counter;");
-        for table in schema::TABLES {
-            sql.push_str(&format!(
-                "INSERT INTO {target}.{table} SELECT * FROM {source}.{table};"
-            ));
-        }
-        for (table, column) in schema::SERIALS {
-            sql.push_str(&format!(
-                "SELECT setval(pg_get_serial_sequence('{target}.{table}', '{column}'),
-                    coalesce((SELECT max({column}) FROM {target}.{table}), 0) + 1, false);"
-            ));
-        }
-        txn.batch_execute(&sql)
-            .map_err(OpenError::pg("copying the sync tables"))?;
-        txn.commit().map_err(OpenError::pg("committing the copy"))
+        let source = self.schema.clone();
+        copy_schema(&mut self.client, &source, target)
     }
 
     /// Opens a second store on the same database and schema (a new
@@ -243,9 +224,64 @@ impl PgStore {
     }
 }
 
+/// Replaces everything the store in schema `to` holds with a copy of the
+/// committed rows of the store in schema `from` (both must hold stores of
+/// this version, and no transaction may be open on `to`), in one
+/// `REPEATABLE READ` transaction on `client`: a backup, or a restore from
+/// one, without leaving the database.
+pub fn copy_schema(client: &mut Client, from: &str, to: &str) -> Result<(), OpenError> {
+    for schema in [from, to] {
+        if !valid_schema(schema) {
+            return Err(OpenError::BadSchemaName {
+                schema: schema.to_owned(),
+            });
+        }
+    }
+    let mut txn = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .map_err(OpenError::pg("starting the copy"))?;
+    let mut sql = String::new();
+    for table in schema::TABLES {
+        sql.push_str(&format!(
+            "DELETE FROM {to}.{table}; INSERT INTO {to}.{table} SELECT * FROM {from}.{table};"
+        ));
+    }
+    for (table, column) in schema::SERIALS {
+        sql.push_str(&format!(
+            "SELECT setval(pg_get_serial_sequence('{to}.{table}', '{column}'),
+                coalesce((SELECT max({column}) FROM {to}.{table}), 0) + 1, false);"
+        ));
+    }
+    txn.batch_execute(&sql)
+        .map_err(OpenError::pg("copying the sync tables"))?;
+    txn.commit().map_err(OpenError::pg("committing the copy"))
+}
+
 /// Creates or migrates the sync tables in `schema`, once, whoever else
 /// connects at the same time.
 fn migrate(client: &mut Client, schema: &str) -> Result<(), OpenError> {
+    // The common case, a schema already up to date, without DDL or locks.
+    let current = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}._sync_schema")],
+        )
+        .map_err(OpenError::pg("looking for the sync tables"))?
+        .get::<_, bool>(0);
+    if current {
+        let found: Option<i32> = client
+            .query_opt(
+                &format!("SELECT version FROM {schema}._sync_schema WHERE slot = 1"),
+                &[],
+            )
+            .map_err(OpenError::pg("reading the schema version"))?
+            .map(|row| row.get(0));
+        if found == Some(schema::SCHEMA_VERSION) {
+            return Ok(());
+        }
+    }
     let mut txn = client
         .transaction()
         .map_err(OpenError::pg("starting the migration"))?;
