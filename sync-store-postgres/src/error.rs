@@ -36,6 +36,16 @@ pub enum OpenError {
         /// Newest version this build understands.
         supported: i32,
     },
+    /// There is no such table to track.
+    #[error(
+        "there is no table {table:?} in schema {schema:?}; create it (in the store's schema) before tracking it"
+    )]
+    NoSuchTable {
+        /// The table asked for.
+        table: String,
+        /// The store's schema.
+        schema: String,
+    },
     /// The target of a copy already exists.
     #[error("schema {schema:?} already exists; copy a store into a schema that does not")]
     SchemaExists {

@@ -73,6 +73,7 @@ pub mod cluster;
 mod error;
 mod rows;
 pub mod schema;
+mod tracking;
 mod txn;
 
 use std::collections::HashMap;
@@ -130,6 +131,8 @@ pub struct PgStore {
     temporary: bool,
     /// Prepared statements by their SQL (statements outlive transactions).
     statements: HashMap<&'static str, Statement>,
+    /// The tracked tables (see [`PgStore::track_table`]).
+    tracked: Vec<tracking::Tracked>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -168,13 +171,118 @@ impl PgStore {
         client
             .batch_execute(&format!("SET search_path TO {}", options.schema))
             .map_err(OpenError::pg("selecting the store's schema"))?;
-        Ok(PgStore {
+        let mut store = PgStore {
             client,
             url: url.to_owned(),
             schema: options.schema,
             temporary: options.temporary,
             statements: HashMap::new(),
-        })
+            tracked: Vec::new(),
+        };
+        store.load_tracked()?;
+        Ok(store)
+    }
+
+    /// Reads the tracked tables and their data columns.
+    fn load_tracked(&mut self) -> Result<(), OpenError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT t.entity_type, t.table_name,
+                     array(SELECT a.attname::text FROM pg_attribute a
+                           WHERE a.attrelid = to_regclass(n.nspname || '.' || t.table_name)
+                             AND a.attnum > 0 AND NOT a.attisdropped
+                             AND a.attname NOT IN ('sync_uuid', 'updated_at', 'is_deleted')
+                             AND NOT EXISTS (SELECT 1 FROM pg_index i
+                                             WHERE i.indrelid = a.attrelid AND i.indisprimary
+                                               AND a.attnum = ANY(i.indkey))
+                           ORDER BY a.attnum)
+                 FROM _sync_tracked t, pg_namespace n
+                 WHERE n.nspname = current_schema()
+                 ORDER BY t.entity_type",
+                &[],
+            )
+            .map_err(OpenError::pg("reading the tracked tables"))?;
+        self.tracked = rows
+            .iter()
+            .map(|row| tracking::Tracked {
+                entity_type: row.get(0),
+                table: format!("{}.{}", self.schema, row.get::<_, String>(1)),
+                columns: row.get(2),
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Tracks `table`, a table of the server's own in the store's schema,
+    /// as entity type `entity_type`: rows that any application writes with
+    /// plain SQL, from any connection, are sent to the nodes, and the nodes'
+    /// versions land in it as plain rows (see the `tracking` notes in the
+    /// crate docs). Adds `sync_uuid`, `updated_at` and `is_deleted` when
+    /// missing; rows already there are sent once. Register `entity_type`
+    /// in the engine's registry with a field per data column. Calling it
+    /// again (after adding a column) picks the new columns up.
+    pub fn track_table(&mut self, table: &str, entity_type: &str) -> Result<(), OpenError> {
+        if !valid_schema(table) {
+            return Err(OpenError::NoSuchTable {
+                table: table.to_owned(),
+                schema: self.schema.clone(),
+            });
+        }
+        let schema = self.schema.clone();
+        let mut txn = self
+            .client
+            .transaction()
+            .map_err(OpenError::pg("starting to track a table"))?;
+        let exists = txn
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{schema}.{table}")],
+            )
+            .map_err(OpenError::pg("looking for the table"))?
+            .get::<_, bool>(0);
+        if !exists {
+            return Err(OpenError::NoSuchTable {
+                table: table.to_owned(),
+                schema,
+            });
+        }
+        let q = format!("{schema}.{table}");
+        txn.batch_execute(&format!(
+            "ALTER TABLE {q} ADD COLUMN IF NOT EXISTS sync_uuid uuid NOT NULL DEFAULT gen_random_uuid();
+             CREATE UNIQUE INDEX IF NOT EXISTS {table}_sync_uuid ON {q}(sync_uuid);
+             ALTER TABLE {q} ADD COLUMN IF NOT EXISTS updated_at bigint;
+             ALTER TABLE {q} ADD COLUMN IF NOT EXISTS is_deleted boolean NOT NULL DEFAULT false;
+             {function}
+             DROP TRIGGER IF EXISTS _sync_capture ON {q};
+             CREATE TRIGGER _sync_capture AFTER INSERT OR UPDATE OR DELETE ON {q}
+                 FOR EACH ROW EXECUTE FUNCTION {schema}._sync_capture_row('{ty}');",
+            function = tracking::capture_function(&schema),
+            ty = entity_type.replace('\'', "''"),
+        ))
+        .map_err(OpenError::pg("installing the capture trigger"))?;
+        let new = txn
+            .execute(
+                "INSERT INTO _sync_tracked(entity_type, table_name) VALUES ($1, $2)
+                 ON CONFLICT (entity_type) DO NOTHING",
+                &[&entity_type, &table],
+            )
+            .map_err(OpenError::pg("registering the table"))?;
+        if new == 1 {
+            txn.execute(
+                &format!(
+                    "INSERT INTO _sync_capture(entity_type, id, deleted, at)
+                     SELECT $1, sync_uuid, false,
+                            (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+                     FROM {q}"
+                ),
+                &[&entity_type],
+            )
+            .map_err(OpenError::pg("logging the rows already there"))?;
+        }
+        txn.commit()
+            .map_err(OpenError::pg("committing the tracking"))?;
+        self.load_tracked()
     }
 
     /// The schema holding this store's tables.
@@ -354,6 +462,10 @@ impl Store for PgStore {
             .client
             .transaction()
             .map_err(|e| StoreError::backend("starting a transaction", e))?;
-        Ok(PgTxn::new(txn, &mut self.statements))
+        let mut txn = PgTxn::new(txn, &mut self.statements, &self.tracked);
+        if !self.tracked.is_empty() {
+            txn.fold_captured()?;
+        }
+        Ok(txn)
     }
 }

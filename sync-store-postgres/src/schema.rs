@@ -19,6 +19,7 @@
 //! | security events | `_sync_security` |
 //! | rejected changes | `_sync_rejected` |
 //! | drivers' metadata | `_sync_kv` |
+//! | tracked tables, captured writes | `_sync_tracked`, `_sync_capture` (version 2) |
 //!
 //! Times are microseconds since the UNIX epoch (`bigint`), sequences and
 //! packet numbers are `bigint` holding the `u64` bit for bit, ids are
@@ -27,7 +28,7 @@
 //! that the order is the bytes' order on every server.
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Version 1: every table.
 pub(crate) const V1: &str = r#"
@@ -164,6 +165,23 @@ CREATE TABLE _sync_kv(
 );
 "#;
 
+/// Version 2: tracked tables of the server's own (`_sync_tracked`) and the
+/// log their triggers write (`_sync_capture`), see [`crate::PgStore::track_table`].
+pub(crate) const V2: &str = r#"
+CREATE TABLE _sync_tracked(
+    entity_type text COLLATE "C" PRIMARY KEY,
+    table_name text NOT NULL UNIQUE
+);
+
+CREATE TABLE _sync_capture(
+    position bigserial PRIMARY KEY,
+    entity_type text COLLATE "C" NOT NULL,
+    id uuid NOT NULL,
+    deleted boolean NOT NULL,
+    at bigint NOT NULL
+);
+"#;
+
 /// Every table a backup copies, in an order that respects nothing but
 /// itself (the tables have no foreign keys between them).
 pub(crate) const TABLES: &[&str] = &[
@@ -178,11 +196,13 @@ pub(crate) const TABLES: &[&str] = &[
     "_sync_security",
     "_sync_rejected",
     "_sync_kv",
+    "_sync_tracked",
+    "_sync_capture",
 ];
 
 /// The migrations in order: index `i` takes a schema from version `i` to
 /// `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The `bigserial` columns whose sequences a copy moves past the copied rows.
 pub(crate) const SERIALS: &[(&str, &str)] = &[
@@ -191,4 +211,5 @@ pub(crate) const SERIALS: &[(&str, &str)] = &[
     ("_sync_conflicts", "position"),
     ("_sync_security", "position"),
     ("_sync_rejected", "position"),
+    ("_sync_capture", "position"),
 ];

@@ -14,6 +14,9 @@ use sync_core::{
 use crate::blob::{decode_entity, encode_entity};
 use crate::error::{backend, corrupt};
 use crate::rows::{self, bound, get, limit, n, node, time, u};
+use crate::tracking::{self, Tracked};
+use sync_core::Value;
+use sync_core::entity::REMOVED_FIELD;
 
 /// `SELECT` of every peer column (in [`peer_from_row`]'s order), then `$tail`.
 macro_rules! select_peer {
@@ -81,6 +84,8 @@ pub struct PgTxn<'a> {
     /// the counter lock (`None`: absent), to detect another process's write
     /// in between.
     seen: RefCell<HashMap<EntityKey, Option<u64>>>,
+    /// The store's tracked tables.
+    tracked: &'a [Tracked],
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -89,13 +94,142 @@ impl<'a> PgTxn<'a> {
     pub(crate) fn new(
         txn: Transaction<'a>,
         statements: &'a mut HashMap<&'static str, Statement>,
+        tracked: &'a [Tracked],
     ) -> Self {
         PgTxn {
             txn: RefCell::new(txn),
             statements: RefCell::new(statements),
             counter_locked: Cell::new(false),
             seen: RefCell::new(HashMap::new()),
+            tracked,
         }
+    }
+
+    /// Turns the writes that the tracked tables' triggers logged into
+    /// changes of this hub (see [`crate::tracking`]).
+    pub(crate) fn fold_captured(&mut self) -> Result<(), StoreError> {
+        let Some(local) = self.local_node()? else {
+            // No identity yet: the log waits for the engine to set one.
+            return Ok(());
+        };
+        let rows = self.query(
+            "DELETE FROM _sync_capture RETURNING position, entity_type, id, deleted, at",
+            &[],
+            "reading the captured writes",
+        )?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let w = "a captured write";
+        let mut logged = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let position: i64 = get(row, 0, w)?;
+            let key = EntityKey::new(get::<String>(row, 1, w)?, get::<Uuid>(row, 2, w)?);
+            logged.push((
+                position,
+                key,
+                get::<bool>(row, 3, w)?,
+                get::<i64>(row, 4, w)?,
+            ));
+        }
+        logged.sort_by_key(|(position, ..)| *position);
+        // The last write of each key is the one that counts.
+        let mut last: HashMap<EntityKey, usize> = HashMap::new();
+        for (i, (_, key, ..)) in logged.iter().enumerate() {
+            last.insert(key.clone(), i);
+        }
+        for (i, (_, key, deleted, at)) in logged.iter().enumerate() {
+            if last.get(key) != Some(&i) {
+                continue;
+            }
+            let Some(tracked) = self
+                .tracked
+                .iter()
+                .find(|t| t.entity_type == key.entity_type)
+            else {
+                continue;
+            };
+            let previous = self.entity(key)?;
+            let at = Timestamp::from_micros(*at);
+            let mut version = if *deleted {
+                let Some(previous) = &previous else { continue };
+                let mut fields = previous.entity.fields.clone();
+                fields.insert(REMOVED_FIELD.to_owned(), Value::Bool(true));
+                Entity::new_version(key.clone(), at, true, local.writer, fields)
+            } else {
+                let sql = format!(
+                    "SELECT to_jsonb(t)::text, t.is_deleted FROM {} t WHERE sync_uuid = $1",
+                    tracked.table
+                );
+                let row = self
+                    .txn
+                    .borrow_mut()
+                    .query_opt(&sql, &[&key.id])
+                    .map_err(backend("reading a tracked row"))?;
+                // Gone since: its deletion is logged after this write.
+                let Some(row) = row else { continue };
+                let fields = tracking::fields_from_json(tracked, get(&row, 0, w)?)?;
+                Entity::new_version(key.clone(), at, get(&row, 1, w)?, local.writer, fields)
+            };
+            if let Some(previous) = &previous {
+                if previous.entity.same_content(&version) {
+                    continue;
+                }
+                version.clock = previous.entity.clock.merged(&version.clock);
+            }
+            self.store_version(&version, local.id, at, false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a version of a tracked type to its row.
+    fn write_row(&self, tracked: &Tracked, entity: &Entity) -> Result<(), StoreError> {
+        let key = &entity.key;
+        let mut txn = self.txn.borrow_mut();
+        txn.execute("SELECT set_config('syncplan.applying', 'on', true)", &[])
+            .map_err(backend("switching capture off"))?;
+        let result = if tracking::is_removal(&entity.fields) {
+            let sql = format!("DELETE FROM {} WHERE sync_uuid = $1", tracked.table);
+            txn.execute(&sql, &[&key.id])
+        } else {
+            let mut columns = vec![
+                "sync_uuid".to_owned(),
+                "updated_at".to_owned(),
+                "is_deleted".to_owned(),
+            ];
+            columns.extend(tracked.columns.iter().map(|c| tracking::quote(c)));
+            let list = columns.join(", ");
+            let updates = columns[1..]
+                .iter()
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO {table} ({list})
+                 SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::text::jsonb)
+                 ON CONFLICT (sync_uuid) DO UPDATE SET {updates}",
+                table = tracked.table
+            );
+            let json = tracking::row_json(
+                tracked,
+                key.id,
+                entity.updated_at.as_micros(),
+                entity.is_deleted,
+                &entity.fields,
+            );
+            txn.execute(&sql, &[&json])
+        };
+        let refused = |e: &postgres::Error| {
+            e.code()
+                .is_some_and(|c| c.code().starts_with("23") || c.code().starts_with("22"))
+        };
+        result.map(drop).map_err(|e| {
+            if refused(&e) {
+                tracking::refused(key, &tracked.table, &e)
+            } else {
+                StoreError::backend("writing a tracked row", e)
+            }
+        })
     }
 
     /// The prepared statement for `sql` (prepared once per connection).
@@ -161,6 +295,72 @@ impl<'a> PgTxn<'a> {
         let row = row.ok_or_else(|| corrupt("the change counter row is missing"))?;
         self.counter_locked.set(true);
         Ok(u(get(&row, 0, "the change counter")?))
+    }
+}
+
+impl PgTxn<'_> {
+    /// [`StoreTxn::put_entity`]; `to_row`: also write a tracked type's row
+    /// (not for versions read from that row).
+    fn store_version(
+        &mut self,
+        entity: &Entity,
+        source: NodeId,
+        stored_at: Timestamp,
+        to_row: bool,
+    ) -> Result<u64, StoreError> {
+        let seq = self.next_seq()?;
+        let key = &entity.key;
+        // A fresh statement after the counter lock: it sees every commit of
+        // the writers this transaction waited for.
+        let row = self.query_opt(
+            "WITH old AS (SELECT seq, created_seq FROM _sync_changes
+                          WHERE entity_type = $1 AND id = $2)
+             INSERT INTO _sync_changes(entity_type, id, seq, created_seq, source, stored_at,
+                 is_deleted, updated_at, version)
+             VALUES ($1, $2, $3, coalesce((SELECT created_seq FROM old), $3), $4, $5, $6, $7, $8)
+             ON CONFLICT (entity_type, id) DO UPDATE SET seq = EXCLUDED.seq,
+                 source = EXCLUDED.source, stored_at = EXCLUDED.stored_at,
+                 is_deleted = EXCLUDED.is_deleted, updated_at = EXCLUDED.updated_at,
+                 version = EXCLUDED.version
+             RETURNING (SELECT seq FROM old)",
+            &[
+                &key.entity_type,
+                &key.id,
+                &n(seq),
+                &source.0,
+                &stored_at.as_micros(),
+                &entity.is_deleted,
+                &entity.updated_at.as_micros(),
+                &encode_entity(entity),
+            ],
+            "storing an entity",
+        )?;
+        let row = row.ok_or_else(|| corrupt("storing an entity returned no row"))?;
+        let previous: Option<i64> = get(&row, 0, "an entity's previous sequence")?;
+        let mut seen = self.seen.borrow_mut();
+        if let Some(read) = seen.get(key)
+            && *read != previous.map(u)
+        {
+            return Err(StoreError::backend(
+                format!("storing {key}"),
+                format!(
+                    "another hub process changed {key} after this transaction read it \
+                     (sequence {read:?}, now {previous:?}); nothing was committed and the \
+                     node's retry is answered from the new state"
+                ),
+            ));
+        }
+        seen.insert(key.clone(), Some(seq));
+        drop(seen);
+        if to_row
+            && let Some(tracked) = self
+                .tracked
+                .iter()
+                .find(|t| t.entity_type == key.entity_type)
+        {
+            self.write_row(tracked, entity)?;
+        }
+        Ok(seq)
     }
 }
 
@@ -388,50 +588,7 @@ impl StoreTxn for PgTxn<'_> {
         source: NodeId,
         stored_at: Timestamp,
     ) -> Result<u64, StoreError> {
-        let seq = self.next_seq()?;
-        let key = &entity.key;
-        // A fresh statement after the counter lock: it sees every commit of
-        // the writers this transaction waited for.
-        let row = self.query_opt(
-            "WITH old AS (SELECT seq, created_seq FROM _sync_changes
-                          WHERE entity_type = $1 AND id = $2)
-             INSERT INTO _sync_changes(entity_type, id, seq, created_seq, source, stored_at,
-                 is_deleted, updated_at, version)
-             VALUES ($1, $2, $3, coalesce((SELECT created_seq FROM old), $3), $4, $5, $6, $7, $8)
-             ON CONFLICT (entity_type, id) DO UPDATE SET seq = EXCLUDED.seq,
-                 source = EXCLUDED.source, stored_at = EXCLUDED.stored_at,
-                 is_deleted = EXCLUDED.is_deleted, updated_at = EXCLUDED.updated_at,
-                 version = EXCLUDED.version
-             RETURNING (SELECT seq FROM old)",
-            &[
-                &key.entity_type,
-                &key.id,
-                &n(seq),
-                &source.0,
-                &stored_at.as_micros(),
-                &entity.is_deleted,
-                &entity.updated_at.as_micros(),
-                &encode_entity(entity),
-            ],
-            "storing an entity",
-        )?;
-        let row = row.ok_or_else(|| corrupt("storing an entity returned no row"))?;
-        let previous: Option<i64> = get(&row, 0, "an entity's previous sequence")?;
-        let mut seen = self.seen.borrow_mut();
-        if let Some(read) = seen.get(key)
-            && *read != previous.map(u)
-        {
-            return Err(StoreError::backend(
-                format!("storing {key}"),
-                format!(
-                    "another hub process changed {key} after this transaction read it \
-                     (sequence {read:?}, now {previous:?}); nothing was committed and the \
-                     node's retry is answered from the new state"
-                ),
-            ));
-        }
-        seen.insert(key.clone(), Some(seq));
-        Ok(seq)
+        self.store_version(entity, source, stored_at, true)
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
