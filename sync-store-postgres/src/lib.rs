@@ -63,6 +63,39 @@
 //! - **Entities** are kept whole (the binary encoding of the SQLite store)
 //!   beside the columns that queries use: the change registry's `pending`
 //!   query is one index range scan on `seq`.
+//! - **The server's own tables.** [`PgStore::track_table`] installs a
+//!   trigger on a table of the server's, so that rows other applications
+//!   write with plain SQL (any connection, any client) are sent to the
+//!   nodes, and the nodes' versions land in it as plain rows. How, and what
+//!   maps to what: the notes of the `tracking` module, below.
+//!
+//! # Tracked tables
+//!
+//! - Tracking adds `sync_uuid uuid` (unique, filled for existing rows),
+//!   `updated_at bigint` (microseconds) and `is_deleted boolean` when
+//!   missing, registers the table in `_sync_tracked`, and installs an
+//!   `AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW` trigger that logs
+//!   the row's key and the time in `_sync_capture`. Rows already there are
+//!   logged once.
+//! - Before every store transaction the store folds the log, in a
+//!   transaction of its own (hub processes fold each logged write once
+//!   between them): each logged key becomes a change of this hub, the row as it is then with every data column a
+//!   field, and a deleted row a removal tombstone carrying
+//!   [`REMOVED_FIELD`](sync_core::entity::REMOVED_FIELD). The clock is the
+//!   replaced version's with this hub's entry raised to the write's time
+//!   (the server's clock).
+//! - A version the engine stores for a tracked type is written to the row
+//!   (`INSERT ... ON CONFLICT (sync_uuid) DO UPDATE`; a removal deletes it)
+//!   with capture switched off for that transaction (`syncplan.applying`),
+//!   so it is not captured back. A constraint that refuses the row refuses
+//!   the version ([`StoreError::Refused`]). Fields without a column stay in
+//!   the version kept in `_sync_changes`.
+//! - Data columns are the table's columns other than those three and its
+//!   primary key (a local row id, which does not travel). Values travel as
+//!   JSON does: integers, floats, text, booleans; other column types as
+//!   their JSON text. Not handled yet: references between tracked tables
+//!   (foreign keys travel as plain values), `bytea` and timestamp columns as
+//!   typed values, a table in another schema than the store's.
 //!
 //! [`cluster`] starts a throwaway PostgreSQL server for tests.
 
@@ -79,7 +112,7 @@ mod txn;
 use std::collections::HashMap;
 
 use postgres::{Client, NoTls, Statement};
-use sync_core::{Store, StoreError};
+use sync_core::{Store, StoreError, StoreTxn};
 
 pub use error::OpenError;
 
@@ -458,14 +491,23 @@ impl Store for PgStore {
                 reason: "the connection to PostgreSQL is closed; connect the store again".into(),
             });
         }
+        if !self.tracked.is_empty() {
+            // The captured writes become changes in a transaction of their
+            // own, committed before the engine's begins: the engine's then
+            // takes the peer's lock before the counter's, as without
+            // tracked tables.
+            let txn = self
+                .client
+                .transaction()
+                .map_err(|e| StoreError::backend("starting to fold captured writes", e))?;
+            let mut fold = PgTxn::new(txn, &mut self.statements, &self.tracked);
+            fold.fold_captured()?;
+            fold.commit()?;
+        }
         let txn = self
             .client
             .transaction()
             .map_err(|e| StoreError::backend("starting a transaction", e))?;
-        let mut txn = PgTxn::new(txn, &mut self.statements, &self.tracked);
-        if !self.tracked.is_empty() {
-            txn.fold_captured()?;
-        }
-        Ok(txn)
+        Ok(PgTxn::new(txn, &mut self.statements, &self.tracked))
     }
 }

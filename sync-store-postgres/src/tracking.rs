@@ -1,28 +1,6 @@
-//! The server's own tables: [`crate::PgStore::track_table`] captures rows
-//! that other applications write with plain SQL, and writes the nodes'
-//! versions back as plain rows.
-//!
-//! - Tracking adds `sync_uuid uuid` (unique, filled for existing rows),
-//!   `updated_at bigint` (microseconds) and `is_deleted boolean` when
-//!   missing, registers the table in `_sync_tracked`, and installs an
-//!   `AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW` trigger that logs
-//!   the row's key in `_sync_capture` (every connection's writes, whatever
-//!   the client). Rows already there are logged once.
-//! - Every store transaction first folds the log: each logged key becomes a
-//!   change of this hub (the row as it is now, every data column a field;
-//!   a deleted row a removal tombstone carrying
-//!   [`REMOVED_FIELD`](sync_core::entity::REMOVED_FIELD)). The clock is the
-//!   replaced version's with this hub's entry raised.
-//! - A version the engine stores for a tracked type is written to the row
-//!   (`INSERT ... ON CONFLICT (sync_uuid) DO UPDATE`, a removal deletes it)
-//!   with capture switched off for the transaction (`syncplan.applying`).
-//!   A constraint that refuses the row refuses the version
-//!   ([`StoreError::Refused`]). Fields without a column are kept in the
-//!   version in `_sync_changes`.
-//!
-//! Data columns are the table's columns other than the three above and its
-//! primary key (a local row id). Values travel as JSON does: integers,
-//! floats, text, booleans; other column types as their JSON text.
+//! The server's own tables (see "Tracked tables" in the crate docs): rows
+//! that other applications write with plain SQL are captured, and the
+//! nodes' versions are written back as plain rows.
 
 use sync_core::{EntityKey, Record, StoreError, Uuid, Value};
 
