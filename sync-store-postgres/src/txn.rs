@@ -627,6 +627,56 @@ impl StoreTxn for PgTxn<'_> {
         Ok(u(get(&row, 0, "a count")?))
     }
 
+    fn visit_pending(
+        &self,
+        q: &PendingQuery,
+        visit: &mut dyn FnMut(StoredEntity) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        // Read in small chunks so that a packet's byte limit bounds memory
+        // whatever the backlog.
+        const CHUNK: usize = 64;
+        let mut left = q.limit;
+        let mut next = PendingQuery {
+            limit: CHUNK.min(left),
+            ..*q
+        };
+        while left > 0 {
+            let chunk = self.pending(&next)?;
+            let last = chunk.len() < next.limit;
+            for stored in chunk {
+                next.after_seq = stored.seq;
+                left -= 1;
+                if visit(stored).is_break() {
+                    return Ok(());
+                }
+            }
+            if last {
+                break;
+            }
+            next.limit = CHUNK.min(left);
+        }
+        Ok(())
+    }
+
+    fn count_pending_upto(&self, q: &PendingQuery, upto_seq: u64) -> Result<u64, StoreError> {
+        if upto_seq <= q.after_seq {
+            return Ok(0);
+        }
+        let row = self.query_opt(
+            "SELECT count(*) FROM _sync_changes
+             WHERE seq > $1 AND (source <> $2 OR seq <= $3) AND seq <= $4",
+            &[
+                &bound(q.after_seq),
+                &q.peer.0,
+                &bound(q.resend_own_upto),
+                &bound(upto_seq),
+            ],
+            "counting the changes a peer is owed",
+        )?;
+        let row = row.ok_or_else(|| corrupt("count(*) returned no row"))?;
+        Ok(u(get(&row, 0, "a count")?))
+    }
+
     fn entities(
         &self,
         entity_type: &str,
