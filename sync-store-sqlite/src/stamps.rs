@@ -1,0 +1,95 @@
+//! Per-field stamps of row-backed types merged per field
+//! ([`sync_core::ConflictStrategy::FieldMerge`]).
+//!
+//! A version the store stores (the engine's local write, an incoming
+//! version, a merge) carries its field stamps; the row cannot hold them, so
+//! `_sync_field_stamps` keeps, per field, a digest of the value stored and
+//! the write that last changed it (its [`Dot`]). A plain-SQL `UPDATE` leaves
+//! that record as it was (the triggers only log the key). When the row is
+//! read as a version, every field whose value still has the recorded digest
+//! keeps the recorded dot, and every field whose value differs counts as
+//! changed by the captured write itself (this node's entry at the row's
+//! `updated_at`, see `txn::clock_of`). So two nodes that `UPDATE` different
+//! columns of one row offline produce versions that merge column by column.
+//!
+//! Several plain-SQL writes between two versions the store stored are read
+//! as one write (as the change registry coalesces them): a column changed by
+//! the first keeps the later writes' dot. That is exact unless the first
+//! write already left the node and another node changed the same column
+//! after seeing it; the merge then counts the column as changed on both
+//! sides and the type's fallback decides it (both versions stay in the
+//! version history).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sync_core::conflict::fields;
+use sync_core::{Dot, Entity, EntityType, FieldStamps, StoreError, Uuid};
+
+use crate::blob::{self, Baseline};
+
+/// Records what `entity` (just stored) holds of each field.
+pub(crate) fn save(
+    conn: &Connection,
+    type_id: i64,
+    ty: &EntityType,
+    entity: &Entity,
+) -> rusqlite::Result<()> {
+    let own = fields::own_dot(ty, entity);
+    let baseline: Baseline = fields::stamped_field_names(ty, entity)
+        .into_iter()
+        .map(|name| {
+            let digest = fields::value_digest(entity.fields.get(&name));
+            let dot = entity.field_stamps.get(&name).copied().or(own);
+            (name, digest, dot)
+        })
+        .collect();
+    conn.prepare_cached(
+        "INSERT INTO _sync_field_stamps(type_id, uuid, fields) VALUES (?1, ?2, ?3)
+         ON CONFLICT(type_id, uuid) DO UPDATE SET fields = excluded.fields",
+    )?
+    .execute(params![
+        type_id,
+        entity.key.id.as_bytes().as_slice(),
+        blob::encode_baseline(&baseline)
+    ])
+    .map(drop)
+}
+
+fn load(conn: &Connection, type_id: i64, id: Uuid) -> Result<Option<Baseline>, StoreError> {
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT fields FROM _sync_field_stamps WHERE type_id = ?1 AND uuid = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![type_id, id.as_bytes().as_slice()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(|e| StoreError::backend("reading field stamps", e))?;
+    bytes.as_deref().map(blob::decode_baseline).transpose()
+}
+
+/// The field stamps of the row-backed version `entity` (its clock already
+/// complete). `captured`: the row was last written with SQL, so fields are
+/// compared with the recorded digests; otherwise the version is the one
+/// the store stored and keeps its recorded dots.
+pub(crate) fn of_row(
+    conn: &Connection,
+    type_id: i64,
+    ty: &EntityType,
+    entity: &Entity,
+    captured: bool,
+) -> Result<FieldStamps, StoreError> {
+    if entity.is_deleted || !fields::keeps_stamps(ty) {
+        return Ok(FieldStamps::new());
+    }
+    let Some(baseline) = load(conn, type_id, entity.key.id)? else {
+        // A row first written with SQL: every field is its own write's.
+        return Ok(FieldStamps::new());
+    };
+    let own = fields::own_dot(ty, entity);
+    let kept = |dot: Option<Dot>| dot.filter(|d| Some(*d) != own);
+    Ok(baseline
+        .into_iter()
+        .filter(|(name, digest, _)| {
+            !captured || *digest == fields::value_digest(entity.fields.get(name))
+        })
+        .filter_map(|(name, _, dot)| kept(dot).map(|dot| (name, dot)))
+        .collect())
+}
