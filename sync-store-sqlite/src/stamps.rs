@@ -3,22 +3,18 @@
 //!
 //! A version the store stores (the engine's local write, an incoming
 //! version, a merge) carries its field stamps; the row cannot hold them, so
-//! `_sync_field_stamps` keeps, per field, a digest of the value stored and
-//! the write that last changed it (its [`Dot`]). A plain-SQL `UPDATE` leaves
-//! that record as it was (the triggers only log the key). When the row is
-//! read as a version, every field whose value still has the recorded digest
-//! keeps the recorded dot, and every field whose value differs counts as
-//! changed by the captured write itself (this node's entry at the row's
-//! `updated_at`, see `txn::clock_of`). So two nodes that `UPDATE` different
-//! columns of one row offline produce versions that merge column by column.
-//!
-//! Several plain-SQL writes between two versions the store stored are read
-//! as one write (as the change registry coalesces them): a column changed by
-//! the first keeps the later writes' dot. That is exact unless the first
-//! write already left the node and another node changed the same column
-//! after seeing it; the merge then counts the column as changed on both
-//! sides and the type's fallback decides it (both versions stay in the
-//! version history).
+//! `_sync_field_stamps` keeps, per field, a digest of the value of the last
+//! version recorded and the write that last changed it (its [`Dot`]). A
+//! plain-SQL `UPDATE` leaves that record as it was (the triggers only log
+//! the key). When the row is read as a version, every field whose value
+//! still has the recorded digest keeps the recorded dot, and every field
+//! whose value differs counts as changed by the captured write itself (this
+//! node's entry at the row's `updated_at`, see `txn::clock_of`); that
+//! version is then recorded in place of the old one. So two nodes that
+//! `UPDATE` different columns of one row offline produce versions that merge
+//! column by column, and a column one write changed keeps that write's dot
+//! through later writes of other columns. Writes made between two reads of
+//! the row are one write, as the change registry coalesces them.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_core::conflict::fields;
@@ -33,23 +29,31 @@ pub(crate) fn save(
     ty: &EntityType,
     entity: &Entity,
 ) -> rusqlite::Result<()> {
+    put(conn, type_id, entity.key.id, &baseline_of(ty, entity))
+}
+
+/// Per field of `entity`: the digest of its value and its dot.
+fn baseline_of(ty: &EntityType, entity: &Entity) -> Baseline {
     let own = fields::own_dot(ty, entity);
-    let baseline: Baseline = fields::stamped_field_names(ty, entity)
+    fields::stamped_field_names(ty, entity)
         .into_iter()
         .map(|name| {
             let digest = fields::value_digest(entity.fields.get(&name));
             let dot = entity.field_stamps.get(&name).copied().or(own);
             (name, digest, dot)
         })
-        .collect();
+        .collect()
+}
+
+fn put(conn: &Connection, type_id: i64, id: Uuid, baseline: &Baseline) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO _sync_field_stamps(type_id, uuid, fields) VALUES (?1, ?2, ?3)
          ON CONFLICT(type_id, uuid) DO UPDATE SET fields = excluded.fields",
     )?
     .execute(params![
         type_id,
-        entity.key.id.as_bytes().as_slice(),
-        blob::encode_baseline(&baseline)
+        id.as_bytes().as_slice(),
+        blob::encode_baseline(baseline)
     ])
     .map(drop)
 }
@@ -67,8 +71,11 @@ fn load(conn: &Connection, type_id: i64, id: Uuid) -> Result<Option<Baseline>, S
 
 /// The field stamps of the row-backed version `entity` (its clock already
 /// complete). `captured`: the row was last written with SQL, so fields are
-/// compared with the recorded digests; otherwise the version is the one
-/// the store stored and keeps its recorded dots.
+/// compared with the recorded digests, and the captured version is then
+/// recorded in their place (so the next plain-SQL write is compared with
+/// it, not with an older version; the record is kept like the fold of the
+/// capture log, even by a transaction that writes nothing else). Otherwise
+/// the version is the one the store stored and keeps its recorded dots.
 pub(crate) fn of_row(
     conn: &Connection,
     type_id: i64,
@@ -79,17 +86,28 @@ pub(crate) fn of_row(
     if entity.is_deleted || !fields::keeps_stamps(ty) {
         return Ok(FieldStamps::new());
     }
-    let Some(baseline) = load(conn, type_id, entity.key.id)? else {
-        // A row first written with SQL: every field is its own write's.
-        return Ok(FieldStamps::new());
-    };
+    let baseline = load(conn, type_id, entity.key.id)?;
     let own = fields::own_dot(ty, entity);
     let kept = |dot: Option<Dot>| dot.filter(|d| Some(*d) != own);
-    Ok(baseline
-        .into_iter()
+    // No record: a row first written with SQL, every field its own write's.
+    let stamps: FieldStamps = baseline
+        .iter()
+        .flatten()
         .filter(|(name, digest, _)| {
             !captured || *digest == fields::value_digest(entity.fields.get(name))
         })
-        .filter_map(|(name, _, dot)| kept(dot).map(|dot| (name, dot)))
-        .collect())
+        .filter_map(|(name, _, dot)| kept(*dot).map(|dot| (name.clone(), dot)))
+        .collect();
+    if captured {
+        let stamped = Entity {
+            field_stamps: stamps.clone(),
+            ..entity.clone()
+        };
+        let now = baseline_of(ty, &stamped);
+        if baseline.as_ref() != Some(&now) {
+            put(conn, type_id, entity.key.id, &now)
+                .map_err(|e| StoreError::backend("recording field stamps", e))?;
+        }
+    }
+    Ok(stamps)
 }
