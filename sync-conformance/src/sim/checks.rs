@@ -630,7 +630,9 @@ impl Checks {
                 continue;
             }
             let mut fields: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for &i in writes.iter().filter(|&&i| self.required(&self.writes[i])) {
+            // Every write counts as a changer, even one lost to a restore:
+            // it may have reached the hub all the same.
+            for &i in &writes {
                 for (name, _) in &self.writes[i].changed {
                     fields.entry(name.as_str()).or_default().push(i);
                 }
@@ -643,6 +645,9 @@ impl Checks {
                     .collect();
                 let [only] = latest[..] else { continue };
                 let write = &self.writes[only];
+                if !self.required(write) {
+                    continue;
+                }
                 let value = write
                     .changed
                     .iter()
