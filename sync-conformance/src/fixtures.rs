@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sync_core::{
     ConflictContext, ConflictStrategy, Decision, Entity, EntityKey, EntityRegistry, EntityType,
-    FieldKind, NodeId, NodeInfo, Record, Resolver, Role, Timestamp, Uuid, Value,
+    FieldFallback, FieldKind, NodeId, NodeInfo, Record, Resolver, Role, Timestamp, Uuid, Value,
 };
 
 /// `2025-12-12T10:30:00Z`, the origin of fixture time.
@@ -29,6 +29,11 @@ pub const NOTE_MERGE: &str = "NoteMerge";
 /// Note type with last-writer-wins and version history turned off (losers
 /// are only in the audit log).
 pub const NOTE_UNVERSIONED: &str = "NoteUnversioned";
+/// Note type merged per field; a field both sides changed: the hub's value.
+pub const NOTE_FIELD_MERGE: &str = "NoteFieldMerge";
+/// Note type merged per field; a field both sides changed: the later
+/// writer's value.
+pub const NOTE_FIELD_MERGE_LWW: &str = "NoteFieldMergeLww";
 
 /// Fixture time: `secs` seconds after [`EPOCH_SECS`].
 pub fn t(secs: i64) -> Timestamp {
@@ -129,6 +134,18 @@ pub fn note_types() -> Vec<EntityType> {
         note(NOTE_MANUAL, ConflictStrategy::Manual),
         note(NOTE_MERGE, merge_strategy()),
         note(NOTE_UNVERSIONED, ConflictStrategy::LastWriterWins).versioning(false),
+        note(
+            NOTE_FIELD_MERGE,
+            ConflictStrategy::FieldMerge {
+                fallback: FieldFallback::ServerWins,
+            },
+        ),
+        note(
+            NOTE_FIELD_MERGE_LWW,
+            ConflictStrategy::FieldMerge {
+                fallback: FieldFallback::LastWriterWins,
+            },
+        ),
     ]
 }
 

@@ -76,6 +76,17 @@ impl Stamp {
     }
 }
 
+/// One write: the writer and its stamp (a "dot" of a dotted version
+/// vector). Per-field merge ([`crate::ConflictStrategy::FieldMerge`]) keeps,
+/// for each field, the dot of the write that last changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dot {
+    /// The writer id of the node that made the write.
+    pub node: NodeId,
+    /// Its stamp.
+    pub stamp: Stamp,
+}
+
 /// Per writer, the stamp of its latest write that a version includes.
 /// Sorted by node id, one entry per node, so equal vectors have equal bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -181,6 +192,12 @@ impl VersionVector {
             (false, true) => Causality::Ancestor,
             (true, true) => Causality::Concurrent,
         }
+    }
+
+    /// Whether `self` includes the write `dot`.
+    pub fn includes_dot(&self, dot: &Dot) -> bool {
+        self.get(dot.node)
+            .is_some_and(|seen| seen.includes(&dot.stamp))
     }
 
     /// Whether `self` includes every write `other` does.

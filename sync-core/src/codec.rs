@@ -12,8 +12,8 @@ use prost::Message;
 use sync_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::clock::{Stamp, VersionVector};
-use crate::entity::{Entity, EntityKey, Operation};
+use crate::clock::{Dot, Stamp, VersionVector};
+use crate::entity::{Entity, EntityKey, FieldStamps, Operation};
 use crate::entity_registry::EntityRegistry;
 use crate::error::{ErrorCode, PeerError};
 use crate::ids::{NodeId, Timestamp};
@@ -444,7 +444,8 @@ fn field_layout(changes: &[Change], registry: &EntityRegistry) -> BTreeMap<Strin
                 })
                 .unwrap_or_default()
         });
-        for name in change.entity.fields.keys() {
+        let stamped = change.entity.field_stamps.keys();
+        for name in change.entity.fields.keys().chain(stamped) {
             let excluded = registry.get(type_name).is_some_and(|t| t.is_excluded(name));
             if !excluded && !names.contains(name) {
                 names.push(name.clone());
@@ -490,6 +491,7 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
                     })
                     .collect(),
                 clock: clock_to_pb(&c.entity, &mut clock_nodes),
+                field_stamps: stamps_to_pb(&c.entity, names, &mut clock_nodes),
             }
         })
         .collect();
@@ -529,6 +531,62 @@ fn clock_to_pb(entity: &Entity, nodes: &mut ClockNodes) -> Vec<pb::ClockEntry> {
             tag: written.tag,
         })
         .collect()
+}
+
+/// The field stamps of a version, by position in its type's field names
+/// (every stamped field is in them: see `field_layout`; an excluded one,
+/// which never travels, is left out).
+fn stamps_to_pb(entity: &Entity, names: &[String], nodes: &mut ClockNodes) -> Vec<pb::FieldStamp> {
+    let at = entity.updated_at.as_micros();
+    entity
+        .field_stamps
+        .iter()
+        .filter_map(|(name, dot)| {
+            let field = names.iter().position(|n| n == name)?;
+            Some(pb::FieldStamp {
+                field: field as u32,
+                node: nodes.index_of(dot.node),
+                micros_before: at.wrapping_sub(dot.stamp.at.as_micros()),
+                tag: dot.stamp.tag,
+            })
+        })
+        .collect()
+}
+
+fn stamps_from_pb(
+    stamps: Vec<pb::FieldStamp>,
+    names: &[String],
+    nodes: &[NodeId],
+    updated_at: Timestamp,
+    sender: NodeId,
+) -> Result<FieldStamps, PeerError> {
+    let mut out = FieldStamps::new();
+    for stamp in stamps {
+        let name = names.get(stamp.field as usize).ok_or_else(|| {
+            malformed(
+                sender,
+                format!("field stamp index {} out of range", stamp.field),
+            )
+        })?;
+        let node = *nodes.get(stamp.node as usize).ok_or_else(|| {
+            malformed(
+                sender,
+                format!("field stamp node index {} out of range", stamp.node),
+            )
+        })?;
+        let at = updated_at.as_micros().wrapping_sub(stamp.micros_before);
+        let dot = Dot {
+            node,
+            stamp: Stamp {
+                at: Timestamp::from_micros(at),
+                tag: stamp.tag,
+            },
+        };
+        if out.insert(name.clone(), dot).is_some() {
+            return Err(malformed(sender, "a version stamps one field twice"));
+        }
+    }
+    Ok(out)
 }
 
 fn clock_from_pb(
@@ -628,6 +686,13 @@ fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, Pee
             }
             let updated_at = Timestamp::from_micros(c.updated_at_micros);
             let clock = clock_from_pb(c.clock, &clock_nodes, origin, updated_at, sender)?;
+            let field_stamps = stamps_from_pb(
+                c.field_stamps,
+                &schema.field_names,
+                &clock_nodes,
+                updated_at,
+                sender,
+            )?;
             Ok(Change {
                 operation,
                 entity: Entity {
@@ -637,6 +702,7 @@ fn body_from_pb(body: pb::PacketBody, sender: NodeId) -> Result<Vec<Change>, Pee
                     origin,
                     fields,
                     clock,
+                    field_stamps,
                 },
             })
         })

@@ -1,10 +1,11 @@
 //! Entities: the records that sync, and the metadata a store keeps beside them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use uuid::Uuid;
 
-use crate::clock::{Stamp, VersionVector};
+use crate::clock::{Dot, Stamp, VersionVector};
 use crate::ids::{NodeId, Timestamp};
 use crate::value::{Record, record_canonical_bytes};
 
@@ -57,13 +58,29 @@ pub struct Entity {
     /// The writes this version includes (see [`crate::clock`]): what tells a
     /// late copy of an older version from a concurrent edit.
     pub clock: VersionVector,
+    /// Per field, the write that last changed it, for the fields whose last
+    /// change is not this version's own write (see [`FieldStamps`]).
+    pub field_stamps: FieldStamps,
 }
+
+/// Per field, the dot of the write that last changed it: what lets
+/// [`crate::ConflictStrategy::FieldMerge`] tell which side of two concurrent
+/// versions changed a field. Only fields whose last change is *not* the
+/// version's own write are listed (see [`crate::EntityType::field_dot`]), so
+/// a version that wrote every field, a version of a type merged otherwise
+/// (the engine keeps no stamps for those) and a version from a peer older
+/// than field stamps all carry none: every field then counts as changed by
+/// the version's own write. A name may be listed for a field with no value
+/// (it was cleared).
+pub type FieldStamps = BTreeMap<String, Dot>;
 
 impl Entity {
     /// Whether two versions hold the same content: fields, deletion flag,
-    /// timestamp, writer and causal history.
+    /// timestamp, writer and causal history (field stamps included).
     pub fn same_version(&self, other: &Entity) -> bool {
-        self.same_content(other) && self.clock == other.clock
+        self.same_content(other)
+            && self.clock == other.clock
+            && self.field_stamps == other.field_stamps
     }
 
     /// Whether two versions hold the same content, whatever their histories:
@@ -91,6 +108,7 @@ impl Entity {
             origin,
             fields,
             clock: VersionVector::new(),
+            field_stamps: FieldStamps::new(),
         }
         .with_own_write()
     }

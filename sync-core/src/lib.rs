@@ -63,16 +63,16 @@ pub mod token;
 pub mod transport;
 pub mod value;
 
-pub use clock::{Causality, Stamp, VersionVector};
+pub use clock::{Causality, Dot, Stamp, VersionVector};
 pub use config::EngineConfig;
 pub use conflict::{
-    AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, OpenConflict, Resolver,
-    VersionRecord,
+    AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, FieldFallback,
+    OpenConflict, Resolver, VersionRecord,
 };
 pub use engine::{
     Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, Selection, SyncChange, Transmit,
 };
-pub use entity::{Entity, EntityKey, Operation, StoredEntity};
+pub use entity::{Entity, EntityKey, FieldStamps, Operation, StoredEntity};
 pub use entity_registry::{EntityRegistry, EntityType, FieldDef, FieldKind};
 pub use error::{
     ErrorCode, PeerError, SchemaError, StoreError, StoreErrorKind, SyncError, WriteError,

@@ -125,6 +125,13 @@ pub trait StoreTxn {
     /// A store that also captures writes made outside the engine (plain SQL)
     /// must give each such write a clock too: the clock of the version it
     /// replaced with this node's entry raised to the write's `updated_at`.
+    ///
+    /// The version's [`Entity::field_stamps`] are kept exactly as given too
+    /// (the engine sets them only for types merged per field). For such
+    /// types, a captured write must be stamped as well: a field whose value
+    /// it left as the last stored version had keeps that version's dot
+    /// ([`crate::conflict::fields::field_dot`]); a field it changed is the
+    /// write's own and is not listed.
     fn put_entity(
         &mut self,
         entity: &Entity,

@@ -207,6 +207,7 @@ mod registry;
 mod rows;
 pub mod schema;
 mod sql;
+mod stamps;
 pub mod table;
 pub mod tracking;
 mod txn;

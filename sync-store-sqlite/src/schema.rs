@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::OpenError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 2: `_sync_types.columns`, the data columns of a tracked table as
 /// last mapped (a JSON array of names), so that a column added since is
@@ -247,6 +247,17 @@ const V4: &str = "CREATE TABLE _sync_rejected(
     notified_in INTEGER
 );";
 
+/// Version 5: `_sync_field_stamps`, for row-backed types merged per field
+/// (`ConflictStrategy::FieldMerge`): per field of the version last stored,
+/// a digest of its value and the write that last changed it. A plain-SQL
+/// write is stamped against it when the row is read (see `stamps.rs`).
+const V5: &str = "CREATE TABLE _sync_field_stamps(
+    type_id INTEGER NOT NULL,
+    uuid BLOB NOT NULL,
+    fields BLOB NOT NULL,
+    PRIMARY KEY (type_id, uuid)
+) WITHOUT ROWID;";
+
 /// Creates or upgrades the internal tables. Runs in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     let tx = conn
@@ -279,7 +290,12 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
             "adding the rejected-change quarantine (schema version 4)",
         ))?;
     }
-    // Later versions add `if found < 5 { ... }` steps here, in order.
+    if found < 5 {
+        tx.execute_batch(V5).map_err(OpenError::sqlite(
+            "adding per-field stamps (schema version 5)",
+        ))?;
+    }
+    // Later versions add `if found < 6 { ... }` steps here, in order.
     tx.execute(
         "INSERT INTO _sync_meta(key, value) VALUES ('schema_version', ?1)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -18,7 +18,8 @@ use crate::error::poisons;
 use crate::registry::{self, Meta};
 use crate::rows::{self, Written};
 use crate::table::TrackedTable;
-use crate::{SqliteStore, TypeEntry, blocked, nodes, records};
+use crate::{SqliteStore, TypeEntry, blocked, nodes, records, stamps};
+use sync_core::conflict::fields;
 
 /// What `_sync_changes.doc` holds for an entity.
 pub(crate) enum Doc {
@@ -192,6 +193,7 @@ impl<'a> SqliteTxn<'a> {
         let doc = meta.doc.as_deref().map(decode_doc).transpose()?;
         let mut meta = meta;
         let origin = meta.origin.unwrap_or(local);
+        let from_row = !matches!(doc, Some(Doc::Whole(_)));
         let entity = match (&ty.table, doc) {
             (_, Some(Doc::Whole(entity))) => entity,
             (None, _) => {
@@ -222,8 +224,14 @@ impl<'a> SqliteTxn<'a> {
             .stored_at
             .map_or(entity.updated_at, Timestamp::from_micros);
         let clock = clock_of(&meta, ty, &entity, local)?;
+        let mut entity = Entity { clock, ..entity };
+        if let (Some(table), true) = (&ty.table, from_row) {
+            let captured = meta.origin.is_none();
+            entity.field_stamps =
+                stamps::of_row(self.conn(), ty.id, &table.entity_type, &entity, captured)?;
+        }
         Ok(StoredEntity {
-            entity: Entity { clock, ..entity },
+            entity,
             seq: meta.seq,
             created_seq: meta.created_seq,
             source: meta.source.unwrap_or(local),
@@ -468,6 +476,15 @@ impl StoreTxn for SqliteTxn<'_> {
         self.write("registering a change", |c| {
             registry::put(c, ty.id, id, &meta)
         })?;
+        if let Some(table) = ty
+            .table
+            .as_ref()
+            .filter(|t| fields::keeps_stamps(&t.entity_type))
+        {
+            self.write("recording field stamps", |c| {
+                stamps::save(c, ty.id, &table.entity_type, entity)
+            })?;
+        }
         self.last_seq.set(Some(seq));
         Ok(seq)
     }

@@ -37,6 +37,12 @@ pub enum ViolationKind {
     /// between two versions one of which was written knowing the other: a
     /// late copy taken for a concurrent edit.
     FalseConflict,
+    /// Two stores resolved the same concurrent pair of versions differently
+    /// (a different winner, or a merge on one and a winner on the other).
+    ResolvedDifferently,
+    /// Under per-field merge, a field edit that no other write changed
+    /// concurrently or after it did not survive.
+    LostFieldEdit,
 }
 
 /// One violated invariant.
@@ -81,6 +87,13 @@ pub fn version_id(registry: &EntityRegistry, entity: &Entity) -> VersionId {
     normalized.content_digest()
 }
 
+fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Some(d) => format!("winner {:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3]),
+        None => "merged".into(),
+    }
+}
+
 /// A version named by an audit record: key, writer and timestamp.
 pub type AuditTrace = (EntityKey, NodeId, Timestamp);
 
@@ -103,6 +116,9 @@ struct WriteRecord {
     /// The writes it replaced knowingly (indices into the log): its causal
     /// predecessors as the application saw them.
     after: Vec<usize>,
+    /// The synced fields it changed against the version it replaced, with
+    /// their new values (`None`: cleared).
+    changed: Vec<(String, Option<Value>)>,
 }
 
 /// What a node's checks state looked like when its store was backed up.
@@ -128,7 +144,23 @@ pub struct Traces {
     /// merged with a concurrent deletion of the same entity leaves no record
     /// of its own, and needs none.
     deleted: HashSet<EntityKey>,
+    /// Every audit record's pair (digests in ascending order) with its
+    /// outcome (the winner's digest, `None` for a merge) and the store it
+    /// was found in, for the same-resolution-everywhere check.
+    resolutions: Vec<Resolution>,
+    /// The store being collected (see [`Traces::collect_from`]).
+    store: usize,
 }
+
+/// One recorded resolution: entity, the pair in ascending order, the
+/// winner's digest (`None`: merged) and the store that recorded it.
+type Resolution = (EntityKey, Pair, Outcome, usize);
+
+/// Two versions' sync digests, ascending.
+type Pair = [[u8; 32]; 2];
+
+/// A resolution's outcome: the winner's sync digest, `None` for a merge.
+type Outcome = Option<[u8; 32]>;
 
 impl Traces {
     /// Adds everything `txn` sees: current entities, version history,
@@ -186,6 +218,19 @@ impl Traces {
             );
             self.conflicts
                 .push((audit.key.clone(), audit.digests, "audit record"));
+            let [a, b] = audit.digests;
+            let outcome = match audit.winner {
+                ConflictSide::Local => Some(a),
+                ConflictSide::Incoming => Some(b),
+                ConflictSide::Merged => None,
+            };
+            let pair = if a <= b { [a, b] } else { [b, a] };
+            // Manual: the hub keeps its version until a person decides
+            // (a second record of the same pair, with the person's choice).
+            if audit.strategy != "manual" {
+                self.resolutions
+                    .push((audit.key.clone(), pair, outcome, self.store));
+            }
             match audit.winner {
                 ConflictSide::Local => self.audit.insert(incoming),
                 ConflictSide::Incoming => self.audit.insert(local),
@@ -193,6 +238,18 @@ impl Traces {
             };
         }
         Ok(())
+    }
+
+    /// [`Traces::collect`] for the store numbered `store` (distinct per
+    /// participant), so that resolutions can be compared across stores.
+    pub fn collect_from<T: StoreTxn>(
+        &mut self,
+        store: usize,
+        registry: &EntityRegistry,
+        txn: &T,
+    ) -> Result<(), StoreError> {
+        self.store = store;
+        self.collect(registry, txn)
     }
 
     fn add(&mut self, registry: &EntityRegistry, entity: &Entity) {
@@ -280,6 +337,16 @@ impl Checks {
             .filter_map(|old| self.by_digest.get(&digest(old)).copied())
             .collect();
         self.by_digest.insert(digest(after), index);
+        let ty = registry.get(&after.key.entity_type);
+        let before = replaced.last().map(|old| &old.fields);
+        let mut names: BTreeSet<&String> = after.fields.keys().collect();
+        names.extend(before.into_iter().flat_map(|b| b.keys()));
+        let changed = names
+            .into_iter()
+            .filter(|name| !ty.is_some_and(|t| t.is_excluded(name)))
+            .filter(|name| before.and_then(|b| b.get(*name)) != after.fields.get(*name))
+            .map(|name| (name.clone(), after.fields.get(name).cloned()))
+            .collect();
         self.writes.push(WriteRecord {
             who,
             number: index as u64 + 1,
@@ -295,6 +362,7 @@ impl Checks {
             restored_away: false,
             deleted: after.is_deleted,
             after: after_writes,
+            changed,
         });
         for old in replaced {
             self.overwritten_by
@@ -505,6 +573,98 @@ impl Checks {
         found.dedup();
         for detail in found {
             self.violation(ViolationKind::FalseConflict, at, detail);
+        }
+    }
+
+    /// The same-resolution check at the end of a run: every concurrent pair
+    /// that more than one store resolved (an audit record naming the same
+    /// two versions) had the same outcome on each: the same winner, or a
+    /// merge everywhere. (Merged contents are compared by convergence.)
+    pub fn same_resolutions(&mut self, traces: &Traces, at: SimTime) {
+        let mut seen: BTreeMap<(&EntityKey, Pair), (Outcome, usize)> = BTreeMap::new();
+        let mut found = Vec::new();
+        for (key, pair, outcome, store) in &traces.resolutions {
+            match seen.get(&(key, *pair)) {
+                None => {
+                    seen.insert((key, *pair), (*outcome, *store));
+                }
+                Some((first, other)) if first != outcome => found.push(format!(
+                    "{key}: store {other} and store {store} resolved the same two versions differently ({} / {})",
+                    describe_outcome(first),
+                    describe_outcome(outcome),
+                )),
+                Some(_) => {}
+            }
+        }
+        found.sort();
+        found.dedup();
+        for detail in found {
+            self.violation(ViolationKind::ResolvedDifferently, at, detail);
+        }
+    }
+
+    /// The per-field check at the end of a run, for the types in `merged`
+    /// (merged per field): on every entity with no deletion and no refused
+    /// write, a field changed by exactly one write that no other write
+    /// changing it follows or runs concurrently with (as far as the log
+    /// knows: a write on top of a merge knows no log write) holds that
+    /// write's value in the hub's final state. Edits of different fields
+    /// on different nodes must all survive.
+    pub fn field_edits(&mut self, merged: &[&str], hub: &[Entity], refused: &Value, at: SimTime) {
+        let mut by_key: BTreeMap<&EntityKey, Vec<usize>> = BTreeMap::new();
+        for (i, write) in self.writes.iter().enumerate() {
+            if merged.contains(&write.key.entity_type.as_str()) {
+                by_key.entry(&write.key).or_default().push(i);
+            }
+        }
+        let mut found = Vec::new();
+        for (key, writes) in by_key {
+            let untouchable = writes.iter().any(|&i| {
+                let w = &self.writes[i];
+                w.deleted || w.changed.iter().any(|(_, v)| v.as_ref() == Some(refused))
+            });
+            let Some(current) = hub.iter().find(|e| &e.key == key) else {
+                continue;
+            };
+            if untouchable || current.is_deleted {
+                continue;
+            }
+            let mut fields: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            // Every write counts as a changer, even one lost to a restore:
+            // it may have reached the hub all the same.
+            for &i in &writes {
+                for (name, _) in &self.writes[i].changed {
+                    fields.entry(name.as_str()).or_default().push(i);
+                }
+            }
+            for (name, changers) in fields {
+                let latest: Vec<usize> = changers
+                    .iter()
+                    .copied()
+                    .filter(|&i| !changers.iter().any(|&j| j != i && self.descends(j, i)))
+                    .collect();
+                let [only] = latest[..] else { continue };
+                let write = &self.writes[only];
+                if !self.required(write) {
+                    continue;
+                }
+                let value = write
+                    .changed
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| v.as_ref());
+                if current.fields.get(name) != value {
+                    found.push(format!(
+                        "{key}: field {name} was last changed by write #{} by {} to {value:?}, but the hub holds {:?}",
+                        write.number,
+                        write.who,
+                        current.fields.get(name)
+                    ));
+                }
+            }
+        }
+        for detail in found {
+            self.violation(ViolationKind::LostFieldEdit, at, detail);
         }
     }
 

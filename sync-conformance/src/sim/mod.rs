@@ -31,7 +31,11 @@
 //! detected a restore; no false conflict (no audit record or open conflict
 //! between two versions one of which was written knowing the other: the
 //! causal check, against the writes each writer replaced knowingly, see
-//! [`checks::Checks::false_conflicts`]); and, with
+//! [`checks::Checks::false_conflicts`]); every concurrent pair resolved the
+//! same way by every store that recorded it ([`checks::Checks::same_resolutions`]);
+//! under per-field merge, every field edit that no other write changed
+//! concurrently or after it held in the final state
+//! ([`checks::Checks::field_edits`]); and, with
 //! [`check_determinism_with`], that the same seed gives the same hashes
 //! twice.
 

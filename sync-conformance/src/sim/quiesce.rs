@@ -2,10 +2,11 @@
 //! rounds until all agree (bounded), then check convergence, quiescence and
 //! that no write was lost, and hash the final state.
 
-use sync_core::{ParkedChange, Store, StoreTxn};
+use sync_core::{ParkedChange, Store, StoreTxn, Value};
 
 use super::checks::{Traces, ViolationKind};
 use super::stores::SimStores;
+use super::workload::{FIELD_MERGED, REFUSED_TITLE};
 use super::world::{Fnv, World};
 use crate::fixtures::{hub_id, node_id};
 use crate::harness::synced_entities;
@@ -163,12 +164,18 @@ impl<B: SimStores> World<B> {
     fn check_lost_writes(&mut self) {
         let registry = self.registry.clone();
         let mut traces = Traces::default();
-        for who in self.everyone() {
-            self.actor(who).peek(|txn| traces.collect(&registry, txn));
+        for (store, who) in self.everyone().into_iter().enumerate() {
+            self.actor(who)
+                .peek(|txn| traces.collect_from(store, &registry, txn));
         }
         let at = self.sched.now();
         self.checks.lost_writes(&traces, at);
         self.checks.false_conflicts(&traces, at);
+        self.checks.same_resolutions(&traces, at);
+        let hub_state = synced_entities(&registry, self.hub.store()).unwrap_or_default();
+        let refused = Value::from(REFUSED_TITLE);
+        self.checks
+            .field_edits(&FIELD_MERGED, &hub_state, &refused, at);
         self.check_rejections();
     }
 

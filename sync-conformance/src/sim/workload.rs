@@ -14,19 +14,28 @@ use super::actor::Actor;
 use super::checks::Checks;
 use super::random::Rand;
 use crate::fixtures::{
-    LINE, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS, NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS,
-    NOTE_UNVERSIONED, REPORT,
+    LINE, NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS,
+    NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, NOTE_UNVERSIONED, REPORT,
 };
 
 /// Note types the workload writes.
-const NOTES: [&str; 6] = [
+const NOTES: [&str; 8] = [
     NOTE_SERVER_WINS,
     NOTE_LAST_WRITER_WINS,
     NOTE_KEEP_BOTH,
     NOTE_MANUAL,
     NOTE_MERGE,
     NOTE_UNVERSIONED,
+    NOTE_FIELD_MERGE,
+    NOTE_FIELD_MERGE_LWW,
 ];
+
+/// Note types merged per field: an update changes one or two fields of the
+/// current version, so concurrent edits mostly touch different fields.
+pub const FIELD_MERGED: [&str; 2] = [NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW];
+
+/// The fields a partial update of a note merged per field picks from.
+const PARTIAL: [&str; 6] = ["title", "body", "rev", "n", "flag", "tags"];
 
 /// How many recently written keys count as "hot" (edited concurrently).
 const HOT: usize = 12;
@@ -122,6 +131,9 @@ impl Workload {
         };
         let parent = current.fields.get("report_id").and_then(Value::as_uuid);
         let mut fields = self.fields(rng, &current.key.entity_type, parent);
+        if FIELD_MERGED.contains(&current.key.entity_type.as_str()) && !current.is_deleted {
+            fields = partial_update(rng, &current.fields, &fields);
+        }
         if NOTES.contains(&current.key.entity_type.as_str()) && self.revs % 40 == 0 {
             fields.insert("title".into(), REFUSED_TITLE.into());
         }
@@ -376,4 +388,18 @@ impl Workload {
         );
         maybe(rng, "meta", Value::Record(meta));
     }
+}
+
+/// One or two fields of `current` replaced by their values in `fresh` (or
+/// cleared, where `fresh` has none).
+fn partial_update(rng: &mut Rand, current: &Record, fresh: &Record) -> Record {
+    let mut fields = current.clone();
+    for _ in 0..rng.between(1, 2) {
+        let name = PARTIAL[rng.index(PARTIAL.len())];
+        match fresh.get(name) {
+            Some(value) => fields.insert(name.to_owned(), value.clone()),
+            None => fields.remove(name),
+        };
+    }
+    fields
 }

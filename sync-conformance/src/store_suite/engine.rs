@@ -9,8 +9,8 @@ use sync_core::{
 
 use crate::crash::CrashingStore;
 use crate::fixtures::{
-    LINE, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS, NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, REPORT,
-    hub_id, node_id, record, registry, t,
+    LINE, NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS,
+    NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, REPORT, hub_id, node_id, record, registry, t,
 };
 use crate::harness::{Net, drain, session, synced_state};
 
@@ -315,6 +315,74 @@ pub fn engine_custom_resolver_merges<S: Store>(make: impl Fn() -> S) {
     assert_eq!(net.hub.versions(&key).expect("versions").len(), 2);
     for node in &mut net.nodes {
         assert_eq!(node.get(&key).expect("get"), Some(merged.clone()));
+    }
+}
+
+/// Per-field merge, on both fallbacks: nodes 1 and 2 edit different fields
+/// of one note concurrently (and both edit `rev`); after syncing every node
+/// holds both edits, `rev` is decided by the fallback (the hub's value, or
+/// the later writer's), both versions are in the hub's version history and
+/// one audit record names the strategy. A second round of concurrent edits
+/// of different fields, on top of the merge, merges again.
+pub fn engine_field_merge_keeps_both_fields<S: Store>(make: impl Fn() -> S) {
+    for (ty, rev) in [(NOTE_FIELD_MERGE, "r1"), (NOTE_FIELD_MERGE_LWW, "r2")] {
+        let mut net = net(3, &make);
+        let base = record([
+            ("title", "base".into()),
+            ("body", "base".into()),
+            ("rev", "base".into()),
+            ("n", Value::Int(1)),
+        ]);
+        let id = net.nodes[0].insert(ty, base.clone(), t(0)).expect("insert");
+        let key = EntityKey::new(ty, id);
+        net.sync_all(t(1)).expect("sync");
+        let mut one = base.clone();
+        one.insert("title".into(), "one".into());
+        one.insert("rev".into(), "r1".into());
+        let mut two = base.clone();
+        two.insert("body".into(), "two".into());
+        two.insert("n".into(), Value::Int(2));
+        two.insert("rev".into(), "r2".into());
+        net.nodes[1].put(key.clone(), one, t(10)).expect("put");
+        net.nodes[2].put(key.clone(), two, t(11)).expect("put");
+        net.sync(1, t(20)).expect("sync");
+        net.sync(2, t(21)).expect("sync");
+        net.sync_all(t(30)).expect("sync");
+        assert!(net.converged(), "{ty}: nodes did not converge");
+        let merged = net.hub.get(&key).expect("get").expect("present");
+        let field = |name: &str| merged.fields.get(name).cloned();
+        assert_eq!(field("title"), Some("one".into()), "{ty}");
+        assert_eq!(field("body"), Some("two".into()), "{ty}");
+        assert_eq!(field("n"), Some(Value::Int(2)), "{ty}");
+        assert_eq!(field("rev"), Some(rev.into()), "{ty}: the fallback decides");
+        let versions = net.hub.versions(&key).expect("versions");
+        assert_eq!(versions.len(), 2, "{ty}: both versions kept");
+        let audit = net.hub.audit_log().expect("audit");
+        assert_eq!(audit.len(), 1, "{ty}: one conflict");
+        assert!(audit[0].strategy.starts_with("field-merge:"), "{ty}");
+        assert_eq!(audit[0].winner, ConflictSide::Merged);
+        assert!(audit[0].detail.contains("rev"), "{}", audit[0].detail);
+        for node in &mut net.nodes {
+            let held = node.get(&key).expect("get").expect("present");
+            assert!(held.same_version(&merged), "{ty}: {held:?} != {merged:?}");
+        }
+        // Again, on top of the merge: only different fields change.
+        let mut again = merged.fields.clone();
+        again.insert("title".into(), "one again".into());
+        net.nodes[1].put(key.clone(), again, t(40)).expect("put");
+        let mut again = merged.fields.clone();
+        again.insert("n".into(), Value::Int(3));
+        net.nodes[0].put(key.clone(), again, t(41)).expect("put");
+        net.sync(0, t(50)).expect("sync");
+        net.sync(1, t(51)).expect("sync");
+        net.sync_all(t(60)).expect("sync");
+        assert!(net.converged(), "{ty}: nodes did not converge again");
+        let merged = net.hub.get(&key).expect("get").expect("present");
+        assert_eq!(merged.fields["title"], Value::from("one again"), "{ty}");
+        assert_eq!(merged.fields["n"], Value::Int(3), "{ty}");
+        assert_eq!(merged.fields["body"], Value::from("two"), "{ty}");
+        assert_eq!(merged.fields["rev"], Value::from(rev), "{ty}");
+        assert_eq!(net.hub.audit_log().expect("audit").len(), 2, "{ty}");
     }
 }
 

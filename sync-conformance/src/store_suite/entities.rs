@@ -2,7 +2,8 @@
 //! `entities` paging.
 
 use sync_core::{
-    Entity, EntityKey, NodeId, Store, StoreTxn, StoredEntity, Uuid, Value, VersionVector,
+    Dot, Entity, EntityKey, NodeId, Stamp, Store, StoreTxn, StoredEntity, Uuid, Value,
+    VersionVector,
 };
 
 use super::{abandon, read, write};
@@ -174,6 +175,32 @@ pub fn put_entity_keeps_clock<S: Store>(make: impl Fn() -> S) {
     let stored = get(&mut store, &key(REPORT, 1)).expect("stored");
     assert_eq!(stored.entity.clock, next.clock);
     assert_eq!(stored.entity, next);
+}
+
+/// A version's field stamps (per-field merge) are stored exactly as given,
+/// a field without a value included, and each new version replaces them
+/// whole.
+pub fn put_entity_keeps_field_stamps<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let mut stamped = report(1, 1);
+    let dot = |node: NodeId, at: i64, tag: u32| Dot {
+        node,
+        stamp: Stamp { at: t(at), tag },
+    };
+    stamped
+        .field_stamps
+        .insert("date".into(), dot(hub_id(), -5, 7));
+    stamped
+        .field_stamps
+        .insert("brigade".into(), dot(node_id(1), 0, 0));
+    put(&mut store, &stamped, hub_id());
+    let stored = get(&mut store, &key(REPORT, 1)).expect("stored");
+    assert_eq!(stored.entity.field_stamps, stamped.field_stamps);
+    assert_eq!(stored.entity, stamped);
+    let next = report(1, 2);
+    put(&mut store, &next, node_id(0));
+    let stored = get(&mut store, &key(REPORT, 1)).expect("stored");
+    assert!(stored.entity.field_stamps.is_empty());
 }
 
 /// A new version replaces the old one whole: fields it lacks are gone,

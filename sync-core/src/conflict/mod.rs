@@ -10,10 +10,11 @@
 //! each losing version is kept whole as a [`VersionRecord`]. Nothing a node
 //! wrote is silently dropped.
 
+pub mod fields;
 mod records;
 mod strategies;
 
 pub use records::{AuditRecord, ConflictSide, OpenConflict, VersionRecord};
-pub use strategies::{ConflictContext, ConflictStrategy, Decision, Resolver};
+pub use strategies::{ConflictContext, ConflictStrategy, Decision, FieldFallback, Resolver};
 
-pub(crate) use strategies::{Plan, keep_both_copy_id, last_writer, plan};
+pub(crate) use strategies::{keep_both_copy_id, last_writer, merged_version};

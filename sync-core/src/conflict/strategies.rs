@@ -29,6 +29,39 @@ pub enum ConflictStrategy {
     Manual,
     /// A custom resolver decides.
     Custom(Arc<dyn Resolver>),
+    /// Per-field merge: concurrent edits of different fields both survive;
+    /// a field both versions changed, and a deletion against an edit, are
+    /// decided by `fallback`. Every version carries, per field, the write
+    /// that last changed it ([`crate::entity::FieldStamps`]), so the merge
+    /// knows which side changed what (see [`crate::conflict::fields`]). Both
+    /// versions go to the version history, as for any merge.
+    FieldMerge {
+        /// Decides the fields both sides changed.
+        fallback: FieldFallback,
+    },
+}
+
+/// What decides a field that both concurrent versions changed, under
+/// [`ConflictStrategy::FieldMerge`] (and a deletion against an edit, which
+/// it decides whole).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldFallback {
+    /// The hub's value stands.
+    #[default]
+    ServerWins,
+    /// The value of the version that ranks later by
+    /// [`ConflictStrategy::LastWriterWins`]'s order.
+    LastWriterWins,
+}
+
+impl FieldFallback {
+    /// Short name for audit records.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldFallback::ServerWins => "server-wins",
+            FieldFallback::LastWriterWins => "last-writer-wins",
+        }
+    }
 }
 
 impl ConflictStrategy {
@@ -40,6 +73,9 @@ impl ConflictStrategy {
             ConflictStrategy::KeepBoth => "keep-both".into(),
             ConflictStrategy::Manual => "manual".into(),
             ConflictStrategy::Custom(r) => format!("custom:{}", r.name()),
+            ConflictStrategy::FieldMerge { fallback } => {
+                format!("field-merge:{}", fallback.name())
+            }
         }
     }
 }
@@ -86,58 +122,6 @@ pub trait Resolver: Send + Sync {
     fn resolve(&self, ctx: &ConflictContext<'_>) -> Decision;
 }
 
-/// What the engine will do about one conflict.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    /// The winning side.
-    pub winner: ConflictSide,
-    /// The merged version (when `winner` is `Merged`).
-    pub merged: Option<Entity>,
-    /// Keep the loser as a copy under a derived id (keep-both).
-    pub keep_copy: bool,
-    /// Queue for a person (manual, on the hub).
-    pub open_manual: bool,
-    /// Leave it to the hub (manual, on a node): nothing changes here.
-    pub defer: bool,
-}
-
-/// Applies a strategy to one conflict.
-pub(crate) fn plan(strategy: &ConflictStrategy, ctx: &ConflictContext<'_>) -> Plan {
-    let hub_side = if ctx.local_is_hub {
-        ConflictSide::Local
-    } else {
-        ConflictSide::Incoming
-    };
-    let simple = |winner| Plan {
-        winner,
-        merged: None,
-        keep_copy: false,
-        open_manual: false,
-        defer: false,
-    };
-    match strategy {
-        ConflictStrategy::ServerWins => simple(hub_side),
-        ConflictStrategy::LastWriterWins => simple(last_writer(ctx.local, ctx.incoming)),
-        ConflictStrategy::KeepBoth => Plan {
-            keep_copy: true,
-            ..simple(hub_side)
-        },
-        ConflictStrategy::Manual => Plan {
-            open_manual: ctx.local_is_hub,
-            defer: !ctx.local_is_hub,
-            ..simple(ConflictSide::Local)
-        },
-        ConflictStrategy::Custom(resolver) => match resolver.resolve(ctx) {
-            Decision::KeepLocal => simple(ConflictSide::Local),
-            Decision::TakeIncoming => simple(ConflictSide::Incoming),
-            Decision::Merge(fields) => Plan {
-                merged: Some(merged_version(ctx.local, ctx.incoming, fields)),
-                ..simple(ConflictSide::Merged)
-            },
-        },
-    }
-}
-
 /// Later `updated_at` wins; then the larger writer id; then the larger content
 /// digest. A total order, so both sides agree. Only concurrent versions are
 /// ranked: a version written after seeing another descends from it and wins
@@ -153,7 +137,7 @@ pub(crate) fn last_writer(local: &Entity, incoming: &Entity) -> ConflictSide {
 
 /// A merged version that is identical whichever side computes it: the later
 /// timestamp and the larger writer id of the two, and both histories.
-fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
+pub(crate) fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
     Entity {
         key: local.key.clone(),
         updated_at: local.updated_at.max(incoming.updated_at),
@@ -161,6 +145,7 @@ fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
         origin: local.origin.max(incoming.origin),
         fields,
         clock: local.clock.merged(&incoming.clock),
+        field_stamps: crate::entity::FieldStamps::new(),
     }
 }
 

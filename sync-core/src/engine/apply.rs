@@ -6,7 +6,8 @@
 use super::Ctx;
 use crate::clock::{Causality, VersionVector};
 use crate::conflict::{
-    self, AuditRecord, ConflictContext, ConflictSide, OpenConflict, VersionRecord,
+    self, AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, FieldFallback,
+    OpenConflict, Resolver, VersionRecord, fields,
 };
 use crate::entity::{Entity, EntityKey, StoredEntity};
 use crate::entity_registry::EntityType;
@@ -219,8 +220,8 @@ fn apply_one<T: StoreTxn>(
                 store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
             }
             Verdict::KnowsIncoming => {
-                let winner = ConflictSide::Local;
-                store_outcome(txn, ctx, from, l, incoming, winner, None, stats)?;
+                let both = conflict_of(ty, from, l, incoming);
+                store_outcome(txn, ctx, &both, ConflictSide::Local, None, stats)?;
             }
             Verdict::KnownByIncoming => {
                 let both = l.entity.clock.merged(&incoming.clock);
@@ -228,15 +229,30 @@ fn apply_one<T: StoreTxn>(
             }
             Verdict::TieBreak | Verdict::BothDeleted => {
                 let winner = conflict::last_writer(&l.entity, &incoming);
-                store_outcome(txn, ctx, from, l, incoming, winner, None, stats)?;
+                let both = conflict_of(ty, from, l, incoming);
+                store_outcome(txn, ctx, &both, winner, None, stats)?;
             }
             Verdict::Conflict if already_queued(txn, &incoming)? => {}
             Verdict::Conflict => {
-                resolve(txn, ctx, ty, from, l, incoming, stats)?;
+                resolve(txn, ctx, conflict_of(ty, from, l, incoming), stats)?;
             }
         },
     }
     release_parked(txn, ctx, &key, now)
+}
+
+fn conflict_of(
+    ty: &EntityType,
+    from: NodeId,
+    stored: StoredEntity,
+    incoming: Entity,
+) -> Conflict<'_> {
+    Conflict {
+        ty,
+        from,
+        stored,
+        incoming,
+    }
 }
 
 /// Applies the children that were waiting for `parent`, now that it exists.
@@ -379,82 +395,270 @@ fn applied(
     }
 }
 
-/// Resolves a conflict between the version held here and a concurrent
-/// incoming one by the type's strategy: stores the outcome, keeps every
-/// loser in the version history, writes the audit record and the event.
-fn resolve<T: StoreTxn>(
-    txn: &mut T,
-    ctx: &mut Ctx<'_>,
-    ty: &EntityType,
+/// One conflict being resolved: the version held here, the concurrent one
+/// that arrived, its type and the peer it came from.
+struct Conflict<'a> {
+    ty: &'a EntityType,
     from: NodeId,
     stored: StoredEntity,
     incoming: Entity,
+}
+
+impl Conflict<'_> {
+    fn local(&self) -> &Entity {
+        &self.stored.entity
+    }
+}
+
+/// What a strategy decided about one conflict, for the records every
+/// resolution leaves (see [`record`]).
+struct Settled {
+    winner: ConflictSide,
+    /// The audit and history text; by default from the winner (see
+    /// [`describe`]).
+    detail: String,
+    /// Keep-both: the first loser is kept as a copy under a derived id.
+    keep_copy: bool,
+    /// Manual, on the hub: the open conflict queued.
+    open_conflict: Option<uuid::Uuid>,
+}
+
+/// Resolves a conflict between the version held here and a concurrent
+/// incoming one by the type's strategy: each strategy stores its outcome
+/// ([`store_outcome`]), then [`record`] keeps every loser in the version
+/// history and writes the audit record and the event.
+fn resolve<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    let local = stored.entity.clone();
-    let local_arrived = stored.stored_at;
-    let strategy = ty.conflict_strategy();
-    let plan = conflict::plan(
-        strategy,
-        &ConflictContext {
-            local: &local,
-            incoming: &incoming,
-            from,
-            local_is_hub: ctx.is_hub(),
-        },
-    );
-    if plan.defer {
-        // Manual conflicts are decided at the hub: this node keeps its
-        // version, which reaches the hub (or has), and the hub's outcome
-        // comes back with both histories.
+    let ty = conflict.ty;
+    match ty.conflict_strategy() {
+        ConflictStrategy::ServerWins => server_wins(txn, ctx, conflict, stats),
+        ConflictStrategy::LastWriterWins => last_writer_wins(txn, ctx, conflict, stats),
+        ConflictStrategy::KeepBoth => keep_both(txn, ctx, conflict, stats),
+        ConflictStrategy::Manual => manual(txn, ctx, conflict, stats),
+        ConflictStrategy::Custom(resolver) => custom(txn, ctx, conflict, resolver.as_ref(), stats),
+        ConflictStrategy::FieldMerge { fallback } => {
+            field_merge(txn, ctx, conflict, *fallback, stats)
+        }
+    }
+}
+
+/// The side holding the hub's version.
+fn hub_side(ctx: &Ctx<'_>) -> ConflictSide {
+    match ctx.is_hub() {
+        true => ConflictSide::Local,
+        false => ConflictSide::Incoming,
+    }
+}
+
+/// Server-wins: the hub's version stands.
+fn server_wins<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let settled = settle(txn, ctx, &conflict, hub_side(ctx), None, stats)?;
+    record(txn, ctx, &conflict, settled)
+}
+
+/// Last-writer-wins: the version that ranks later by
+/// [`conflict::last_writer`] stands, the same one on every node.
+fn last_writer_wins<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let winner = conflict::last_writer(conflict.local(), &conflict.incoming);
+    let settled = settle(txn, ctx, &conflict, winner, None, stats)?;
+    record(txn, ctx, &conflict, settled)
+}
+
+/// Keep-both: the hub's version stands and the other is kept as a copy.
+fn keep_both<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let mut settled = settle(txn, ctx, &conflict, hub_side(ctx), None, stats)?;
+    settled.keep_copy = true;
+    settled
+        .detail
+        .push_str("; loser kept as a copy under a new id");
+    record(txn, ctx, &conflict, settled)
+}
+
+/// Manual: decided at the hub, where the hub's version stays current and
+/// the incoming one waits in the open conflict queue. A node keeps its
+/// version, which reaches the hub (or has), and the hub's outcome comes
+/// back with both histories.
+fn manual<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    if !ctx.is_hub() {
         return Ok(());
     }
-    stats.conflicts += 1;
-    let detail = describe(&plan, ctx.is_hub());
-    store_outcome(
+    let mut settled = settle(txn, ctx, &conflict, ConflictSide::Local, None, stats)?;
+    settled.open_conflict = open_manual(
         txn,
         ctx,
-        from,
-        stored,
-        incoming.clone(),
-        plan.winner,
-        plan.merged.clone(),
-        stats,
+        conflict.from,
+        conflict.local(),
+        &conflict.incoming,
     )?;
-    let open_conflict = if plan.open_manual {
-        open_manual(txn, ctx, from, &local, &incoming)?
-    } else {
-        None
+    settled.detail.push_str("; queued for a person to decide");
+    record(txn, ctx, &conflict, settled)
+}
+
+/// Custom: the type's resolver decides.
+fn custom<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    resolver: &dyn Resolver,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let decision = resolver.resolve(&ConflictContext {
+        local: conflict.local(),
+        incoming: &conflict.incoming,
+        from: conflict.from,
+        local_is_hub: ctx.is_hub(),
+    });
+    let (winner, merged) = match decision {
+        Decision::KeepLocal => (ConflictSide::Local, None),
+        Decision::TakeIncoming => (ConflictSide::Incoming, None),
+        Decision::Merge(fields) => {
+            let merged = conflict::merged_version(conflict.local(), &conflict.incoming, fields);
+            (ConflictSide::Merged, Some(merged))
+        }
     };
-    let losers = match plan.winner {
+    let settled = settle(txn, ctx, &conflict, winner, merged, stats)?;
+    record(txn, ctx, &conflict, settled)
+}
+
+/// Per-field merge: fields changed on one side only are taken from it, a
+/// field both changed (and a deletion against an edit, whole) is decided by
+/// `fallback`. Both versions go to the version history.
+fn field_merge<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: Conflict<'_>,
+    fallback: FieldFallback,
+    stats: &mut ApplyStats,
+) -> Result<(), SyncError> {
+    let (local, incoming) = (conflict.local(), &conflict.incoming);
+    let side = fields::fallback_side(fallback, local, incoming, ctx.is_hub());
+    if local.is_deleted || incoming.is_deleted {
+        let mut settled = settle(txn, ctx, &conflict, side, None, stats)?;
+        settled.detail.push_str(&format!(
+            "; a deletion against an edit is decided whole by {}",
+            fallback.name()
+        ));
+        return record(txn, ctx, &conflict, settled);
+    }
+    let merge = fields::merge_fields(conflict.ty, local, incoming, side);
+    let detail = describe_merge(&merge, ctx.is_hub(), fallback);
+    let merged = Some(merge.entity);
+    let mut settled = settle(txn, ctx, &conflict, ConflictSide::Merged, merged, stats)?;
+    settled.detail = detail;
+    record(txn, ctx, &conflict, settled)
+}
+
+/// The audit text of a per-field merge: which fields came from where.
+fn describe_merge(merge: &fields::FieldMerge, is_hub: bool, fallback: FieldFallback) -> String {
+    let (local, incoming) = sides(is_hub);
+    let mut text = "fields merged".to_owned();
+    if !merge.from_incoming.is_empty() {
+        text.push_str(&format!(
+            "; from the {incoming} version: {}",
+            merge.from_incoming.join(", ")
+        ));
+    }
+    if !merge.clashes.is_empty() {
+        let kept = match merge.clash_winner {
+            ConflictSide::Incoming => incoming,
+            _ => local,
+        };
+        text.push_str(&format!(
+            "; changed on both sides, {kept} value kept by {}: {}",
+            fallback.name(),
+            merge.clashes.join(", ")
+        ));
+    }
+    text
+}
+
+/// Counts the conflict and stores the winner's content (see
+/// [`store_outcome`]); the records follow in [`record`].
+fn settle<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: &Conflict<'_>,
+    winner: ConflictSide,
+    merged: Option<Entity>,
+    stats: &mut ApplyStats,
+) -> Result<Settled, SyncError> {
+    stats.conflicts += 1;
+    store_outcome(txn, ctx, conflict, winner, merged, stats)?;
+    Ok(Settled {
+        winner,
+        detail: describe(winner, ctx.is_hub()),
+        keep_copy: false,
+        open_conflict: None,
+    })
+}
+
+/// The records of a resolved conflict: every losing version whole in the
+/// version history (both, for a merge), the keep-both copy, the audit
+/// record and the conflict event.
+fn record<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    conflict: &Conflict<'_>,
+    settled: Settled,
+) -> Result<(), SyncError> {
+    let (local, incoming) = (conflict.local(), &conflict.incoming);
+    let local_arrived = conflict.stored.stored_at;
+    let losers = match settled.winner {
         ConflictSide::Local => vec![(incoming.clone(), ctx.now)],
         ConflictSide::Incoming => vec![(local.clone(), local_arrived)],
         ConflictSide::Merged => vec![(local.clone(), local_arrived), (incoming.clone(), ctx.now)],
     };
-    let record = Resolution {
-        strategy: strategy.name(),
-        digests: [ty.sync_digest(&local), ty.sync_digest(&incoming)],
-        detail,
-        from,
-        local: &local,
-        incoming: &incoming,
-        winner: plan.winner,
+    let resolution = Resolution {
+        strategy: conflict.ty.conflict_strategy().name(),
+        digests: [
+            conflict.ty.sync_digest(local),
+            conflict.ty.sync_digest(incoming),
+        ],
+        detail: settled.detail,
+        from: conflict.from,
+        local,
+        incoming,
+        winner: settled.winner,
     };
-    let version_record = keep_losers(txn, ctx, ty, &record, &losers)?;
+    let version_record = keep_losers(txn, ctx, conflict.ty, &resolution, &losers)?;
     let copy = match losers.first() {
-        Some((loser, _)) if plan.keep_copy => Some(keep_copy(txn, ctx, loser)?),
+        Some((loser, _)) if settled.keep_copy => Some(keep_copy(txn, ctx, loser)?),
         _ => None,
     };
-    let audit = record.audit(ctx.now);
+    let audit = resolution.audit(ctx.now);
     txn.add_audit(&audit)?;
     ctx.events.push(Event::Conflict(ConflictEvent {
         key: audit.key,
-        peer: from,
+        peer: conflict.from,
         strategy: audit.strategy,
-        winner: plan.winner,
+        winner: settled.winner,
         version_record,
         copy,
-        open_conflict,
+        open_conflict: settled.open_conflict,
     }));
     Ok(())
 }
@@ -506,36 +710,34 @@ impl Resolution<'_> {
 ///   never took it, and its next edits must not look concurrent with the
 ///   hub's copy. When the loser does reach the hub, the hub resolves the
 ///   same way and sends the version with both histories.
-#[allow(clippy::too_many_arguments)]
 fn store_outcome<T: StoreTxn>(
     txn: &mut T,
     ctx: &mut Ctx<'_>,
-    from: NodeId,
-    stored: StoredEntity,
-    incoming: Entity,
+    conflict: &Conflict<'_>,
     winner: ConflictSide,
     merged: Option<Entity>,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
+    let (stored, incoming, from) = (&conflict.stored, &conflict.incoming, conflict.from);
     let both = stored.entity.clock.merged(&incoming.clock);
     match winner {
         ConflictSide::Local => {
             let kept = Entity {
                 clock: both,
-                ..stored.entity
+                ..stored.entity.clone()
             };
             put(txn, ctx, &kept, ctx.local.id, stored.stored_at)?;
         }
         ConflictSide::Incoming if ctx.is_hub() => {
-            take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
+            take_with_both_histories(txn, ctx, from, both, incoming.clone(), stats)?;
         }
         ConflictSide::Incoming => {
-            store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
+            store_incoming(txn, ctx, from, incoming.clone(), ChangeKind::Updated, stats)?;
         }
         ConflictSide::Merged => {
-            // `plan` always sets `merged` for a merged winner; fall back to
-            // the local version if a future strategy forgets.
-            let merged = merged.unwrap_or(stored.entity);
+            // Every strategy that merges passes the merged version; fall
+            // back to the local version if a future one forgets.
+            let merged = merged.unwrap_or_else(|| stored.entity.clone());
             let merged = Entity {
                 clock: both,
                 ..merged
@@ -632,22 +834,20 @@ fn keep_copy<T: StoreTxn>(
     Ok(id)
 }
 
-fn describe(plan: &conflict::Plan, is_hub: bool) -> String {
-    let (local, incoming) = if is_hub {
-        ("hub", "node")
-    } else {
-        ("node", "hub")
-    };
-    let mut text = match plan.winner {
+/// The names of the local and the incoming side, as the audit says them.
+fn sides(is_hub: bool) -> (&'static str, &'static str) {
+    match is_hub {
+        true => ("hub", "node"),
+        false => ("node", "hub"),
+    }
+}
+
+/// The audit text of an outcome; strategies append what else they did.
+fn describe(winner: ConflictSide, is_hub: bool) -> String {
+    let (local, incoming) = sides(is_hub);
+    match winner {
         ConflictSide::Local => format!("{local} version kept, {incoming} version lost"),
         ConflictSide::Incoming => format!("{incoming} version taken, {local} version lost"),
         ConflictSide::Merged => "versions merged".to_owned(),
-    };
-    if plan.keep_copy {
-        text.push_str("; loser kept as a copy under a new id");
     }
-    if plan.open_manual {
-        text.push_str("; queued for a person to decide");
-    }
-    text
 }

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use super::{Ctx, Engine, apply};
 use crate::clock::{Stamp, VersionVector};
+use crate::conflict::fields as field_stamps;
 use crate::conflict::{AuditRecord, ConflictSide};
-use crate::entity::{Entity, EntityKey};
+use crate::entity::{Entity, EntityKey, FieldStamps};
 use crate::entity_registry::EntityType;
 use crate::error::{SyncError, WriteError};
 use crate::ids::Timestamp;
@@ -202,9 +203,13 @@ impl<S: Store> Engine<S> {
             origin: ctx.local.id,
             fields,
             clock: VersionVector::new(),
+            field_stamps: FieldStamps::new(),
         };
         clock.observe(ctx.local.writer, own_stamp(ty, &decided));
         decided.clock = clock;
+        // The decision is a write on top of the current version.
+        let previous = current.as_ref().map(|c| &c.entity);
+        field_stamps::stamp_write(ty, previous, &mut decided);
         txn.put_entity(&decided, ctx.local.id, now)?;
         let audit = AuditRecord {
             id: Ctx::record_id(
@@ -270,12 +275,19 @@ pub(crate) fn local_write<T: StoreTxn>(
         origin: ctx.local.id,
         fields,
         clock: VersionVector::new(),
+        field_stamps: FieldStamps::new(),
     };
     // This write follows every write the replaced version includes.
-    let mut clock = existing.map(|e| e.entity.clock).unwrap_or_default();
+    let previous = existing.map(|e| e.entity);
+    let mut clock = previous
+        .as_ref()
+        .map(|e| e.clock.clone())
+        .unwrap_or_default();
     let ty = ctx.registry.require(&entity.key.entity_type)?;
     clock.observe(ctx.local.writer, own_stamp(ty, &entity));
     entity.clock = clock;
+    // Per field, the write that last changed it (types merged per field).
+    field_stamps::stamp_write(ty, previous.as_ref(), &mut entity);
     txn.put_entity(&entity, ctx.local.id, now)?;
     apply::release_parked(txn, ctx, &entity.key, now)
 }

@@ -194,6 +194,7 @@ fn removal_of(refused: &Entity, hub: NodeId) -> Entity {
         origin: hub,
         fields: Record::from([(REMOVED_FIELD.to_owned(), Value::Bool(true))]),
         clock: refused.clock.clone(),
+        field_stamps: crate::entity::FieldStamps::new(),
     }
 }
 
