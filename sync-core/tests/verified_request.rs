@@ -74,7 +74,7 @@ fn the_two_steps_answer_every_request_as_respond_as_does() {
 
 #[test]
 fn opening_a_request_needs_no_engine_and_keeps_body_failures_for_it() {
-    let mut net = Net::new(1, registry(ConflictStrategy::ServerWins));
+    let mut net = Net::new(2, registry(ConflictStrategy::ServerWins));
     let sent = requests(&mut net);
     let limits = Limits::default();
 

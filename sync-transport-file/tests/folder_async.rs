@@ -46,7 +46,7 @@ async fn waiting_for_a_reply_leaves_the_async_thread_free() {
             }
         }
     };
-    let (replies, mut hub) = tokio::join!(transport.exchange(packet.bytes), serve);
+    let (replies, hub) = tokio::join!(transport.exchange(packet.bytes), serve);
     let replies = replies.expect("the reply arrived while the node waited");
     assert_eq!(replies.len(), 1);
     w.nodes[0].handle_incoming(&replies[0], t(1)).unwrap();

@@ -22,7 +22,6 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use sync_core::codec::Limits;
 use sync_core::token::Claims;
 use sync_core::{Codec, ErrorCode, Outcome};
 use tracing::Instrument as _;
