@@ -212,7 +212,7 @@ pub struct VerifiedRequest {
 #[derive(Debug)]
 pub(crate) enum OpenedEnvelope {
     /// A packet.
-    Packet(OpenedPacket),
+    Packet(Box<OpenedPacket>),
     /// The peer's refusal of a packet of ours.
     Refusal(ErrorMessage),
 }
@@ -282,12 +282,12 @@ pub fn open_request(bytes: &[u8], limits: &Limits) -> Result<VerifiedRequest, Pe
         Envelope::Packet(packet) => {
             let hash_ok = sha256(&packet.body) == packet.header.body_sha256;
             let decoded = hash_ok.then(|| decode_body_with(&packet.header, &packet.body, limits));
-            OpenedEnvelope::Packet(OpenedPacket {
+            OpenedEnvelope::Packet(Box::new(OpenedPacket {
                 header: packet.header,
                 body: packet.body,
                 hash_ok,
                 decoded,
-            })
+            }))
         }
         Envelope::Error(message) => OpenedEnvelope::Refusal(message),
     };
