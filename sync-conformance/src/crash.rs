@@ -43,6 +43,8 @@ struct Fuse {
     blown: Cell<bool>,
     /// Operations seen so far.
     ops: Cell<u64>,
+    /// Transactions committed so far.
+    commits: Cell<u64>,
 }
 
 impl<S> CrashingStore<S> {
@@ -79,6 +81,12 @@ impl<S> CrashingStore<S> {
     /// Store operations seen so far (including the failed ones).
     pub fn ops(&self) -> u64 {
         self.fuse.ops.get()
+    }
+
+    /// Transactions committed through this wrapper so far (a store's cost
+    /// per exchange: each commit is a sync to disk on a durable store).
+    pub fn commits(&self) -> u64 {
+        self.fuse.commits.get()
     }
 
     /// The wrapped store.
@@ -165,7 +173,9 @@ pub struct CrashingTxn<'a, T> {
 impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
     fn commit(self) -> Result<(), StoreError> {
         self.fuse.tick()?;
-        self.inner.commit()
+        self.inner.commit()?;
+        self.fuse.commits.set(self.fuse.commits.get() + 1);
+        Ok(())
     }
 
     fn local_node(&self) -> Result<Option<NodeInfo>, StoreError> {
@@ -227,6 +237,20 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
     fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError> {
         self.fuse.tick()?;
         self.inner.count_pending(query)
+    }
+
+    fn visit_pending(
+        &self,
+        query: &PendingQuery,
+        visit: &mut dyn FnMut(StoredEntity) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.fuse.tick()?;
+        self.inner.visit_pending(query, visit)
+    }
+
+    fn count_pending_upto(&self, query: &PendingQuery, upto_seq: u64) -> Result<u64, StoreError> {
+        self.fuse.tick()?;
+        self.inner.count_pending_upto(query, upto_seq)
     }
 
     fn entities(

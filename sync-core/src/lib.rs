@@ -71,7 +71,7 @@ pub use conflict::{
     VersionRecord,
 };
 pub use engine::{
-    Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, SyncChange, Transmit,
+    Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, Selection, SyncChange, Transmit,
 };
 pub use entity::{Entity, EntityKey, Operation, StoredEntity};
 pub use entity_registry::{EntityRegistry, EntityType, FieldDef, FieldKind};

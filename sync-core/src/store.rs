@@ -24,6 +24,8 @@
 //!   returned by the store hold no top-level `Null` (a SQL `NULL` column is an
 //!   absent field), and records the engine passes in hold none either.
 
+use std::ops::ControlFlow;
+
 use uuid::Uuid;
 
 use crate::conflict::{AuditRecord, OpenConflict, VersionRecord};
@@ -135,6 +137,46 @@ pub trait StoreTxn {
     fn pending(&self, query: &PendingQuery) -> Result<Vec<StoredEntity>, StoreError>;
     /// How many changes match `query` (ignoring its limit).
     fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError>;
+    /// Hands the changes matching `query` to `visit` one at a time, ascending
+    /// by sequence, at most `query.limit`, and stops as soon as `visit`
+    /// returns [`ControlFlow::Break`]. The engine builds packets with it, so
+    /// that a batch's byte limit bounds how much is loaded: a store should
+    /// load each change only when it is about to be visited (in small chunks
+    /// at most). The default loads them all first with
+    /// [`StoreTxn::pending`]; stores with large registries override it.
+    fn visit_pending(
+        &self,
+        query: &PendingQuery,
+        visit: &mut dyn FnMut(StoredEntity) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        for stored in self.pending(query)? {
+            if visit(stored).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+    /// How many changes match `query` with a sequence of at most `upto_seq`
+    /// (ignoring its limit). The engine keeps progress totals up to date
+    /// with it by counting only the changes between two marks, so a store
+    /// should answer it from an index on the sequence in time proportional
+    /// to the changes in the range. The default counts
+    /// [`StoreTxn::visit_pending`].
+    fn count_pending_upto(&self, query: &PendingQuery, upto_seq: u64) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let query = PendingQuery {
+            limit: usize::MAX,
+            ..*query
+        };
+        self.visit_pending(&query, &mut |stored| {
+            if stored.seq > upto_seq {
+                return ControlFlow::Break(());
+            }
+            count += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(count)
+    }
     /// Entities of one type with ids above `after`, ascending by id, at most
     /// `limit` (tombstones included).
     fn entities(

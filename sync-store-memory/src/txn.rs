@@ -1,5 +1,7 @@
 //! Transactions with an undo log.
 
+use std::ops::ControlFlow;
+
 use sync_core::{
     AuditRecord, Entity, EntityKey, NodeId, NodeInfo, OpenConflict, ParkedChange, PeerState,
     PendingQuery, RejectedChange, SecurityEvent, StoreError, StoreTxn, StoredEntity, Timestamp,
@@ -190,6 +192,26 @@ impl StoreTxn for MemoryTxn<'_> {
 
     fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError> {
         Ok(self.pending_iter(query).count() as u64)
+    }
+
+    fn visit_pending(
+        &self,
+        query: &PendingQuery,
+        visit: &mut dyn FnMut(StoredEntity) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        for stored in self.pending_iter(query).take(query.limit) {
+            if visit(stored.clone()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_pending_upto(&self, query: &PendingQuery, upto_seq: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .pending_iter(query)
+            .take_while(|e| e.seq <= upto_seq)
+            .count() as u64)
     }
 
     fn entities(

@@ -110,27 +110,55 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
         gap_check.map(|g| g.digest.to_vec()),
         gap_check.map(|g| n(g.announced_in)),
     ])?;
-    conn.prepare_cached("DELETE FROM _sync_sent_digests WHERE node_id = ?1")?
-        .execute([info.id.as_bytes()])?;
-    let mut digests = conn.prepare_cached(
+    let node = info.id.as_bytes();
+    let stored: Vec<(i64, SentDigest)> = conn
+        .prepare_cached(
+            "SELECT position, packet_no, digest FROM _sync_sent_digests
+             WHERE node_id = ?1 ORDER BY position",
+        )?
+        .query_map([node], |r| {
+            Ok((
+                r.get(0)?,
+                SentDigest {
+                    packet_no: u64_at(r, 1)?,
+                    digest: hash_at(r, 2)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let plan = Rewrite::plan(&stored, sent_digests, |d| d.packet_no);
+    plan.delete(conn, "_sync_sent_digests", node)?;
+    let mut insert = conn.prepare_cached(
         "INSERT INTO _sync_sent_digests(node_id, position, packet_no, digest) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (i, sent) in sent_digests.iter().enumerate() {
+    for (position, sent) in plan.insert {
         let SentDigest { packet_no, digest } = sent;
-        digests.execute(params![
-            info.id.as_bytes(),
-            i as i64,
-            n(*packet_no),
-            &digest[..]
-        ])?;
+        insert.execute(params![node, position, n(*packet_no), &digest[..]])?;
     }
-    conn.prepare_cached("DELETE FROM _sync_in_flight WHERE node_id = ?1")?
-        .execute([info.id.as_bytes()])?;
+    let stored: Vec<(i64, InFlight)> = conn
+        .prepare_cached(
+            "SELECT position, packet_no, upto_seq, digest, resync FROM _sync_in_flight
+             WHERE node_id = ?1 ORDER BY position",
+        )?
+        .query_map([node], |r| {
+            Ok((
+                r.get(0)?,
+                InFlight {
+                    packet_no: u64_at(r, 1)?,
+                    upto_seq: u64_at(r, 2)?,
+                    digest: hash_at(r, 3)?,
+                    resync: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let plan = Rewrite::plan(&stored, in_flight, |f| f.packet_no);
+    plan.delete(conn, "_sync_in_flight", node)?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO _sync_in_flight(node_id, position, packet_no, upto_seq, digest, resync)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for (i, flight) in in_flight.iter().enumerate() {
+    for (position, flight) in plan.insert {
         let InFlight {
             packet_no,
             upto_seq,
@@ -138,8 +166,8 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
             resync,
         } = flight;
         insert.execute(params![
-            info.id.as_bytes(),
-            i as i64,
+            node,
+            position,
             n(*packet_no),
             n(*upto_seq),
             &digest[..],
@@ -147,6 +175,73 @@ pub(crate) fn put_peer(conn: &Connection, p: &PeerState) -> rusqlite::Result<()>
         ])?;
     }
     Ok(())
+}
+
+/// The row writes that turn a peer's stored list (sent digests, packets in
+/// flight) into its new value. The lists change at their ends only (new
+/// packets appended, acknowledged or old ones dropped from the front), so an
+/// exchange usually deletes a row or two and inserts one instead of
+/// rewriting every row: rows that stay keep their position and new ones are
+/// numbered by their packet number, above every kept position, which keeps
+/// `ORDER BY position` in list order. Any other change rewrites the list.
+struct Rewrite<'a, E> {
+    /// Positions to delete (`None`: every row of the node).
+    delete: Option<Vec<i64>>,
+    /// Rows to insert, with their positions.
+    insert: Vec<(i64, &'a E)>,
+}
+
+impl<'a, E: PartialEq> Rewrite<'a, E> {
+    fn plan(stored: &[(i64, E)], new: &'a [E], packet_no: impl Fn(&E) -> u64) -> Self {
+        let mut delete = Vec::new();
+        let mut kept = 0;
+        for (position, entry) in stored {
+            if new.get(kept) == Some(entry) {
+                kept += 1;
+            } else {
+                delete.push(*position);
+            }
+        }
+        let mut floor = stored
+            .iter()
+            .filter(|(p, _)| !delete.contains(p))
+            .map(|(p, _)| *p)
+            .max();
+        let mut insert = Vec::new();
+        for entry in &new[kept..] {
+            let position = i64::try_from(packet_no(entry)).unwrap_or(i64::MAX);
+            if floor.is_some_and(|f| position <= f) {
+                return Rewrite {
+                    delete: None,
+                    insert: (0..).zip(new).collect(),
+                };
+            }
+            floor = Some(position);
+            insert.push((position, entry));
+        }
+        Rewrite {
+            delete: Some(delete),
+            insert,
+        }
+    }
+
+    fn delete(&self, conn: &Connection, table: &str, node: &[u8]) -> rusqlite::Result<()> {
+        match &self.delete {
+            None => conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE node_id = ?1"))?
+                .execute([node])
+                .map(drop),
+            Some(positions) => {
+                let mut delete = conn.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE node_id = ?1 AND position = ?2"
+                ))?;
+                for position in positions {
+                    delete.execute(params![node, position])?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn with_in_flight(conn: &Connection, mut peer: PeerState) -> Result<PeerState, StoreError> {

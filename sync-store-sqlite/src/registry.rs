@@ -276,6 +276,36 @@ pub(crate) fn count_pending(
         .map_err(read_error("counting pending changes"))
 }
 
+/// How many registry rows match `query` with a sequence of at most
+/// `upto_seq`: a range of the sequence index, so the cost follows the rows in
+/// the range, not the registry.
+pub(crate) fn count_pending_upto(
+    conn: &Connection,
+    query: &PendingQuery,
+    local: NodeId,
+    upto_seq: u64,
+) -> Result<u64, StoreError> {
+    if upto_seq <= query.after_seq {
+        return Ok(0);
+    }
+    let sql = format!("SELECT count(*) FROM _sync_changes WHERE {PENDING_WHERE} AND seq <= ?5");
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    bound(query.after_seq),
+                    query.peer.as_bytes(),
+                    bound(query.resend_own_upto),
+                    local.as_bytes(),
+                    bound(upto_seq)
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|c| c as u64)
+        .map_err(read_error("counting pending changes"))
+}
+
 /// Registry rows of one type with ids above `after`, ascending by id.
 pub(crate) fn by_type(
     conn: &Connection,

@@ -3,6 +3,7 @@
 //! and the store's own echoes dropped before commit.
 
 use std::cell::{Cell, RefCell};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -485,6 +486,45 @@ impl StoreTxn for SqliteTxn<'_> {
 
     fn count_pending(&self, query: &PendingQuery) -> Result<u64, StoreError> {
         registry::count_pending(self.conn(), query, self.local_id()?)
+    }
+
+    fn visit_pending(
+        &self,
+        query: &PendingQuery,
+        visit: &mut dyn FnMut(StoredEntity) -> ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        // Registry rows are read in small chunks and each entity is loaded
+        // only when it is visited, so a packet's byte limit bounds memory
+        // whatever the size of the backlog.
+        const CHUNK: usize = 64;
+        let local = self.local_id()?;
+        let mut left = query.limit;
+        let mut next = PendingQuery {
+            limit: CHUNK.min(left),
+            ..*query
+        };
+        while left > 0 {
+            let entries = registry::pending(self.conn(), &next, local)?;
+            let last = entries.len() < next.limit;
+            for entry in entries {
+                next.after_seq = entry.meta.seq;
+                let ty = self.store.types.by_id(entry.type_id)?;
+                let stored = self.load(&ty, entry.id, entry.meta, true)?;
+                left -= 1;
+                if visit(stored).is_break() {
+                    return Ok(());
+                }
+            }
+            if last {
+                break;
+            }
+            next.limit = CHUNK.min(left);
+        }
+        Ok(())
+    }
+
+    fn count_pending_upto(&self, query: &PendingQuery, upto_seq: u64) -> Result<u64, StoreError> {
+        registry::count_pending_upto(self.conn(), query, self.local_id()?, upto_seq)
     }
 
     fn entities(

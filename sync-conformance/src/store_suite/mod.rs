@@ -39,6 +39,7 @@ macro_rules! store_suite {
                 registry::put_peer_replaces_existing,
                 registry::peers_are_ordered_by_id,
                 registry::peer_state_survives_many_updates,
+                registry::peer_lists_read_back_after_any_change,
                 registry::meta_round_trips_and_lists_by_prefix,
                 registry::dropped_txn_discards_meta,
                 entities::empty_store_has_last_seq_zero,
@@ -71,6 +72,8 @@ macro_rules! store_suite {
                 pending::count_pending_ignores_limit,
                 pending::count_pending_matches_pending,
                 pending::pending_for_peer_state_round_trip,
+                pending::visit_pending_matches_pending_and_stops,
+                pending::count_pending_upto_counts_a_range,
                 atomicity::dropped_txn_discards_local_node,
                 atomicity::dropped_txn_discards_peer,
                 atomicity::dropped_txn_discards_peer_update,
@@ -131,6 +134,9 @@ macro_rules! store_suite {
                 engine::engine_refused_change_is_quarantined,
                 engine::engine_node_refusal_is_reported_to_the_hub,
                 engine::engine_parked_change_is_visible_and_expires,
+                engine::engine_selected_packet_leaves_the_rest_pending,
+                engine::engine_catch_up_progress_counts_down,
+                engine::engine_idle_exchange_commits_once_at_the_hub,
             }
         }
     };

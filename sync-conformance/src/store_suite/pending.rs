@@ -232,3 +232,98 @@ pub fn pending_for_peer_state_round_trip<S: Store>(make: impl Fn() -> S) {
         (7..10u128).map(Uuid::from_u128).collect::<Vec<_>>()
     );
 }
+
+/// `visit_pending` hands over what `pending` returns, in the same order,
+/// honours the limit, and stops at the change where the visitor breaks (the
+/// engine stops loading once a packet is full).
+pub fn visit_pending_matches_pending_and_stops<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let sources = [node_id(1), hub_id()];
+    for i in 0..300u128 {
+        put(
+            &mut store,
+            &report(i % 250, i as i64),
+            sources[(i % 2) as usize],
+        );
+    }
+    for limit in [0, 1, 63, 64, 65, 130, usize::MAX] {
+        let q = PendingQuery {
+            limit,
+            ..query(node_id(1), 3, limit)
+        };
+        let expected = pending(&mut store, &q);
+        let visited = read(&mut store, |txn| {
+            let mut seen = Vec::new();
+            txn.visit_pending(&q, &mut |s| {
+                seen.push(s);
+                std::ops::ControlFlow::Continue(())
+            })
+            .expect("visit_pending");
+            seen
+        });
+        assert_eq!(visited, expected, "limit {limit}");
+    }
+    let q = query(node_id(1), 0, usize::MAX);
+    let total = pending(&mut store, &q).len();
+    assert!(total > 100, "{total} changes are owed, more than a chunk");
+    for stop_after in [1usize, 64, 65, 100] {
+        let visited = read(&mut store, |txn| {
+            let mut seen = 0usize;
+            txn.visit_pending(&q, &mut |_| {
+                seen += 1;
+                if seen == stop_after {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })
+            .expect("visit_pending");
+            seen
+        });
+        assert_eq!(visited, stop_after, "the visit stops where asked");
+    }
+}
+
+/// `count_pending_upto` counts the matching changes up to a sequence:
+/// nothing for an empty range, everything up to the last sequence, and the
+/// same as filtering `pending` for every range.
+pub fn count_pending_upto_counts_a_range<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    let sources = [node_id(1), node_id(2), hub_id()];
+    let seqs: Vec<u64> = (0..60u128)
+        .map(|i| {
+            put(
+                &mut store,
+                &report(i % 41, i as i64),
+                sources[(i % 3) as usize],
+            )
+        })
+        .collect();
+    for peer in [node_id(1), node_id(3)] {
+        for after in [0, seqs[5], seqs[30]] {
+            for upto in [0, after, seqs[20], seqs[45], seqs[59], u64::MAX] {
+                let q = PendingQuery {
+                    peer,
+                    after_seq: after,
+                    resend_own_upto: 0,
+                    limit: 1,
+                };
+                let expected = pending(
+                    &mut store,
+                    &PendingQuery {
+                        limit: usize::MAX,
+                        ..q
+                    },
+                )
+                .iter()
+                .filter(|s| s.seq <= upto)
+                .count() as u64;
+                let counted = read(&mut store, |txn| {
+                    txn.count_pending_upto(&q, upto)
+                        .expect("count_pending_upto")
+                });
+                assert_eq!(counted, expected, "{q:?} up to {upto}");
+            }
+        }
+    }
+}

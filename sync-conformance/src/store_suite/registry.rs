@@ -232,3 +232,59 @@ pub fn dropped_txn_discards_meta<S: Store>(make: impl Fn() -> S) {
         Some(b"v1".to_vec())
     );
 }
+
+/// A peer's packet lists (in flight, sent digests) read back exactly after
+/// every kind of change the engine makes to them: appends, drops from the
+/// front, a pinned first entry, a clear, a trim to the history length, and
+/// an entry replaced under the same packet number.
+pub fn peer_lists_read_back_after_any_change<S: Store>(make: impl Fn() -> S) {
+    use sync_core::node_registry::SentDigest;
+    let mut store = make();
+    let mut model = PeerState::new(hub_info());
+    let flight = |n: u64, salt: u8| InFlight {
+        packet_no: n,
+        upto_seq: n * 3 + u64::from(salt),
+        digest: [n as u8 ^ salt; 32],
+        resync: n % 5 == 0,
+    };
+    for step in 1..=150u64 {
+        match step % 17 {
+            // A restore: the numbering moves on and the window is emptied.
+            0 => {
+                model.in_flight.clear();
+                model.sent_packet_no += 10;
+            }
+            // The newest entry replaced by another under the same number.
+            7 => {
+                if let Some(last) = model.in_flight.last_mut() {
+                    *last = flight(last.packet_no, 0x55);
+                }
+                if let Some(last) = model.sent_digests.last_mut() {
+                    last.digest = [0x55; 32];
+                }
+            }
+            _ => {
+                model.sent_packet_no += 1;
+                let n = model.sent_packet_no;
+                model.in_flight.push(flight(n, 0));
+                model.sent_digests.push(SentDigest {
+                    packet_no: n,
+                    digest: [n as u8; 32],
+                });
+                let excess = model.sent_digests.len().saturating_sub(64);
+                model.sent_digests.drain(..excess);
+                // Keep the first entry pinned, drop the next ones.
+                if model.in_flight.len() > 6 {
+                    model.in_flight.remove(1);
+                }
+                if step % 4 == 0 {
+                    let ack = model.sent_packet_no - 2;
+                    model.in_flight.retain(|f| f.packet_no > ack);
+                }
+            }
+        }
+        write(&mut store, |txn| txn.put_peer(&model).expect("put_peer"));
+        let back = read(&mut store, |txn| txn.peer(model.id()).expect("peer"));
+        assert_eq!(back.as_ref(), Some(&model), "after step {step}");
+    }
+}

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::apply::{ApplyStats, apply_change};
+use super::outgoing::{self, Selection, Transmit};
 use super::{Ctx, Engine, quarantine};
 use crate::codec::{self, OpenedEnvelope, OpenedPacket, VerifiedRequest};
 use std::collections::BTreeMap;
@@ -123,7 +124,9 @@ impl<S: Store> Engine<S> {
             }
         };
         match request.envelope {
-            OpenedEnvelope::Packet(mut packet) => self.handle_packet(&mut packet, now),
+            OpenedEnvelope::Packet(mut packet) => {
+                self.handle_packet(&mut packet, now, false).map(|(i, _)| i)
+            }
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         }
     }
@@ -262,12 +265,17 @@ impl<S: Store> Engine<S> {
             }
         }
         let result = match request.envelope {
-            OpenedEnvelope::Packet(mut packet) => self.handle_packet(&mut packet, now),
+            OpenedEnvelope::Packet(mut packet) => self.with_codec(reply_codec, |engine| {
+                engine.handle_packet(&mut packet, now, true)
+            }),
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         };
         match result {
-            Ok(incoming) => {
-                let bytes = self.build_reply(incoming.from, reply_codec, now)?.bytes;
+            Ok((incoming, reply)) => {
+                let bytes = match reply {
+                    Some(reply) => reply.bytes,
+                    None => self.build_reply(incoming.from, reply_codec, now)?.bytes,
+                };
                 Ok(Reply {
                     bytes,
                     outcome: Outcome {
@@ -294,16 +302,21 @@ impl<S: Store> Engine<S> {
         peer: NodeId,
         codec: Option<Codec>,
         now: Timestamp,
-    ) -> Result<super::Transmit, SyncError> {
+    ) -> Result<Transmit, SyncError> {
+        self.with_codec(codec, |engine| engine.build_packet(peer, now))
+    }
+
+    /// Runs `f` with packets compressed by `codec` (the configured codec
+    /// when `None`): the configured codec is what packets are built with,
+    /// and it is put back right after, whatever the result.
+    fn with_codec<R>(&mut self, codec: Option<Codec>, f: impl FnOnce(&mut Self) -> R) -> R {
         let Some(codec) = codec.filter(|c| *c != self.config.codec) else {
-            return self.build_packet(peer, now);
+            return f(self);
         };
-        // The configured codec is what `build_packet` compresses with; it is
-        // put back right after, whatever the result.
         let configured = std::mem::replace(&mut self.config.codec, codec);
-        let built = self.build_packet(peer, now);
+        let result = f(self);
         self.config.codec = configured;
-        built
+        result
     }
 
     /// An error envelope for `error` with the outcome that describes it.
@@ -351,15 +364,19 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Verifies and applies a packet; with `reply`, the answering packet is
+    /// built and recorded in the same transaction (one commit per exchange
+    /// at the hub) and returned too, unless the packet was a duplicate.
     fn handle_packet(
         &mut self,
         packet: &mut OpenedPacket,
         now: Timestamp,
-    ) -> Result<Incoming, SyncError> {
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let sender = packet.header.sender;
-        let result = self.apply_packet(packet, now);
+        let result = self.apply_packet(packet, now, reply);
         match &result {
-            Ok(incoming) => self.after_packet(incoming, &packet.header),
+            Ok((incoming, _)) => self.after_packet(incoming, &packet.header),
             Err(error) => self.refused(sender, error, now),
         }
         result
@@ -373,10 +390,11 @@ impl<S: Store> Engine<S> {
         &mut self,
         packet: &mut OpenedPacket,
         now: Timestamp,
-    ) -> Result<Incoming, SyncError> {
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let mut quarantine = BTreeMap::new();
         loop {
-            let result = self.apply_packet_once(packet, now, &quarantine);
+            let result = self.apply_packet_once(packet, now, &quarantine, reply);
             match result.as_ref().err().and_then(quarantine::refused) {
                 Some((key, reason)) if !quarantine.contains_key(key) => {
                     quarantine.insert(key.clone(), reason.to_owned());
@@ -391,8 +409,10 @@ impl<S: Store> Engine<S> {
         packet: &mut OpenedPacket,
         now: Timestamp,
         quarantine: &BTreeMap<EntityKey, String>,
-    ) -> Result<Incoming, SyncError> {
+        reply: bool,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let header = &packet.header;
+        let counted = self.pending_counts.get(&header.sender).copied();
         check_addressing(header, self.local.id)?;
         let repeated_resync = header.resync
             && self
@@ -427,7 +447,7 @@ impl<S: Store> Engine<S> {
             reinitialized: false,
         };
         if incoming.duplicate {
-            return Ok(incoming);
+            return Ok((incoming, None));
         }
         let body = match packet.decoded.take() {
             Some(body) => body?,
@@ -464,8 +484,16 @@ impl<S: Store> Engine<S> {
         peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
         peer.schema_version = Some(header.schema_version.clone());
-        txn.put_peer(&peer)?;
         let has_pending = !txn.pending(&PendingQuery::for_peer(&peer, 1))?.is_empty();
+        let built = if reply {
+            let all = Selection::all();
+            Some(outgoing::build_in_txn(
+                &mut txn, &ctx, &mut peer, now, &all, counted,
+            )?)
+        } else {
+            txn.put_peer(&peer)?;
+            None
+        };
         // A store may refuse a version only at commit (a UNIQUE value still
         // held when the packet is through): name the change that wrote it.
         txn.commit().map_err(|e| match e {
@@ -477,6 +505,10 @@ impl<S: Store> Engine<S> {
         })?;
         let events = ctx.events;
         self.emit_all(events);
+        let reply = built.map(|(transmit, counted)| {
+            self.after_build(&transmit, counted);
+            transmit
+        });
         if let Some(answered) = resync_answered {
             self.resync_answered.insert(header.sender, answered);
         }
@@ -491,7 +523,7 @@ impl<S: Store> Engine<S> {
             has_pending,
             told,
         );
-        Ok(incoming)
+        Ok((incoming, reply))
     }
 
     /// Session bookkeeping after a packet from `incoming.from`.

@@ -30,7 +30,7 @@ use crate::timer::{Armed, Timer};
 
 pub use incoming::{Incoming, Outcome, Reply};
 pub use local::{LocalWrite, ManualChoice};
-pub use outgoing::Transmit;
+pub use outgoing::{Selection, Transmit};
 
 /// One node's sync engine over a store `S`.
 ///
@@ -54,6 +54,10 @@ pub struct Engine<S: Store> {
     /// request and is not answered again. Volatile: after a restart a
     /// repeated flag costs at most one more resend.
     resync_answered: BTreeMap<NodeId, u64>,
+    /// Per peer: the count behind the progress total of the last packet
+    /// built with more to send, updated by difference on the next one.
+    /// Volatile: after a restart the first such packet counts again.
+    pending_counts: BTreeMap<NodeId, outgoing::PendingCount>,
     /// This session has its own writer id (see `Engine::prepare_writer`):
     /// set by the first local write of a session on an existing store.
     writer_moved: bool,
@@ -213,6 +217,7 @@ impl<S: Store> Engine<S> {
             dropped_events: 0,
             sessions: BTreeMap::new(),
             resync_answered: BTreeMap::new(),
+            pending_counts: BTreeMap::new(),
             writer_moved: false,
         }
     }

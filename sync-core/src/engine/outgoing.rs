@@ -1,6 +1,9 @@
 //! Building packets: batch selection from the change registry, parents
 //! before children, numbering, and in-flight bookkeeping.
 
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
 use bytes::Bytes;
 
 use super::{Ctx, Engine};
@@ -61,77 +64,236 @@ impl<S: Store> Engine<S> {
     /// last packet and up to one batch of pending changes (all unacknowledged
     /// changes are sent again). The hub calls this to answer a node.
     pub fn build_packet(&mut self, peer: NodeId, now: Timestamp) -> Result<Transmit, SyncError> {
+        self.build_packet_with(peer, now, &Selection::all())
+    }
+
+    /// Builds the next packet for `peer` holding only the pending changes
+    /// that `selection` picks (an export of some entity types, or of the
+    /// changes stored since a time). Changes it leaves out stay pending: the
+    /// packet is recorded as covering only the changes before the first one
+    /// it skipped, so its acknowledgement never acknowledges a change it did
+    /// not carry. Selected changes after that point travel again in the
+    /// next full packet (receivers treat a version they hold as old news).
+    ///
+    /// ```
+    /// use sync_core::{Selection, Timestamp};
+    ///
+    /// let orders_this_week = Selection::all()
+    ///     .with_types(["order", "order_line"])
+    ///     .since(Timestamp::from_micros(1_700_000_000_000_000));
+    /// assert!(!orders_this_week.is_all());
+    /// ```
+    pub fn build_packet_with(
+        &mut self,
+        peer: NodeId,
+        now: Timestamp,
+        selection: &Selection,
+    ) -> Result<Transmit, SyncError> {
+        let counted = self.pending_counts.get(&peer).copied();
         let (store, ctx) = self.parts(now);
         let mut txn = store.begin()?;
         let mut state = txn.peer(peer)?.ok_or(SyncError::UnknownPeer(peer))?;
         if state.revoked {
             return Err(SyncError::RevokedPeer(peer));
         }
-        let batch = select_batch(&txn, &ctx, &state)?;
-        let mut changes: Vec<Change> = batch
-            .entities
-            .iter()
-            .map(|s| Change {
-                operation: s.operation_for(state.acked_seq),
-                entity: strip_excluded(&ctx, s),
-            })
-            .collect();
-        let packet_no = state.sent_packet_no + 1;
-        let (notices, put_back) =
-            super::quarantine::notices_for(&mut txn, &ctx, &state, packet_no, &changes)?;
-        changes.extend(put_back);
-        let (body, body_raw_len) =
-            codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
-        let pending_total = if batch.more {
-            txn.count_pending(&PendingQuery::for_peer(&state, usize::MAX))?
-        } else {
-            changes.len() as u64
-        };
-        let header = PacketHeader {
-            sender: ctx.local.id,
-            recipient: peer,
-            packet_no,
-            ack_packet_no: state.received_packet_no,
-            ack_digest: state.received_digest,
-            prev_digest: state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
-            gap_check_packet_no: state.gap_check.map_or(0, |g| g.packet_no),
-            gap_check_digest: state.gap_check.map_or([0; 32], |g| g.digest),
-            protocol_version: sync_proto::PROTOCOL_VERSION,
-            schema_version: ctx.config.schema.own.to_string(),
-            timestamp: now,
-            codec: ctx.config.codec,
-            body_sha256: sha256(&body),
-            entity_count: changes.len() as u32,
-            more: batch.more,
-            resync: state.resync_requested,
-            pending_total,
-            body_raw_len,
-        };
-        record_sent(
-            &mut state,
-            &header,
-            batch.upto_seq,
-            ctx.config.max_in_flight,
-            now,
-        );
-        txn.put_peer(&state)?;
+        let (transmit, counted) =
+            build_in_txn(&mut txn, &ctx, &mut state, now, selection, counted)?;
         txn.commit()?;
-        let transmit = Transmit {
-            to: peer,
-            packet_no: header.packet_no,
-            entity_count: header.entity_count,
-            more: header.more,
-            bytes: codec::encode_envelope(&Envelope::Packet(Packet {
-                header,
-                body: Bytes::from(body),
-            })),
-        };
-        if let Some(session) = self.sessions.get_mut(&peer) {
-            session.progress.sent += u64::from(transmit.entity_count);
-        }
-        self.progress_event(peer);
+        self.after_build(&transmit, counted);
         Ok(transmit)
     }
+
+    /// Bookkeeping once a packet built by [`build_in_txn`] is committed.
+    pub(super) fn after_build(&mut self, transmit: &Transmit, counted: Option<PendingCount>) {
+        match counted {
+            Some(counted) => self.pending_counts.insert(transmit.to, counted),
+            None => self.pending_counts.remove(&transmit.to),
+        };
+        if let Some(session) = self.sessions.get_mut(&transmit.to) {
+            session.progress.sent += u64::from(transmit.entity_count);
+        }
+        self.progress_event(transmit.to);
+    }
+}
+
+/// Which pending changes a packet may carry: every one (the default), or
+/// those of some entity types, or those stored since a time, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only changes of these entity types (`None`: every type).
+    pub entity_types: Option<BTreeSet<String>>,
+    /// Only changes stored here at or after this time
+    /// ([`StoredEntity::stored_at`]: the local write, or the arrival of the
+    /// packet that brought the change).
+    pub since: Option<Timestamp>,
+}
+
+impl Selection {
+    /// Every pending change.
+    pub fn all() -> Self {
+        Selection::default()
+    }
+
+    /// Also requires the change to be of one of `types`.
+    pub fn with_types<I, T>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.entity_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also requires the change to have been stored at or after `since`.
+    pub fn since(mut self, since: Timestamp) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Whether this selection picks every change.
+    pub fn is_all(&self) -> bool {
+        self.entity_types.is_none() && self.since.is_none()
+    }
+
+    /// Whether `stored` is picked.
+    pub fn includes(&self, stored: &StoredEntity) -> bool {
+        self.entity_types
+            .as_ref()
+            .is_none_or(|types| types.contains(&stored.entity.key.entity_type))
+            && self.since.is_none_or(|since| stored.stored_at >= since)
+    }
+}
+
+/// A remembered count of the changes a peer is owed, so that the progress
+/// total of each packet of a long catch-up costs a count of the changes
+/// acknowledged and written since the last packet, not of the whole backlog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PendingCount {
+    /// The peer's acknowledged mark when counted.
+    after_seq: u64,
+    /// [`PendingQuery::resend_own_upto`] when counted.
+    resend_own_upto: u64,
+    /// The store's last sequence when counted.
+    upto_seq: u64,
+    /// Matching changes in `(after_seq, upto_seq]`.
+    total: u64,
+}
+
+/// Builds the next packet for `state`'s peer inside `txn` and records it as
+/// sent there (the caller commits), returning it with the pending count to
+/// remember for the next one.
+pub(super) fn build_in_txn<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    state: &mut PeerState,
+    now: Timestamp,
+    selection: &Selection,
+    counted: Option<PendingCount>,
+) -> Result<(Transmit, Option<PendingCount>), SyncError> {
+    let peer = state.id();
+    let batch = select_batch(txn, ctx, state, selection)?;
+    let mut changes: Vec<Change> = batch
+        .entities
+        .iter()
+        .map(|s| Change {
+            operation: s.operation_for(state.acked_seq),
+            entity: strip_excluded(ctx, s),
+        })
+        .collect();
+    let packet_no = state.sent_packet_no + 1;
+    let (notices, put_back) = super::quarantine::notices_for(txn, ctx, state, packet_no, &changes)?;
+    changes.extend(put_back);
+    let (body, body_raw_len) =
+        codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
+    let (pending_total, counted) = if batch.more && selection.is_all() {
+        let counted = count_pending(txn, state, counted)?;
+        (counted.total.max(changes.len() as u64), Some(counted))
+    } else {
+        (changes.len() as u64, None)
+    };
+    let header = PacketHeader {
+        sender: ctx.local.id,
+        recipient: peer,
+        packet_no,
+        ack_packet_no: state.received_packet_no,
+        ack_digest: state.received_digest,
+        prev_digest: state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
+        gap_check_packet_no: state.gap_check.map_or(0, |g| g.packet_no),
+        gap_check_digest: state.gap_check.map_or([0; 32], |g| g.digest),
+        protocol_version: sync_proto::PROTOCOL_VERSION,
+        schema_version: ctx.config.schema.own.to_string(),
+        timestamp: now,
+        codec: ctx.config.codec,
+        body_sha256: sha256(&body),
+        entity_count: changes.len() as u32,
+        more: batch.more,
+        resync: state.resync_requested,
+        pending_total,
+        body_raw_len,
+    };
+    record_sent(
+        state,
+        &header,
+        batch.upto_seq,
+        ctx.config.max_in_flight,
+        now,
+    );
+    txn.put_peer(state)?;
+    let transmit = Transmit {
+        to: peer,
+        packet_no: header.packet_no,
+        entity_count: header.entity_count,
+        more: header.more,
+        bytes: codec::encode_envelope(&Envelope::Packet(Packet {
+            header,
+            body: Bytes::from(body),
+        })),
+    };
+    Ok((transmit, counted))
+}
+
+/// The number of changes `state`'s peer is owed, from the remembered count
+/// when it still describes this peer: minus the changes acknowledged since,
+/// plus those written since. A change written again after it was counted is
+/// counted twice until the next full count (the total is then an upper
+/// bound); the last packet of a catch-up always carries the exact figure.
+fn count_pending<T: StoreTxn>(
+    txn: &T,
+    state: &PeerState,
+    counted: Option<PendingCount>,
+) -> Result<PendingCount, SyncError> {
+    let query = PendingQuery::for_peer(state, usize::MAX);
+    let last = txn.last_seq()?;
+    let total = match counted {
+        Some(c)
+            if c.after_seq <= query.after_seq
+                && c.upto_seq <= last
+                && c.resend_own_upto == query.resend_own_upto =>
+        {
+            let acked = txn.count_pending_upto(
+                &PendingQuery {
+                    after_seq: c.after_seq,
+                    ..query
+                },
+                query.after_seq.min(c.upto_seq),
+            )?;
+            let written = txn.count_pending_upto(
+                &PendingQuery {
+                    after_seq: c.upto_seq.max(query.after_seq),
+                    ..query
+                },
+                last,
+            )?;
+            c.total.saturating_sub(acked).saturating_add(written)
+        }
+        _ => txn.count_pending_upto(&query, last)?,
+    };
+    Ok(PendingCount {
+        after_seq: query.after_seq,
+        resend_own_upto: query.resend_own_upto,
+        upto_seq: last,
+        total,
+    })
 }
 
 /// Entities chosen for one packet.
@@ -148,32 +310,58 @@ struct Batch {
 /// parents first. A child whose pending parent falls beyond the batch is
 /// parked by the receiver until the parent arrives in a later packet; pulling
 /// the parent forward would resend it after this packet is acknowledged.
-fn select_batch<T: StoreTxn>(txn: &T, ctx: &Ctx<'_>, peer: &PeerState) -> Result<Batch, SyncError> {
+///
+/// Changes are loaded one at a time and the byte limit is checked before the
+/// next is taken, so a batch never holds more than its limits plus one
+/// change, however long the backlog.
+fn select_batch<T: StoreTxn>(
+    txn: &T,
+    ctx: &Ctx<'_>,
+    peer: &PeerState,
+    selection: &Selection,
+) -> Result<Batch, SyncError> {
     let limit = ctx.config.batch_entities;
-    let candidates = txn.pending(&PendingQuery::for_peer(peer, limit.saturating_add(1)))?;
-    let mut entities = Vec::with_capacity(candidates.len().min(limit));
-    let mut bytes = 0usize;
-    for candidate in &candidates {
-        let size = approx_size(candidate);
-        if entities.len() == limit
-            || (!entities.is_empty() && bytes + size > ctx.config.batch_bytes)
-        {
-            break;
-        }
-        bytes += size;
-        entities.push(candidate.clone());
-    }
-    let complete = entities.len() == candidates.len();
-    let upto_seq = if complete {
-        txn.last_seq()?
+    let query_limit = if selection.is_all() {
+        limit.saturating_add(1)
     } else {
-        entities.last().map_or(peer.acked_seq, |e| e.seq)
+        usize::MAX
     };
+    let mut entities = Vec::new();
+    let mut bytes = 0usize;
+    let mut more = false;
+    let mut first_skipped = None;
+    txn.visit_pending(
+        &PendingQuery::for_peer(peer, query_limit),
+        &mut |candidate| {
+            if !selection.includes(&candidate) {
+                first_skipped.get_or_insert(candidate.seq);
+                return ControlFlow::Continue(());
+            }
+            let size = approx_size(&candidate);
+            if entities.len() == limit
+                || (!entities.is_empty() && bytes + size > ctx.config.batch_bytes)
+            {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            bytes += size;
+            entities.push(candidate);
+            ControlFlow::Continue(())
+        },
+    )?;
+    let mut upto_seq = if more {
+        entities.last().map_or(peer.acked_seq, |e| e.seq)
+    } else {
+        txn.last_seq()?
+    };
+    if let Some(skipped) = first_skipped {
+        upto_seq = upto_seq.min(skipped - 1).max(peer.acked_seq);
+    }
     entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
     Ok(Batch {
         entities,
         upto_seq,
-        more: !complete,
+        more,
     })
 }
 
