@@ -192,6 +192,111 @@ pub fn decode_body_with(
     })
 }
 
+/// A request opened by [`open_request`] without any engine state: the
+/// envelope decoded and its header checked, the body hash verified, the
+/// body decompressed and decoded. Hand it to
+/// [`crate::Engine::respond_verified`], which then does only the store
+/// work; a server opens requests outside the engine's lock.
+///
+/// A body whose hash or decoding fails does not make [`open_request`]
+/// fail: the failure is kept and reported by the engine in the order it
+/// checks every packet (addressing, sender, schema, clock, then the body),
+/// so a request gets the same answer however it reaches the engine.
+#[derive(Debug)]
+pub struct VerifiedRequest {
+    pub(crate) envelope: OpenedEnvelope,
+    reply_codec: Option<Codec>,
+}
+
+/// What a request carries.
+#[derive(Debug)]
+pub(crate) enum OpenedEnvelope {
+    /// A packet.
+    Packet(Box<OpenedPacket>),
+    /// The peer's refusal of a packet of ours.
+    Refusal(ErrorMessage),
+}
+
+/// A packet with its body checked.
+#[derive(Debug)]
+pub(crate) struct OpenedPacket {
+    /// The header.
+    pub header: PacketHeader,
+    /// The compressed body, kept to decode again when an apply is retried.
+    pub body: Bytes,
+    /// The body's SHA-256 matches the header.
+    pub hash_ok: bool,
+    /// The decoded body (when the hash holds), until the engine takes it.
+    pub decoded: Option<Result<Body, PeerError>>,
+}
+
+impl VerifiedRequest {
+    /// The sender the request names (not yet checked against anything but
+    /// its own bytes).
+    pub fn sender(&self) -> NodeId {
+        match &self.envelope {
+            OpenedEnvelope::Packet(packet) => packet.header.sender,
+            OpenedEnvelope::Refusal(message) => message.sender,
+        }
+    }
+
+    /// The packet's header; `None` when the request is an error envelope.
+    pub fn packet_header(&self) -> Option<&PacketHeader> {
+        match &self.envelope {
+            OpenedEnvelope::Packet(packet) => Some(&packet.header),
+            OpenedEnvelope::Refusal(_) => None,
+        }
+    }
+
+    /// The codec the reply packet's body is compressed with: the one set by
+    /// [`VerifiedRequest::with_reply_codec`], else the codec of the
+    /// request's packet (every peer reads what it writes), else (an error
+    /// envelope) `None`, for the engine's configured codec.
+    pub fn reply_codec(&self) -> Option<Codec> {
+        self.reply_codec
+            .or_else(|| self.packet_header().map(|h| h.codec))
+    }
+
+    /// Answers with `codec` whatever the request's packet used: for a
+    /// transport that learned what the peer reads some other way (an HTTP
+    /// `Accept-Encoding` that names gzip only).
+    pub fn with_reply_codec(mut self, codec: Codec) -> Self {
+        self.reply_codec = Some(codec);
+        self
+    }
+}
+
+/// Opens a request without the engine: decodes the envelope (sizes, field
+/// shapes, header hash), checks the body's SHA-256 and decompresses and
+/// decodes the body, all bounded by `limits` (pass the engine's
+/// configured limits). Pure: no engine state, no IO; run it
+/// on any thread, then hand the result to
+/// [`crate::Engine::respond_verified`].
+///
+/// An envelope that cannot be decoded is an `Err`; answer it with
+/// [`crate::Engine::respond_unreadable`]. A body that fails its hash or
+/// its decoding is kept in the request for the engine to report (see
+/// [`VerifiedRequest`]).
+pub fn open_request(bytes: &[u8], limits: &Limits) -> Result<VerifiedRequest, PeerError> {
+    let envelope = match decode_envelope(bytes, limits)? {
+        Envelope::Packet(packet) => {
+            let hash_ok = sha256(&packet.body) == packet.header.body_sha256;
+            let decoded = hash_ok.then(|| decode_body_with(&packet.header, &packet.body, limits));
+            OpenedEnvelope::Packet(Box::new(OpenedPacket {
+                header: packet.header,
+                body: packet.body,
+                hash_ok,
+                decoded,
+            }))
+        }
+        Envelope::Error(message) => OpenedEnvelope::Refusal(message),
+    };
+    Ok(VerifiedRequest {
+        envelope,
+        reply_codec: None,
+    })
+}
+
 /// Compresses with `codec`. zstd at level 1 (fast, same ratio as gzip here).
 pub fn compress(codec: Codec, raw: &[u8]) -> Vec<u8> {
     match codec {

@@ -64,6 +64,7 @@ pub mod transport;
 pub mod value;
 
 pub use clock::{Causality, Dot, Stamp, VersionVector};
+pub use codec::{VerifiedRequest, open_request};
 pub use config::EngineConfig;
 pub use conflict::{
     AuditRecord, ConflictContext, ConflictSide, ConflictStrategy, Decision, FieldFallback,

@@ -47,6 +47,22 @@ pub enum TransportError {
         /// Explanation.
         message: String,
     },
+    /// The peer is overloaded or rate limited this node and said how long
+    /// to wait (HTTP 429 or 503 with `Retry-After`). A driver sends nothing
+    /// to it before `retry_after_ms` has passed.
+    #[error(
+        "{target} asked to wait {retry_after_ms} ms before the next request (status {status}): {message}; syncing will retry then"
+    )]
+    RetryAfter {
+        /// Address tried.
+        target: String,
+        /// Transport status (e.g. HTTP 429 or 503).
+        status: u16,
+        /// How long to wait before the next request, in milliseconds.
+        retry_after_ms: u64,
+        /// Explanation.
+        message: String,
+    },
     /// The peer went away mid-exchange.
     #[error("the connection to {target} closed mid-exchange; syncing will retry")]
     Closed {
@@ -71,8 +87,19 @@ impl TransportError {
             TransportError::Unreachable { .. }
             | TransportError::Timeout { .. }
             | TransportError::Closed { .. }
-            | TransportError::Io { .. } => true,
+            | TransportError::Io { .. }
+            | TransportError::RetryAfter { .. } => true,
             TransportError::Refused { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+
+    /// How long the peer asked to wait before the next request
+    /// ([`TransportError::RetryAfter`]), in milliseconds; `None` when it
+    /// did not say.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            TransportError::RetryAfter { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 }

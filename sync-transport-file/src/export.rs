@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
-use sync_core::{Engine, NodeId, Store, Timestamp};
+use sync_core::{Engine, NodeId, Selection, Store, Timestamp};
 
 use crate::error::FileError;
 use crate::format::{FILE_EXTENSION, FileHeader};
@@ -61,13 +61,9 @@ pub struct Exported {
 /// ([`sync_core::EngineConfig::batch`]); [`Exported::more`] says when more
 /// is waiting.
 ///
-/// Every pending change goes into the packet (up to the batch): choosing
-/// only some entity types, or only changes since a time, is not offered.
-/// The engine acknowledges a packet as covering every change up to a
-/// sequence number, so a packet that skipped changes would have them
-/// acknowledged unsent; selection needs the engine to build a packet from a
-/// filtered batch and record it as covering only the changes before the
-/// first one skipped.
+/// Every pending change goes into the packet (up to the batch); to export
+/// only some entity types, or only changes since a time, use
+/// [`export_selected`].
 ///
 /// The key is checked before the packet is built, so a missing key
 /// ([`FileError::NoPairKey`]) leaves the engine untouched. A failed write
@@ -80,10 +76,28 @@ pub fn export<S: Store>(
     options: &ExportOptions,
     now: Timestamp,
 ) -> Result<Exported, FileError> {
+    export_selected(engine, peer, dir, options, &Selection::all(), now)
+}
+
+/// [`export`] of only the pending changes `selection` picks (some entity
+/// types, changes stored since a time: [`Selection`]). The file holds
+/// every selected change (up to the batch) and nothing else; the
+/// unselected ones stay pending, and the packet is recorded as covering
+/// only the changes before the first one it skipped, so its
+/// acknowledgement never acknowledges a change it did not carry
+/// ([`Engine::build_packet_with`]).
+pub fn export_selected<S: Store>(
+    engine: &mut Engine<S>,
+    peer: NodeId,
+    dir: &Path,
+    options: &ExportOptions,
+    selection: &Selection,
+    now: Timestamp,
+) -> Result<Exported, FileError> {
     let key = pair_key(engine, peer)?.ok_or(FileError::NoPairKey { peer })?;
     fs::create_dir_all(dir).map_err(|e| FileError::io("create the folder", dir, e))?;
     let transmit = engine
-        .build_packet(peer, now)
+        .build_packet_with(peer, now, selection)
         .map_err(|source| FileError::Export {
             peer,
             source: Box::new(source),

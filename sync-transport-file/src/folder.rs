@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -379,8 +379,12 @@ fn complete_exports(parts: Vec<(PathBuf, OpenedPart)>) -> Vec<(PathBuf, OpenedPa
 /// in packet order (waiting for one when [`FolderOptions::wait_for_reply`]
 /// is set).
 ///
-/// Waiting blocks the calling thread (polling the inbox); run it where
-/// blocking is allowed (e.g. tokio's `spawn_blocking`).
+/// The file work and the wait run off the caller's thread: on tokio's
+/// blocking pool inside a tokio runtime, else on a thread of their own, so
+/// `exchange` never blocks an async thread and can be awaited from any
+/// executor. Dropping the `exchange` future (a driver's timeout) ends the
+/// wait before the next look at the inbox, so replies that arrive later
+/// stay there for the next exchange.
 ///
 /// ```
 /// use sync_core::{Engine, EngineConfig, EntityRegistry, EntityType, FieldKind, NodeId, NodeInfo};
@@ -421,13 +425,15 @@ fn complete_exports(parts: Vec<(PathBuf, OpenedPart)>) -> Vec<(PathBuf, OpenedPa
 /// ```
 #[derive(Debug)]
 pub struct FolderTransport {
-    endpoint: FolderEndpoint,
+    endpoint: Arc<FolderEndpoint>,
 }
 
 impl FolderTransport {
     /// A transport over `endpoint`.
     pub fn new(endpoint: FolderEndpoint) -> Self {
-        FolderTransport { endpoint }
+        FolderTransport {
+            endpoint: Arc::new(endpoint),
+        }
     }
 
     /// A transport for `engine`'s node to `peer` (its hub) over `paths`, with
@@ -445,37 +451,87 @@ impl FolderTransport {
     pub fn endpoint(&self) -> &FolderEndpoint {
         &self.endpoint
     }
+}
 
-    fn receive_waiting(&self) -> Result<Vec<Bytes>, TransportError> {
-        let deadline = self
-            .endpoint
-            .options
-            .wait_for_reply
-            .map(|w| (w, Instant::now() + w));
-        loop {
-            let received = self.endpoint.receive().map_err(io_error)?;
-            if !received.is_empty() {
-                return Ok(received.into_iter().map(|r| r.envelope).collect());
+/// Writes `outgoing` and collects the replies, polling the inbox until one
+/// arrives when the options say to wait. Blocking: runs off the async
+/// threads ([`off_thread`]). Stops early when `cancelled` says the caller
+/// went away.
+fn exchange_blocking(
+    endpoint: &FolderEndpoint,
+    outgoing: &[u8],
+    cancelled: impl Fn() -> bool,
+) -> Result<Vec<Bytes>, TransportError> {
+    endpoint.send(outgoing).map_err(io_error)?;
+    let deadline = endpoint
+        .options
+        .wait_for_reply
+        .map(|w| (w, Instant::now() + w));
+    loop {
+        let received = endpoint.receive().map_err(io_error)?;
+        if !received.is_empty() {
+            return Ok(received.into_iter().map(|r| r.envelope).collect());
+        }
+        match deadline {
+            None => return Ok(Vec::new()),
+            Some((wait, deadline)) if Instant::now() >= deadline => {
+                return Err(TransportError::Timeout {
+                    target: endpoint.paths.inbox.display().to_string(),
+                    after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
             }
-            match deadline {
-                None => return Ok(Vec::new()),
-                Some((wait, deadline)) if Instant::now() >= deadline => {
-                    return Err(TransportError::Timeout {
-                        target: self.endpoint.paths.inbox.display().to_string(),
-                        after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    });
-                }
-                Some(_) => std::thread::sleep(self.endpoint.options.poll_interval),
-            }
+            Some(_) => std::thread::sleep(endpoint.options.poll_interval),
+        }
+        if cancelled() {
+            // Nobody awaits the replies: leave them in the inbox for the
+            // next exchange.
+            return Ok(Vec::new());
         }
     }
+}
+
+/// Runs `work` off the caller's thread (tokio's blocking pool inside a
+/// tokio runtime, else a thread of its own) and awaits its result from
+/// any executor. `work` is told when the awaiting future was dropped.
+async fn off_thread<T, F>(target: String, work: F) -> Result<T, TransportError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Fn() -> bool) -> Result<T, TransportError> + Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job = move || {
+        let result = work(&|| done.is_closed());
+        // The caller went away: nobody wants the result.
+        let _ = done.send(result);
+    };
+    let spawned = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            drop(handle.spawn_blocking(job));
+            Ok(())
+        }
+        Err(_) => std::thread::Builder::new()
+            .name("syncplan-folder".into())
+            .spawn(job)
+            .map(drop),
+    };
+    spawned.map_err(|source| TransportError::Io {
+        context: format!("starting a thread for the folder exchange with {target}"),
+        source,
+    })?;
+    result
+        .await
+        .unwrap_or(Err(TransportError::Closed { target }))
 }
 
 #[async_trait::async_trait]
 impl Transport for FolderTransport {
     async fn exchange(&self, outgoing: Bytes) -> Result<Vec<Bytes>, TransportError> {
-        self.endpoint.send(&outgoing).map_err(io_error)?;
-        self.receive_waiting()
+        let endpoint = Arc::clone(&self.endpoint);
+        let target = endpoint.paths.inbox.display().to_string();
+        off_thread(target, move |cancelled| {
+            exchange_blocking(&endpoint, &outgoing, cancelled)
+        })
+        .await
     }
 }
 

@@ -89,8 +89,8 @@ mod seal;
 
 pub use error::{FileError, FileRejection};
 pub use export::{
-    ExportOptions, Exported, export, remove_stale_temp_files, seal_envelope, write_atomic,
-    write_files,
+    ExportOptions, Exported, export, export_selected, remove_stale_temp_files, seal_envelope,
+    write_atomic, write_files,
 };
 pub use folder::{
     FolderEndpoint, FolderOptions, FolderPaths, FolderTransport, REJECTED_DIR, Received, Served,

@@ -4,7 +4,9 @@
 //! hub's own CA, or one pinned certificate), bounds the connect and the
 //! whole request in time, and keeps connections alive for reuse. Timeouts,
 //! 5xx and 429 are transient [`TransportError`]s, which the driver retries
-//! on the engine's backoff; after a 429 no request leaves before its
+//! on the engine's backoff; a 429 or 503 with `Retry-After` is
+//! [`TransportError::RetryAfter`] (the `syncplan` driver waits at least
+//! that long), and after a 429 this transport sends nothing before its
 //! `Retry-After` has passed. A refusal from the hub (an error envelope) is
 //! a reply, for the engine to read.
 //!
@@ -321,13 +323,12 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     async fn exchange(&self, outgoing: Bytes) -> Result<Vec<Bytes>, TransportError> {
         if let Some(wait) = self.retry_after() {
-            return Err(self.refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "the hub asked to wait {} ms more before the next request",
-                    wait.as_millis()
-                ),
-            ));
+            return Err(TransportError::RetryAfter {
+                target: self.inner.target.display.clone(),
+                status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+                retry_after_ms: millis(wait),
+                message: "no request was sent: the hub's last answer asked to wait".into(),
+            });
         }
         let inner = Arc::clone(&self.inner);
         let coding = inner.config.compression;
@@ -502,7 +503,9 @@ impl Inner {
         }
     }
 
-    /// Keeps a fresh token, and a 429's `Retry-After`.
+    /// Keeps a fresh token, and a 429's `Retry-After` (the hub limits this
+    /// node: nothing is sent before it has passed). A 503's `Retry-After`
+    /// only travels in the error, for the driver to wait on.
     fn after_reply(&self, received: &Received) {
         if let Some(fresh) = received
             .headers
@@ -518,15 +521,10 @@ impl Inner {
                 self.token.send_replace(fresh.to_owned());
             }
         }
-        if received.status == StatusCode::TOO_MANY_REQUESTS {
-            let secs = received
-                .headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1)
-                .min(3600);
-            *lock(&self.blocked_until) = Some(Instant::now() + Duration::from_secs(secs));
+        if let Some(wait) =
+            retry_after(received).filter(|_| received.status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            *lock(&self.blocked_until) = Some(Instant::now() + wait);
         }
     }
 
@@ -540,6 +538,14 @@ impl Inner {
                 target: self.target.display.clone(),
                 after_ms: u64::try_from(self.config.request_timeout.as_millis())
                     .unwrap_or(u64::MAX),
+            };
+        }
+        if let Some(wait) = retry_after(received) {
+            return TransportError::RetryAfter {
+                target: self.target.display.clone(),
+                status: received.status.as_u16(),
+                retry_after_ms: millis(wait),
+                message,
             };
         }
         TransportError::Refused {
@@ -612,6 +618,29 @@ impl Inner {
             }),
         }
     }
+}
+
+/// How long a 429 or 503 asks to wait: its `Retry-After` in seconds (one
+/// second when it names none or a date; at most an hour).
+fn retry_after(received: &Received) -> Option<Duration> {
+    let status = received.status;
+    if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let header = received.headers.get(header::RETRY_AFTER);
+    if status == StatusCode::SERVICE_UNAVAILABLE && header.is_none() {
+        return None;
+    }
+    let secs = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .min(3600);
+    Some(Duration::from_secs(secs))
+}
+
+fn millis(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn bearer_value(token: &str) -> String {

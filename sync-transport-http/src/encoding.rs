@@ -156,6 +156,18 @@ impl ContentCoding {
         }
     }
 
+    /// How long `body` is once decoded, when that is known without
+    /// decoding: its own length for identity, the frame's declared size for
+    /// zstd (what this crate's encoder writes); `None` for gzip or a zstd
+    /// frame that does not say.
+    pub fn decoded_size_hint(self, body: &[u8]) -> Option<u64> {
+        match self {
+            ContentCoding::Identity => Some(body.len() as u64),
+            ContentCoding::Zstd => zstd::zstd_safe::get_frame_content_size(body).ok()?,
+            ContentCoding::Gzip => None,
+        }
+    }
+
     /// Decodes `body`, refusing output longer than `limit`.
     pub fn decode(self, body: &[u8], limit: usize) -> Result<Vec<u8>, CodingError> {
         match self {

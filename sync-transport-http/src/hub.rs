@@ -3,14 +3,17 @@
 //!
 //! Every method of [`Hub`] may block on the store; the server calls them on
 //! tokio's blocking pool (`spawn_blocking`), never on the async threads.
+//! The server opens each request ([`HubRequest::open`]: envelope decoding,
+//! body hash, decompression) before it calls [`Hub::exchange_request`], so
+//! a hub holds its lock only for the store work.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sync_core::codec::Limits;
 use sync_core::{
-    Engine, EntityRegistry, Event, NodeId, Outcome, PendingQuery, SecurityKind, Store, StoreTxn,
-    SyncError, Timestamp,
+    Engine, EntityRegistry, Event, NodeId, Outcome, PeerError, PendingQuery, Reply, SecurityKind,
+    Store, StoreTxn, SyncError, Timestamp, VerifiedRequest,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -28,6 +31,20 @@ pub trait Hub: Send + Sync + 'static {
     /// under one lock, so a node revoked meanwhile is not served.
     fn exchange(&self, node: NodeId, request: &[u8], now: Timestamp)
     -> Result<HubAnswer, HubError>;
+
+    /// [`Hub::exchange`] for a request the server already opened, outside
+    /// any lock ([`HubRequest::open`]). The server calls this one. The
+    /// default answers the request's bytes with [`Hub::exchange`]; a hub
+    /// over an [`Engine`] overrides it to skip the decoding
+    /// ([`Engine::respond_verified`]), as [`EngineHub`] does.
+    fn exchange_request(
+        &self,
+        node: NodeId,
+        request: HubRequest,
+        now: Timestamp,
+    ) -> Result<HubAnswer, HubError> {
+        self.exchange(node, &request.bytes, now)
+    }
 
     /// Whether `node` may sync.
     fn node_status(&self, node: NodeId) -> Result<NodeStatus, HubError>;
@@ -67,6 +84,33 @@ pub trait Hub: Send + Sync + 'static {
     /// A signal bumped whenever the hub may hold something new for some
     /// node (the long-poll endpoint waits on it).
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// One request for [`Hub::exchange_request`]: its bytes and what
+/// [`sync_core::open_request`] made of them.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct HubRequest {
+    /// The envelope as received (after the HTTP content coding).
+    pub bytes: Bytes,
+    /// The opened request, or why the envelope could not be opened.
+    pub opened: Result<VerifiedRequest, PeerError>,
+}
+
+impl HubRequest {
+    /// Opens `bytes` with `limits` (the hub's, [`HubInfo::limits`]): pure
+    /// CPU work, no lock, no store.
+    pub fn open(bytes: Bytes, limits: &Limits) -> Self {
+        let opened = sync_core::open_request(&bytes, limits);
+        HubRequest { bytes, opened }
+    }
+
+    /// Asks for the reply packet's body in `codec`, whatever the request's
+    /// packet used ([`VerifiedRequest::with_reply_codec`]).
+    pub fn with_reply_codec(mut self, codec: sync_core::Codec) -> Self {
+        self.opened = self.opened.map(|r| r.with_reply_codec(codec));
+        self
+    }
 }
 
 /// The answer of [`Hub::exchange`].
@@ -242,13 +286,26 @@ impl<S: Store + Send + 'static> Hub for EngineHub<S> {
         request: &[u8],
         now: Timestamp,
     ) -> Result<HubAnswer, HubError> {
+        let request = HubRequest::open(Bytes::copy_from_slice(request), &self.info.limits);
+        self.exchange_request(node, request, now)
+    }
+
+    fn exchange_request(
+        &self,
+        node: NodeId,
+        request: HubRequest,
+        now: Timestamp,
+    ) -> Result<HubAnswer, HubError> {
         let mut engine = self.lock();
         match status_of(&mut engine, node)? {
             NodeStatus::Unknown => return Ok(HubAnswer::UnknownNode),
             NodeStatus::Revoked => return Ok(HubAnswer::RevokedNode),
             NodeStatus::Active => {}
         }
-        let reply = engine.respond_as(node, request, now);
+        let reply: Result<Reply, SyncError> = match request.opened {
+            Ok(verified) => engine.respond_verified(node, verified, now),
+            Err(error) => Ok(engine.respond_unreadable(node, error, now)),
+        };
         let conflict_strategies = self.drain_events_of(&mut engine);
         drop(engine);
         let reply = reply?;

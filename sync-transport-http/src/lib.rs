@@ -84,7 +84,9 @@ pub use auth::{AuthError, AuthFailure, KeyStore, TokenAuthority, TokenPolicy, is
 pub use client::{ClientConfig, ClientError, HttpTransport};
 pub use clock::{Clock, ManualClock};
 pub use encoding::ContentCoding;
-pub use hub::{EngineHub, Hub, HubAnswer, HubError, HubInfo, HubReply, NodeLag, NodeStatus};
+pub use hub::{
+    EngineHub, Hub, HubAnswer, HubError, HubInfo, HubReply, HubRequest, NodeLag, NodeStatus,
+};
 pub use server::{HubServer, ServerConfig, ServerError};
 #[cfg(feature = "self-signed")]
 pub use tls::SelfSigned;

@@ -239,10 +239,20 @@ fn a_peer_that_asks_for_gzip_gets_gzip_and_the_data_arrives() {
                     }
                     _ => zstd::stream::decode_all(&reply.body[..]).expect("zstd"),
                 };
-                assert!(matches!(
-                    codec::decode_envelope(&decoded, &Limits::default()),
-                    Ok(Envelope::Packet(_))
-                ));
+                // Not only the HTTP body: the reply packet's own body is
+                // compressed with the coding asked for.
+                let packet = match codec::decode_envelope(&decoded, &Limits::default()) {
+                    Ok(Envelope::Packet(packet)) => packet,
+                    other => panic!("expected a packet, got {other:?}"),
+                };
+                let expected = match coding {
+                    ContentCoding::Gzip => Codec::Gzip,
+                    _ => Codec::Zstd,
+                };
+                assert_eq!(packet.header.codec, expected);
+                if coding == ContentCoding::Gzip {
+                    assert_eq!(&packet.body[..2], &[0x1f, 0x8b], "gzip packet body");
+                }
                 assert_eq!(hub_entities(&fx.hub), titles.len());
                 // The transport configured for `coding` syncs node 1 to the hub.
                 let transport = fx.transport_with(

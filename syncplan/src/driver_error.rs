@@ -55,6 +55,17 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// How long the hub asked to wait before the next request (the
+    /// `Retry-After` of the last failed exchange), if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            DriverError::Transport(e) | DriverError::GaveUp { last: e, .. } => {
+                e.retry_after_ms().map(std::time::Duration::from_millis)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a later session may succeed without anyone changing
     /// anything: the hub was unreachable or answered with a temporary
     /// refusal.

@@ -190,6 +190,74 @@ async fn a_transient_transport_error_is_retried_on_the_backoff() {
     assert!(on_hub.is_some());
 }
 
+/// A transport whose first exchange is answered "busy, retry after
+/// `wait`" (an HTTP 429 or 503 with `Retry-After`), then passes; it notes
+/// when each exchange was sent.
+struct Busy {
+    inner: LocalTransport<MemoryStore>,
+    wait: Duration,
+    sent: std::sync::Mutex<Vec<std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Busy {
+    async fn exchange(&self, outgoing: Bytes) -> Result<Vec<Bytes>, TransportError> {
+        let first = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(std::time::Instant::now());
+            sent.len() == 1
+        };
+        if first {
+            return Err(TransportError::RetryAfter {
+                target: "busy".into(),
+                status: 429,
+                retry_after_ms: self.wait.as_millis() as u64,
+                message: "over the rate".into(),
+            });
+        }
+        self.inner.exchange(outgoing).await
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_from_the_hub_is_waited_out_before_the_next_exchange() {
+    let hub = hub_with(1);
+    let wait = Duration::from_millis(300);
+    let transport = Arc::new(Busy {
+        inner: hub.transport(node_info(1).id),
+        wait,
+        sent: std::sync::Mutex::new(Vec::new()),
+    });
+    // The engine's own retry would come after 10 ms.
+    let node = Node::builder_shared(engine(1), hub_info().id, transport.clone()).build();
+    write(&node, "after the wait").await;
+    let mut announced = Vec::new();
+    let report = node
+        .sync_with(|event| {
+            if let SessionEvent::Retrying { after, .. } = event {
+                announced.push(*after);
+            }
+        })
+        .await
+        .unwrap();
+    assert!(report.complete);
+    assert_eq!(report.retries, 1);
+    assert_eq!(announced.len(), 1);
+    assert!(
+        announced[0] >= wait,
+        "announced a retry after {:?}",
+        announced[0]
+    );
+    let sent = transport.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[1] - sent[0] >= wait,
+        "sent again after {:?}, the hub asked for {wait:?}",
+        sent[1] - sent[0]
+    );
+    assert_eq!(pending(&node).await, 0);
+}
+
 #[tokio::test]
 async fn an_unreachable_hub_gives_up_after_the_attempts_and_keeps_the_changes() {
     let hub = hub_with(1);

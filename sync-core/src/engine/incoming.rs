@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::apply::{ApplyStats, apply_change};
 use super::outgoing::{self, Selection, Transmit};
 use super::{Ctx, Engine, quarantine};
-use crate::codec::{self, sha256};
+use crate::codec::{self, OpenedEnvelope, OpenedPacket, VerifiedRequest};
 use std::collections::BTreeMap;
 
 use crate::entity::{Entity, EntityKey};
@@ -15,7 +15,7 @@ use crate::error::{ErrorCode, PeerError, StoreError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{GapCheck, PeerState};
-use crate::packet::{Change, Envelope, ErrorMessage, Packet, PacketHeader};
+use crate::packet::{Change, Codec, Envelope, ErrorMessage, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
 /// What happened to a received packet.
@@ -116,16 +116,18 @@ impl<S: Store> Engine<S> {
     /// in one transaction (or refused whole); a refusal from the peer is
     /// returned as [`SyncError::Rejected`].
     pub fn handle_incoming(&mut self, bytes: &[u8], now: Timestamp) -> Result<Incoming, SyncError> {
-        let envelope = match codec::decode_envelope(bytes, &self.config.limits) {
-            Ok(envelope) => envelope,
+        let request = match codec::open_request(bytes, &self.config.limits) {
+            Ok(request) => request,
             Err(e) => {
                 self.security(None, SecurityKind::Corrupt, e.to_string(), now);
                 return Err(e.into());
             }
         };
-        match envelope {
-            Envelope::Packet(packet) => self.handle_packet(packet, now, false).map(|(i, _)| i),
-            Envelope::Error(message) => Err(self.handle_refusal(message)),
+        match request.envelope {
+            OpenedEnvelope::Packet(mut packet) => {
+                self.handle_packet(&mut packet, now, false).map(|(i, _)| i)
+            }
+            OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         }
     }
 
@@ -141,6 +143,9 @@ impl<S: Store> Engine<S> {
     /// [`Engine::respond_as`] instead, which also refuses a packet sent in
     /// another node's name and reports what happened. Both run the same
     /// code.
+    ///
+    /// The reply packet's body is compressed with the codec of the request's
+    /// packet (see [`VerifiedRequest::reply_codec`]).
     pub fn respond(&mut self, request: &[u8], now: Timestamp) -> Result<Bytes, SyncError> {
         Ok(self.respond_inner(None, request, now)?.bytes)
     }
@@ -161,6 +166,11 @@ impl<S: Store> Engine<S> {
     /// schema, clock) is answered with an error envelope as by
     /// [`Engine::respond`], its code in [`Outcome::error`]. Only store
     /// failures are returned as `Err` (answer those with a transient error).
+    ///
+    /// It is [`codec::open_request`] followed by
+    /// [`Engine::respond_verified`] (or [`Engine::respond_unreadable`]); a
+    /// server that wants the decoding outside its lock on the engine calls
+    /// those two itself.
     pub fn respond_as(
         &mut self,
         authenticated: NodeId,
@@ -168,6 +178,42 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
     ) -> Result<Reply, SyncError> {
         self.respond_inner(Some(authenticated), request, now)
+    }
+
+    /// The store half of [`Engine::respond_as`], for a request already
+    /// opened by [`codec::open_request`] (decoding, hash check and
+    /// decompression done, on any thread, without the engine): checks the
+    /// sender against `authenticated`, applies the packet in one
+    /// transaction and builds the reply, with the same answers, refusals,
+    /// security events and [`Outcome`] as [`Engine::respond_as`].
+    ///
+    /// The reply packet's body is compressed with
+    /// [`VerifiedRequest::reply_codec`]: the codec the request's packet was
+    /// written in, unless the transport chose another with
+    /// [`VerifiedRequest::with_reply_codec`]. It is built and encoded here,
+    /// since its body hash is part of the digest the engine records for the
+    /// packet; for a reply with nothing to send that is a few hundred bytes.
+    pub fn respond_verified(
+        &mut self,
+        authenticated: NodeId,
+        request: VerifiedRequest,
+        now: Timestamp,
+    ) -> Result<Reply, SyncError> {
+        self.respond_opened(Some(authenticated), request, now)
+    }
+
+    /// Answers a request that [`codec::open_request`] could not open (the
+    /// error it returned) from the node the transport authenticated as
+    /// `authenticated`: records a security event of kind
+    /// [`SecurityKind::Corrupt`] and returns an error envelope, as
+    /// [`Engine::respond_as`] does for the same bytes. Nothing else changes.
+    pub fn respond_unreadable(
+        &mut self,
+        authenticated: NodeId,
+        error: PeerError,
+        now: Timestamp,
+    ) -> Reply {
+        self.unreadable(Some(authenticated), error, now)
     }
 
     /// The one path behind [`Engine::respond`] (`authenticated: None`) and
@@ -178,17 +224,31 @@ impl<S: Store> Engine<S> {
         request: &[u8],
         now: Timestamp,
     ) -> Result<Reply, SyncError> {
-        let envelope = match codec::decode_envelope(request, &self.config.limits) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                self.security(authenticated, SecurityKind::Corrupt, e.to_string(), now);
-                return Ok(self.refusal_reply(authenticated, &e.into()));
-            }
-        };
-        let claimed = match &envelope {
-            Envelope::Packet(packet) => packet.header.sender,
-            Envelope::Error(message) => message.sender,
-        };
+        match codec::open_request(request, &self.config.limits) {
+            Ok(request) => self.respond_opened(authenticated, request, now),
+            Err(e) => Ok(self.unreadable(authenticated, e, now)),
+        }
+    }
+
+    fn unreadable(
+        &mut self,
+        authenticated: Option<NodeId>,
+        error: PeerError,
+        now: Timestamp,
+    ) -> Reply {
+        self.security(authenticated, SecurityKind::Corrupt, error.to_string(), now);
+        self.refusal_reply(authenticated, &error.into())
+    }
+
+    /// [`Engine::respond_inner`] after the request was opened.
+    fn respond_opened(
+        &mut self,
+        authenticated: Option<NodeId>,
+        request: VerifiedRequest,
+        now: Timestamp,
+    ) -> Result<Reply, SyncError> {
+        let claimed = request.sender();
+        let reply_codec = request.reply_codec();
         if let Some(authenticated) = authenticated {
             if claimed != authenticated {
                 let error = SyncError::from(PeerError::SenderMismatch {
@@ -204,15 +264,17 @@ impl<S: Store> Engine<S> {
                 return Ok(self.refusal_reply(Some(authenticated), &error));
             }
         }
-        let result = match envelope {
-            Envelope::Packet(packet) => self.handle_packet(packet, now, true),
-            Envelope::Error(message) => Err(self.handle_refusal(message)),
+        let result = match request.envelope {
+            OpenedEnvelope::Packet(mut packet) => self.with_codec(reply_codec, |engine| {
+                engine.handle_packet(&mut packet, now, true)
+            }),
+            OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         };
         match result {
             Ok((incoming, reply)) => {
                 let bytes = match reply {
                     Some(reply) => reply.bytes,
-                    None => self.build_packet(incoming.from, now)?.bytes,
+                    None => self.build_reply(incoming.from, reply_codec, now)?.bytes,
                 };
                 Ok(Reply {
                     bytes,
@@ -231,6 +293,30 @@ impl<S: Store> Engine<S> {
             Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
             Err(e) => Ok(self.refusal_reply(Some(claimed), &e)),
         }
+    }
+
+    /// [`Engine::build_packet`] with the body compressed by `codec` (the
+    /// configured codec when `None`).
+    fn build_reply(
+        &mut self,
+        peer: NodeId,
+        codec: Option<Codec>,
+        now: Timestamp,
+    ) -> Result<Transmit, SyncError> {
+        self.with_codec(codec, |engine| engine.build_packet(peer, now))
+    }
+
+    /// Runs `f` with packets compressed by `codec` (the configured codec
+    /// when `None`): the configured codec is what packets are built with,
+    /// and it is put back right after, whatever the result.
+    fn with_codec<R>(&mut self, codec: Option<Codec>, f: impl FnOnce(&mut Self) -> R) -> R {
+        let Some(codec) = codec.filter(|c| *c != self.config.codec) else {
+            return f(self);
+        };
+        let configured = std::mem::replace(&mut self.config.codec, codec);
+        let result = f(self);
+        self.config.codec = configured;
+        result
     }
 
     /// An error envelope for `error` with the outcome that describes it.
@@ -283,12 +369,12 @@ impl<S: Store> Engine<S> {
     /// at the hub) and returned too, unless the packet was a duplicate.
     fn handle_packet(
         &mut self,
-        packet: Packet,
+        packet: &mut OpenedPacket,
         now: Timestamp,
         reply: bool,
     ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let sender = packet.header.sender;
-        let result = self.apply_packet(&packet, now, reply);
+        let result = self.apply_packet(packet, now, reply);
         match &result {
             Ok((incoming, _)) => self.after_packet(incoming, &packet.header),
             Err(error) => self.refused(sender, error, now),
@@ -302,7 +388,7 @@ impl<S: Store> Engine<S> {
     /// (at most once more per refused version).
     fn apply_packet(
         &mut self,
-        packet: &Packet,
+        packet: &mut OpenedPacket,
         now: Timestamp,
         reply: bool,
     ) -> Result<(Incoming, Option<Transmit>), SyncError> {
@@ -320,7 +406,7 @@ impl<S: Store> Engine<S> {
 
     fn apply_packet_once(
         &mut self,
-        packet: &Packet,
+        packet: &mut OpenedPacket,
         now: Timestamp,
         quarantine: &BTreeMap<EntityKey, String>,
         reply: bool,
@@ -342,7 +428,7 @@ impl<S: Store> Engine<S> {
             .schema
             .check(&peer.info.code, &header.schema_version, ctx.is_hub())?;
         check_clock(header, now, ctx.config.max_clock_offset_ms)?;
-        if sha256(&packet.body) != header.body_sha256 {
+        if !packet.hash_ok {
             return Err(PeerError::BodyHashMismatch {
                 sender: header.sender,
                 packet_no: header.packet_no,
@@ -363,7 +449,10 @@ impl<S: Store> Engine<S> {
         if incoming.duplicate {
             return Ok((incoming, None));
         }
-        let body = codec::decode_body_with(header, &packet.body, &ctx.config.limits)?;
+        let body = match packet.decoded.take() {
+            Some(body) => body?,
+            None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
+        };
         check_changes(&ctx, header.sender, &body.changes)?;
         let told = !body.rejections.is_empty();
         let ack = process_ack(&mut peer, header);

@@ -9,7 +9,7 @@
 
 mod routes;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,15 @@ pub struct ServerConfig {
     pub rate_per_second: u32,
     /// Requests a node may make at once above its rate (default 200).
     pub rate_burst: u32,
+    /// Failed authentications (401s: no, bad, expired or revoked token;
+    /// unknown node) one IP address may cause per minute, on average
+    /// (default 60). Beyond that its failing requests are answered 429 with
+    /// `Retry-After`, without a security-log write. Only failures count:
+    /// nodes with valid tokens behind the same address are served as usual.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications one IP address may cause at once above that
+    /// rate (default 20).
+    pub auth_failure_burst: u32,
     /// Token lifetime and refresh.
     pub tokens: TokenPolicy,
     /// Where `now` comes from (default the system clock).
@@ -76,6 +85,8 @@ impl Default for ServerConfig {
             max_wait: Duration::from_secs(30),
             rate_per_second: 100,
             rate_burst: 200,
+            auth_failures_per_minute: 60,
+            auth_failure_burst: 20,
             tokens: TokenPolicy::default(),
             clock: Clock::system(),
             metrics: true,
@@ -123,6 +134,13 @@ impl ServerConfig {
         self
     }
 
+    /// Sets the per-address limit on failed authentications.
+    pub fn auth_failure_limit(mut self, per_minute: u32, burst: u32) -> Self {
+        self.auth_failures_per_minute = per_minute;
+        self.auth_failure_burst = burst;
+        self
+    }
+
     /// Sets the token policy.
     pub fn tokens(mut self, tokens: TokenPolicy) -> Self {
         self.tokens = tokens;
@@ -158,6 +176,12 @@ impl ServerConfig {
         let burst = NonZeroU32::new(self.rate_burst).unwrap_or(per_second);
         Quota::per_second(per_second).allow_burst(burst)
     }
+
+    fn auth_failure_quota(&self) -> Quota {
+        let per_minute = NonZeroU32::new(self.auth_failures_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.auth_failure_burst).unwrap_or(NonZeroU32::MIN);
+        Quota::per_minute(per_minute).allow_burst(burst)
+    }
 }
 
 /// Why the server could not start or act.
@@ -189,6 +213,9 @@ pub(crate) struct Shared<H: Hub> {
     pub tokens: TokenAuthority,
     pub metrics: Metrics,
     pub limiter: DefaultKeyedRateLimiter<NodeId>,
+    /// Failed authentications per client address
+    /// ([`ServerConfig::auth_failures_per_minute`]).
+    pub auth_failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Bounds how many refused-token events per second reach the store, so
     /// a flood of bad tokens cannot turn into a flood of writes.
     pub security_log: DefaultDirectRateLimiter,
@@ -241,6 +268,7 @@ impl<H: Hub> HubServer<H> {
             tokens: tokens?,
             metrics: Metrics::new(),
             limiter: RateLimiter::hashmap(config.quota()),
+            auth_failures: RateLimiter::hashmap(config.auth_failure_quota()),
             security_log: RateLimiter::direct(Quota::per_second(
                 NonZeroU32::new(config.security_events_per_second).unwrap_or(NonZeroU32::MIN),
             )),
@@ -326,11 +354,21 @@ impl<H: Hub> Drop for HubServer<H> {
     }
 }
 
+/// How often the rate limiters forget idle keys.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
 async fn accept_loop<H: Hub>(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared<H>>) {
     let mut connections = JoinSet::new();
     let mut shutdown = shared.shutdown.clone();
+    let mut sweep = tokio::time::interval(LIMITER_SWEEP);
     loop {
         tokio::select! {
+            _ = sweep.tick() => {
+                // Keys whose buckets are full again are forgotten, so the
+                // limiters' maps do not grow with every node and address.
+                shared.limiter.retain_recent();
+                shared.auth_failures.retain_recent();
+            }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     connections.spawn(serve_connection(tcp, peer, acceptor.clone(), Arc::clone(&shared)));

@@ -2,9 +2,11 @@
 //! `GET /metrics`.
 //!
 //! An exchange is authenticated (token), rate limited, read (size limit
-//! before decoding, body timeout), then decoded, answered and encoded in one
-//! task on the blocking pool: the engine's lock is held only inside
-//! [`Hub::exchange`].
+//! before decoding, body timeout), opened outside any lock (content coding,
+//! envelope, body hash, decompression: small requests on the async thread,
+//! large ones on the blocking pool), answered on the blocking pool (the
+//! hub's lock is held only inside [`Hub::exchange_request`], for the store
+//! work), and its reply encoded outside the lock.
 
 // The `Err` of the helpers here is the response to send: built and moved
 // once per refused request, never propagated far.
@@ -21,13 +23,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use sync_core::token::Claims;
-use sync_core::{ErrorCode, Outcome};
+use sync_core::{Codec, ErrorCode, Outcome};
 use tracing::Instrument as _;
 
 use super::Shared;
 use crate::auth::{AuthFailure, HubKeys, TokenAuthority, bearer};
 use crate::encoding::{CodingError, ContentCoding};
-use crate::hub::{Hub, HubAnswer, HubError, NodeStatus};
+use crate::hub::{Hub, HubAnswer, HubError, HubRequest, NodeStatus};
 use crate::json;
 use crate::{PROTOBUF, TOKEN_HEADER};
 
@@ -66,12 +68,21 @@ enum Format {
     Json,
 }
 
-/// What the blocking part of an exchange produced.
+/// What the store step of an exchange produced.
 struct Answered {
     status: StatusCode,
-    body: Vec<u8>,
+    body: Bytes,
     outcome: Option<(Outcome, Vec<String>)>,
     refused_node: Option<AuthFailure>,
+}
+
+/// A request read and opened, ready for the store step.
+struct Opened {
+    request: HubRequest,
+    format: Format,
+    /// For a JSON request: the digest of the packet made of it (the client
+    /// echoes it as `prev_digest`).
+    request_digest: [u8; 32],
 }
 
 async fn exchange<H: Hub>(
@@ -104,15 +115,13 @@ async fn exchange<H: Hub>(
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let worker = Arc::clone(&shared);
-    let node = claims.node;
-    let answered =
-        tokio::task::spawn_blocking(move || answer(&worker, node, &body, coding, format, now))
-            .await;
-    let answered = match answered {
-        Ok(Ok(answered)) => answered,
-        Ok(Err(reply)) => return reply,
-        Err(_) => return unavailable(&shared, "the hub's worker stopped".into()),
+    let opened = match open(&shared, body, coding, format, reply_coding, now).await {
+        Ok(opened) => opened,
+        Err(reply) => return reply,
+    };
+    let answered = match answer(&shared, claims.node, opened, now).await {
+        Ok(answered) => answered,
+        Err(reply) => return reply,
     };
     if let Some(failure) = answered.refused_node {
         return refuse_auth(&shared, peer, Some(claims.node), failure, now).await;
@@ -129,24 +138,140 @@ async fn exchange<H: Hub>(
     reply
 }
 
-/// The blocking part of an exchange: decode, answer, encode.
-fn answer<H: Hub>(
-    shared: &Shared<H>,
-    node: sync_core::NodeId,
-    body: &[u8],
+/// Most bytes decompressed on the async thread, for the HTTP body and for
+/// the packet body each; a request that needs more is opened on the
+/// blocking pool.
+const INLINE_BYTES: u64 = 256 << 10;
+
+/// The CPU work before the store, outside any lock: the HTTP content
+/// coding, the JSON conversion, and [`HubRequest::open`] (envelope, body
+/// hash, decompression). A small protobuf request is opened right here
+/// (an idle exchange costs microseconds); JSON and large requests on the
+/// blocking pool.
+///
+/// A node whose `Accept-Encoding` names gzip but not zstd gets gzip
+/// packets as well as a gzip body (Property 22); otherwise a reply packet
+/// is compressed as the request's packet was.
+async fn open<H: Hub>(
+    shared: &Arc<Shared<H>>,
+    body: Bytes,
     coding: ContentCoding,
     format: Format,
+    reply_coding: ContentCoding,
+    now: sync_core::Timestamp,
+) -> Result<Opened, Reply> {
+    let packet_codec = (reply_coding == ContentCoding::Gzip).then_some(Codec::Gzip);
+    let inline = format == Format::Protobuf
+        && coding
+            .decoded_size_hint(&body)
+            .is_some_and(|size| size <= INLINE_BYTES);
+    if inline {
+        if let Some(opened) = open_now(
+            shared,
+            body.clone(),
+            coding,
+            format,
+            packet_codec,
+            true,
+            now,
+        )? {
+            return Ok(opened);
+        }
+    }
+    let worker = Arc::clone(shared);
+    let opened = tokio::task::spawn_blocking(move || {
+        open_now(&worker, body, coding, format, packet_codec, false, now)
+    })
+    .await;
+    match opened {
+        Ok(Ok(Some(opened))) => Ok(opened),
+        Ok(Err(reply)) => Err(reply),
+        // Without the inline bound the request is always opened.
+        Ok(Ok(None)) | Err(_) => Err(unavailable(shared, "the hub's worker stopped".into())),
+    }
+}
+
+/// [`open`]'s work, on the calling thread. `inline` bounds what is
+/// decompressed to [`INLINE_BYTES`] and returns `None` for a request
+/// that needs more (to be opened on the blocking pool).
+fn open_now<H: Hub>(
+    shared: &Shared<H>,
+    body: Bytes,
+    coding: ContentCoding,
+    format: Format,
+    packet_codec: Option<Codec>,
+    inline: bool,
+    now: sync_core::Timestamp,
+) -> Result<Option<Opened>, Reply> {
+    let max = shared.config.max_body_bytes;
+    let raw = match coding {
+        ContentCoding::Identity => body,
+        coding => match coding.decode(&body, if inline { INLINE_BYTES as usize } else { max }) {
+            Ok(raw) => Bytes::from(raw),
+            Err(CodingError::TooLarge { .. }) if inline && max > INLINE_BYTES as usize => {
+                return Ok(None);
+            }
+            Err(e) => return Err(coding_refusal(shared, &e)),
+        },
+    };
+    let (envelope, request_digest) = match format {
+        Format::Protobuf => (raw, [0; 32]),
+        Format::Json => {
+            let (envelope, digest) = json::request_from_json(&raw, &shared.info, now)
+                .map_err(|e| text(StatusCode::BAD_REQUEST, &e.to_string()))?;
+            (Bytes::from(envelope), digest)
+        }
+    };
+    let mut limits = shared.info.limits;
+    if inline {
+        limits.max_body_bytes = limits.max_body_bytes.min(INLINE_BYTES);
+    }
+    let mut request = HubRequest::open(envelope, &limits);
+    let announced = request
+        .opened
+        .as_ref()
+        .ok()
+        .and_then(|r| r.packet_header())
+        .map_or(0, |h| h.body_raw_len);
+    if inline && announced > limits.max_body_bytes && announced <= shared.info.limits.max_body_bytes
+    {
+        return Ok(None);
+    }
+    if let Some(codec) = packet_codec {
+        request = request.with_reply_codec(codec);
+    }
+    Ok(Some(Opened {
+        request,
+        format,
+        request_digest,
+    }))
+}
+
+/// The store step of an exchange, on the blocking pool: the hub's lock is
+/// held only inside [`Hub::exchange_request`]. A JSON reply is converted
+/// there too (outside the lock).
+async fn answer<H: Hub>(
+    shared: &Arc<Shared<H>>,
+    node: sync_core::NodeId,
+    opened: Opened,
     now: sync_core::Timestamp,
 ) -> Result<Answered, Reply> {
-    let raw = coding
-        .decode(body, shared.config.max_body_bytes)
-        .map_err(|e| coding_refusal(shared, &e))?;
-    let (request, request_digest) = match format {
-        Format::Protobuf => (raw, [0; 32]),
-        Format::Json => json::request_from_json(&raw, &shared.info, now)
-            .map_err(|e| text(StatusCode::BAD_REQUEST, &e.to_string()))?,
+    let worker = Arc::clone(shared);
+    let Ok(_slot) = shared.workers.acquire().await else {
+        return Err(unavailable(shared, "the server is shutting down".into()));
     };
-    let reply = match shared.hub.exchange(node, &request, now) {
+    tokio::task::spawn_blocking(move || store_step(&worker, node, opened, now))
+        .await
+        .unwrap_or_else(|_| Err(unavailable(shared, "the hub's worker stopped".into())))
+}
+
+fn store_step<H: Hub>(
+    shared: &Shared<H>,
+    node: sync_core::NodeId,
+    opened: Opened,
+    now: sync_core::Timestamp,
+) -> Result<Answered, Reply> {
+    let reply = match shared.hub.exchange_request(node, opened.request, now) {
         Ok(HubAnswer::Reply(reply)) => reply,
         Ok(HubAnswer::UnknownNode) => return Ok(refused(AuthFailure::UnknownNode(node))),
         Ok(HubAnswer::RevokedNode) => return Ok(refused(AuthFailure::RevokedNode(node))),
@@ -156,9 +281,13 @@ fn answer<H: Hub>(
         }
     };
     let status = reply.outcome.error.map_or(StatusCode::OK, status_for);
-    let body = match format {
-        Format::Protobuf => reply.bytes.to_vec(),
-        Format::Json => json::reply_to_json(&reply.bytes, request_digest, &shared.info.limits),
+    let body = match opened.format {
+        Format::Protobuf => reply.bytes,
+        Format::Json => Bytes::from(json::reply_to_json(
+            &reply.bytes,
+            opened.request_digest,
+            &shared.info.limits,
+        )),
     };
     Ok(Answered {
         status,
@@ -171,7 +300,7 @@ fn answer<H: Hub>(
 fn refused(failure: AuthFailure) -> Answered {
     Answered {
         status: StatusCode::UNAUTHORIZED,
-        body: Vec::new(),
+        body: Bytes::new(),
         outcome: None,
         refused_node: Some(failure),
     }
@@ -315,7 +444,9 @@ async fn authenticate<H: Hub>(
 }
 
 /// Answers an authentication failure: 401, a metric, and a security event
-/// (time, claimed node, reason, peer address; never the token).
+/// (time, claimed node, reason, peer address; never the token). An address
+/// over its limit of failures ([`super::ServerConfig::auth_failures_per_minute`])
+/// gets 429 with `Retry-After` instead, counted but not logged.
 async fn refuse_auth<H: Hub>(
     shared: &Arc<Shared<H>>,
     peer: SocketAddr,
@@ -325,6 +456,19 @@ async fn refuse_auth<H: Hub>(
 ) -> Reply {
     let reason = failure.reason();
     shared.metrics.auth_failure(reason);
+    if let Err(not_until) = shared.auth_failures.check_key(&peer.ip()) {
+        shared.metrics.limited("auth_failures");
+        tracing::debug!(%peer, reason, "request refused: too many failed authentications");
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        return too_many(
+            wait,
+            &format!(
+                "too many failed authentications from {}; check this node's token and retry after {} s",
+                peer.ip(),
+                retry_secs(wait)
+            ),
+        );
+    }
     let claimed_text = claimed.map_or_else(|| "none".to_owned(), |n| n.to_string());
     tracing::warn!(%peer, claimed = %claimed_text, reason, "request refused: not authenticated");
     if shared.security_log.check().is_ok() {
@@ -354,20 +498,31 @@ fn rate_limit<H: Hub>(shared: &Shared<H>, claims: &Claims) -> Result<(), Reply> 
         Err(not_until) => {
             shared.metrics.limited("rate");
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut reply = text(
-                StatusCode::TOO_MANY_REQUESTS,
+            Err(too_many(
+                wait,
                 &format!(
-                    "node {} is over its rate limit of {} requests per second; retry after {secs} s",
-                    claims.node, shared.config.rate_per_second
+                    "node {} is over its rate limit of {} requests per second; retry after {} s",
+                    claims.node,
+                    shared.config.rate_per_second,
+                    retry_secs(wait)
                 ),
-            );
-            reply
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            Err(reply)
+            ))
         }
     }
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// 429 with `Retry-After` (whole seconds).
+fn too_many(wait: Duration, message: &str) -> Reply {
+    let mut reply = text(StatusCode::TOO_MANY_REQUESTS, message);
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(wait)));
+    reply
 }
 
 fn request_format(headers: &HeaderMap) -> Result<Format, Reply> {
@@ -499,12 +654,7 @@ fn unavailable<H: Hub>(_shared: &Shared<H>, detail: String) -> Reply {
 
 /// A reply body in `format`, compressed with `coding` (large bodies on the
 /// blocking pool).
-async fn encoded(
-    status: StatusCode,
-    format: Format,
-    body: Vec<u8>,
-    coding: ContentCoding,
-) -> Reply {
+async fn encoded(status: StatusCode, format: Format, body: Bytes, coding: ContentCoding) -> Reply {
     let content_type = match format {
         Format::Protobuf => PROTOBUF,
         Format::Json => "application/json",
@@ -512,21 +662,31 @@ async fn encoded(
     let body = if coding == ContentCoding::Identity {
         body
     } else if body.len() < 64 << 10 {
-        coding.encode(&body)
+        Bytes::from(coding.encode(&body))
     } else {
         let raw = body.clone();
-        tokio::task::spawn_blocking(move || coding.encode(&raw))
-            .await
-            .unwrap_or(body)
-        // A failed encoder task falls back to identity below.
+        // A failed encoder task falls back to the body as it is, sent
+        // without a content coding.
+        match tokio::task::spawn_blocking(move || coding.encode(&raw)).await {
+            Ok(encoded) => Bytes::from(encoded),
+            Err(_) => return plain(status, content_type, body),
+        }
     };
-    let mut reply = Response::new(Full::new(Bytes::from(body)));
+    let mut reply = plain(status, content_type, body);
+    if let Some(token) = coding.token() {
+        reply
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+    }
+    reply
+}
+
+/// A reply without a content coding.
+fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
+    let mut reply = Response::new(Full::new(body));
     *reply.status_mut() = status;
     let headers = reply.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(token) = coding.token() {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
-    }
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     reply
 }

@@ -218,12 +218,16 @@ async fn a_node_over_its_rate_is_429_with_retry_after_and_the_transport_waits() 
             .await
             .expect_err("over the rate");
         match &error {
-            TransportError::Refused {
+            TransportError::RetryAfter {
                 status: 429,
+                retry_after_ms,
                 message,
                 ..
-            } => assert!(message.contains("retry after"), "{message}"),
-            other => panic!("expected a 429, got {other:?}"),
+            } => {
+                assert!(message.contains("retry after"), "{message}");
+                assert!((1_000..=2_000).contains(retry_after_ms), "{retry_after_ms}");
+            }
+            other => panic!("expected a 429 with Retry-After, got {other:?}"),
         }
         assert!(error.is_transient());
         assert!(transport.retry_after().is_some());
@@ -238,6 +242,10 @@ async fn a_node_over_its_rate_is_429_with_retry_after_and_the_transport_waits() 
             .expect_err("still waiting");
         assert!(again.is_transient());
         assert!(
+            again.retry_after_ms().is_some_and(|ms| ms <= 2_000),
+            "{again:?}"
+        );
+        assert!(
             limited(&fx.metrics().await),
             "the second refusal came from the transport"
         );
@@ -250,6 +258,62 @@ async fn a_node_over_its_rate_is_429_with_retry_after_and_the_transport_waits() 
             .parse()
             .expect("seconds");
         assert!((1..=2).contains(&after), "Retry-After {after}");
+        fx.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_failing_authentication_gets_429_but_good_nodes_behind_it_sync() {
+    bounded(async {
+        let fx = Fixture::with(1, |c| c.auth_failure_limit(1, 3)).await;
+        let mut n0 = node(0);
+        let packet = first_packet(&mut n0);
+        // Within the burst: plain 401s, each logged.
+        let logged = fx.security_events().len();
+        for _ in 0..3 {
+            let reply = fx
+                .raw(exchange_request(Some("st1.not-a-token"), packet.clone()))
+                .await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+        }
+        assert_eq!(fx.security_events().len(), logged + 3);
+        // Over it: 429 with Retry-After, counted, not written to the log.
+        let reply = fx
+            .raw(exchange_request(Some("st1.not-a-token"), packet.clone()))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            reply.text()
+        );
+        let after: u64 = reply.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&after), "Retry-After {after}");
+        assert!(
+            reply.text().contains("failed authentications"),
+            "{}",
+            reply.text()
+        );
+        assert_eq!(fx.security_events().len(), logged + 3);
+        let metrics = fx.metrics().await;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "syncplan_limited_requests_total{limit=\"auth_failures\"} 1"),
+            "{metrics}"
+        );
+        // A node with a valid token from the same address is served.
+        let transport = fx.node_transport(0).await;
+        let mut n0 = node(0);
+        n0.insert(NOTE_SERVER_WINS, note("from behind the same address"), t(0))
+            .expect("insert");
+        sync(&mut n0, &transport).await.expect("a good node syncs");
+        assert_eq!(hub_entities(&fx), 1);
         fx.shutdown().await;
     })
     .await;

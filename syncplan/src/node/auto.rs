@@ -92,7 +92,10 @@ impl<S: Store + Send + 'static> Node<S> {
                 }
                 Err(e) if e.is_transient() => {
                     failures += 1;
-                    schedule.backoff(failures)
+                    // Never sooner than the hub asked (`Retry-After`).
+                    schedule
+                        .backoff(failures)
+                        .max(e.retry_after().unwrap_or_default())
                 }
                 Err(e) => return Err(e),
             };

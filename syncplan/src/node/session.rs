@@ -44,6 +44,16 @@ enum Failure {
     Refusal(SyncError),
 }
 
+impl Failure {
+    /// How long the hub asked to wait before the next request.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::Transport(e) => e.retry_after_ms().map(Duration::from_millis),
+            Failure::Refusal(_) => None,
+        }
+    }
+}
+
 /// Runs a session of `node` with its hub; see [`Node::sync`].
 pub(super) async fn run<S: Store + Send + 'static>(
     node: &Node<S>,
@@ -103,7 +113,15 @@ impl<S: Store + Send + 'static, O: FnMut(&SessionEvent) + Send> Session<'_, S, O
                 Some(transmit) => match self.exchange(transmit).await? {
                     Next::Continue => {}
                     Next::AwaitingReply => return Ok(()),
-                    Next::Retry(reason, failure) => self.failed(reason, failure, step.deadline)?,
+                    Next::Retry(reason, failure) => {
+                        let asked = failure.retry_after();
+                        self.failed(reason, failure, step.deadline)?;
+                        // The hub said when to come back (`Retry-After`):
+                        // not before, even if the engine's timer fires sooner.
+                        if let Some(wait) = asked {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
                 },
                 None if !step.syncing => {
                     self.report.complete = true;
@@ -194,7 +212,9 @@ impl<S: Store + Send + 'static, O: FnMut(&SessionEvent) + Send> Session<'_, S, O
             });
         }
         self.report.retries += 1;
-        let after = deadline.map_or(Duration::ZERO, |d| time::until(d, time::now()));
+        let after = deadline
+            .map_or(Duration::ZERO, |d| time::until(d, time::now()))
+            .max(failure.retry_after().unwrap_or_default());
         info!(attempt = attempts, after_ms = after.as_millis() as u64, %reason, "exchange failed, retrying");
         self.emit(SessionEvent::Retrying {
             attempt: attempts,
