@@ -85,7 +85,7 @@ pub use client::{ClientConfig, ClientError, HttpTransport};
 pub use clock::{Clock, ManualClock};
 pub use encoding::ContentCoding;
 pub use hub::{EngineHub, Hub, HubAnswer, HubError, HubInfo, HubReply, NodeLag, NodeStatus};
-pub use server::{HubServer, ServerConfig, ServerError};
+pub use server::{HubServer, HubService, ServerConfig, ServerError};
 #[cfg(feature = "self-signed")]
 pub use tls::SelfSigned;
 pub use tls::{TlsError, TlsIdentity, Trust, fingerprint};
