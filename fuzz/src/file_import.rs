@@ -132,9 +132,15 @@ impl Drop for Dir {
     }
 }
 
+/// Files by name and bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Per peer: pending changes, packets sent and received, sequence acked.
+type PeerCounters = (u64, u64, u64, u64);
+
 /// The files of one input: names and bytes, in hand-over order, and the
 /// bytes the allocation bound allows for beyond the files themselves.
-fn files_of(data: &[u8]) -> Option<(Vec<(String, Vec<u8>)>, usize)> {
+fn files_of(data: &[u8]) -> Option<(Files, usize)> {
     let (&flags, rest) = data.split_first()?;
     let limits = Limits::default();
     let mut files = Vec::new();
@@ -217,7 +223,7 @@ fn check_store_errors(error: &Option<&FileError>, what: &str) {
 
 /// What `dry_run` must leave alone: entities (by content), pending changes
 /// and packet counters per peer.
-fn hub_state(hub: &mut Engine<MemoryStore>) -> (Vec<[u8; 32]>, Vec<(u64, u64, u64, u64)>) {
+fn hub_state(hub: &mut Engine<MemoryStore>) -> (Vec<[u8; 32]>, Vec<PeerCounters>) {
     let entities = synced_state(hub)
         .expect("read hub")
         .iter()
