@@ -128,22 +128,25 @@ pub fn run(data: &[u8]) {
     });
 }
 
-/// The server's answer starts with an HTTP/1.1 status line, and no
+/// The server's answer starts with an HTTP/1.1 (or 1.0) status line, and no
 /// response in it is a 5xx. Responses are followed by their
 /// `content-length` (a 1xx has no body); the walk stops where that cannot
 /// be followed (the answer to a `HEAD` has no body however long it says it
 /// is).
 fn check_statuses(answer: &[u8]) {
     let show = |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+    // An HTTP/1.0 request is answered in HTTP/1.0.
+    let status_line =
+        |bytes: &[u8]| bytes.starts_with(b"HTTP/1.1 ") || bytes.starts_with(b"HTTP/1.0 ");
     if !answer.is_empty() {
         assert!(
-            answer.starts_with(b"HTTP/1.1 "),
+            status_line(answer),
             "the server's answer does not start with a status line: {:?}",
             show(answer)
         );
     }
     let mut rest = answer;
-    while rest.starts_with(b"HTTP/1.1 ") {
+    while status_line(rest) {
         let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
             panic!("a response without the end of its header: {:?}", show(rest));
         };

@@ -188,3 +188,13 @@ fn seeds_match_the_generator() {
         stale.join("\n")
     );
 }
+
+/// Finding of `http_exchange` (a check of the target, not of the hub): an
+/// HTTP/1.0 request is answered with an HTTP/1.0 status line, which the
+/// target took for a malformed answer.
+#[test]
+fn http_1_0_request_is_answered_in_http_1_0() {
+    let file = root().join("regressions/http_exchange/http-1.0-request-answered-in-http-1.0");
+    let failed = replay("http_exchange", &[file]);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
