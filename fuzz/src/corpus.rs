@@ -24,9 +24,9 @@ use sync_proto::v1 as pb;
 use sync_store_memory::MemoryStore;
 
 use crate::engine_ops::{Actor, Choice, Kind, Op, Scenario};
-use crate::engine_receive;
 use crate::fixup::{self, FIX_ALL};
 use crate::sqlite_sql::{self, Script, SqlOp, Unique};
+use crate::{corpus_transport, engine_receive};
 
 /// One seed: a file name and its bytes.
 pub type Seed = (String, Vec<u8>);
@@ -35,22 +35,38 @@ pub type Seed = (String, Vec<u8>);
 /// old ones) and the crafted regressions under `root/regressions/`; returns
 /// the number of files written per target.
 pub fn generate(root: &Path) -> io::Result<Vec<(&'static str, usize)>> {
-    let sets: [(&'static str, Vec<Seed>); 5] = [
+    let sets: [(&'static str, Vec<Seed>); 8] = [
         ("packet_decode", packet_decode_seeds()),
         ("engine_receive", engine_receive_seeds()),
         ("json_envelope", json_envelope_seeds()),
         ("engine_ops", engine_ops_seeds()),
         ("sqlite_sql", sqlite_sql_seeds()),
+        ("token", corpus_transport::token_seeds()),
+        ("file_import", corpus_transport::file_import_seeds()),
+        ("http_exchange", corpus_transport::http_exchange_seeds()),
     ];
     let mut written = Vec::new();
     for (target, seeds) in sets {
         let dir = root.join("seeds").join(target);
+        // A sealed file differs on every run (nonces): keep a committed
+        // one that is the same seed otherwise.
+        let mut keep = Vec::new();
+        if target == "file_import" {
+            for (name, bytes) in &seeds {
+                if let Ok(old) = std::fs::read(dir.join(name)) {
+                    if crate::file_import::same_seed(&old, bytes) {
+                        keep.push((name.clone(), old));
+                    }
+                }
+            }
+        }
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
         for (name, bytes) in &seeds {
-            std::fs::write(dir.join(name), bytes)?;
+            let kept = keep.iter().find(|(n, _)| n == name).map(|(_, b)| b);
+            std::fs::write(dir.join(name), kept.unwrap_or(bytes))?;
         }
         written.push((target, seeds.len()));
     }
@@ -65,13 +81,13 @@ pub fn generate(root: &Path) -> io::Result<Vec<(&'static str, usize)>> {
 // --- real packets ------------------------------------------------------------
 
 /// A request a node sent and the reply it got.
-struct Exchange {
-    request: Vec<u8>,
-    reply: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) request: Vec<u8>,
+    pub(crate) reply: Vec<u8>,
 }
 
 /// One session of `node` with `hub`, recording every exchange.
-fn recorded_session(
+pub(crate) fn recorded_session(
     node: &mut Engine<MemoryStore>,
     hub: &mut Engine<MemoryStore>,
     now: Timestamp,
@@ -92,7 +108,7 @@ fn recorded_session(
 }
 
 /// Node 0 as `engine_receive`'s seed node, with `codec`.
-fn seed_node(codec: Codec, batch: usize) -> Engine<MemoryStore> {
+pub(crate) fn seed_node(codec: Codec, batch: usize) -> Engine<MemoryStore> {
     let mut node = Engine::new(
         MemoryStore::new(),
         engine_receive::registry(),
@@ -112,7 +128,7 @@ fn text(s: &str) -> Value {
 }
 
 /// A note with a value of every kind.
-fn every_kind(n: i64) -> Record {
+pub(crate) fn every_kind(n: i64) -> Record {
     Record::from([
         ("title".to_owned(), text("every kind")),
         ("body".to_owned(), text("ünïcödé ✓")),
@@ -153,7 +169,7 @@ fn line(report: Uuid, qty: f64) -> Record {
 /// Node 0's sessions with a fresh `engine_receive` hub: inserts (a report,
 /// lines referencing it, a note with every value kind), then updates and
 /// deletes. Returns the sessions' exchanges.
-fn node_sessions(codec: Codec, batch: usize) -> Vec<Vec<Exchange>> {
+pub(crate) fn node_sessions(codec: Codec, batch: usize) -> Vec<Vec<Exchange>> {
     let mut hub = engine_receive::new_hub();
     let mut node = seed_node(codec, batch);
     let r = node

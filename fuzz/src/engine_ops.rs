@@ -4,27 +4,36 @@
 //! engine from its store, and manual conflict resolutions) runs on memory
 //! stores; then the network heals, every node syncs until quiescent
 //! (bounded), and the simulator's invariants are checked with
-//! `sync_conformance::sim::checks`:
-//! - no receiver applies the same packet bytes twice;
-//! - hub and nodes converge: the same entities with the same contents,
-//!   nothing pending either way, nothing parked, no session running;
-//! - no write is lost: every committed write is current somewhere, in a
-//!   version history, an open conflict or the audit log, or was replaced by
-//!   a write that is (`Checks::lost_writes`).
+//! the simulator's oracle, `sync_conformance::sim::checks::Checks`, fed
+//! the same observations the simulator feeds it. After every step:
+//! - no receiver applies the same packet bytes twice (`Checks::applied`);
+//! - no packet counter goes backwards (`Checks::counters`, with the
+//!   engine's own re-initialisation events);
+//! - the causal check (`Checks::false_conflicts`): no conflict (audit
+//!   record, history entry, keep-both copy or open conflict) between two
+//!   versions one of which was written knowing the other, against the
+//!   writes each writer replaced knowingly;
+//! - no write is lost (`Checks::lost_writes`): every committed write is
+//!   current somewhere, in a version history, an open conflict or the audit
+//!   log, or was replaced knowingly by a write that is.
 //!
-//! The simulator's causal oracle (per-entity version vectors) does not exist
-//! yet; it joins these checks when the causality issue lands.
+//! And after healing: hub and nodes converge (concurrent versions resolved
+//! the same way everywhere): the same entities with the same contents,
+//! nothing pending either way, nothing parked, no session running; then
+//! the causal and lost-write checks once more.
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
+use std::collections::BTreeSet;
 use sync_conformance::fixtures::{self, hub_id, hub_info, node_info, t};
 use sync_conformance::harness::{self, synced_state};
+
 use sync_conformance::sim::checks::{Checks, Traces};
 use sync_conformance::sim::scheduler::Who;
 use sync_conformance::sim::world::Fnv;
 use sync_core::{
-    ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, EntityRegistry, ManualChoice,
-    Record, Store, SyncError, Timestamp, Uuid, Value,
+    ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, EntityRegistry, Event, ManualChoice,
+    NodeId, Record, Store, SyncError, Timestamp, Uuid, Value,
 };
 use sync_store_memory::MemoryStore;
 
@@ -192,12 +201,13 @@ pub fn run(data: &[u8]) {
 /// Runs a scenario and checks the invariants; panics on a failed check.
 pub fn run_scenario(scenario: &Scenario) {
     let mut world = OpsWorld::new(scenario.report_strategy);
-    for op in scenario.ops.iter().take(MAX_OPS) {
+    for (i, op) in scenario.ops.iter().take(MAX_OPS).enumerate() {
         world.now = world.now.add_millis(1);
         world.step(op);
+        world.check(&format!("after step {i} ({op:?})"));
     }
     world.quiesce();
-    world.check();
+    world.check("after healing");
 }
 
 /// One participant: its engine (rebuilt after a crash) and its config.
@@ -325,9 +335,46 @@ impl OpsWorld {
             Op::Resolve { who, pick, choice } => self.resolve(who, pick, choice),
             Op::Tick { millis } => self.now = self.now.add_millis(i64::from(millis)),
         }
-        for actor in &mut self.actors {
-            harness::drain(actor.engine());
+        self.observe_all();
+    }
+
+    /// Feeds every participant's events and packet counters to the checks.
+    fn observe_all(&mut self) {
+        for i in 0..3 {
+            self.observe(i);
         }
+    }
+
+    /// Drains participant `i`'s events into the checks (versions the hub
+    /// applied, conflicts taking an old version, re-initialised pairs) and
+    /// checks its packet counters, as the simulator does.
+    fn observe(&mut self, i: usize) {
+        let at = sim_time(self.now);
+        let who = self.actors[i].who;
+        let events = harness::drain(self.actors[i].engine());
+        let mut reinitialized = BTreeSet::<NodeId>::new();
+        for event in &events {
+            match event {
+                Event::Applied(change) if who == Who::Hub => {
+                    self.checks.hub_applied(&self.registry, &change.entity);
+                }
+                Event::PairReinitialized { peer, .. } => {
+                    reinitialized.insert(*peer);
+                }
+                Event::Conflict(conflict) => {
+                    let taken = events.iter().find_map(|e| match e {
+                        Event::Applied(a) if a.entity.key == conflict.key => Some(&a.entity),
+                        _ => None,
+                    });
+                    if let Some(version) = taken {
+                        self.checks.stale_conflict(who, &self.registry, version, at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let peers = self.actors[i].engine().peers().expect("read peers");
+        self.checks.counters(who, &peers, &reinitialized, at);
     }
 
     fn fields(&mut self, kind: Kind, parent: Option<Uuid>, value: u8) -> Record {
@@ -528,8 +575,8 @@ impl OpsWorld {
                 if let Err(e) = result {
                     panic!("node {i}'s session after healing failed: {e}");
                 }
-                harness::drain(hub[0].engine());
-                harness::drain(nodes[i].engine());
+                self.observe(0);
+                self.observe(i + 1);
             }
         }
     }
@@ -575,8 +622,10 @@ impl OpsWorld {
         None
     }
 
-    /// The no-lost-write and applied-once checks.
-    fn check(&mut self) {
+    /// The oracle's checks on the stores as they are now (causal order, no
+    /// lost write), then every violation found so far (these, applied once,
+    /// counters); panics naming `when` if there is one.
+    fn check(&mut self, when: &str) {
         let mut traces = Traces::default();
         for actor in &mut self.actors {
             let txn = actor.engine().store_mut().begin().expect("begin");
@@ -585,7 +634,9 @@ impl OpsWorld {
                 .expect("collect traces");
             drop(txn);
         }
-        self.checks.lost_writes(&traces, sim_time(self.now));
+        let at = sim_time(self.now);
+        self.checks.false_conflicts(&traces, at);
+        self.checks.lost_writes(&traces, at);
         if !self.checks.violations.is_empty() {
             let list: Vec<String> = self
                 .checks
@@ -595,9 +646,14 @@ impl OpsWorld {
                 .map(ToString::to_string)
                 .collect();
             panic!(
-                "{} invariant violations:\n  {}",
+                "{} invariant violations {when}:\n  {}{}",
                 self.checks.violations.len(),
-                list.join("\n  ")
+                list.join("\n  "),
+                if self.checks.hints.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nhints:\n  {}", self.checks.hints.join("\n  "))
+                }
             );
         }
     }

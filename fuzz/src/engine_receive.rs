@@ -103,7 +103,7 @@ pub fn run(data: &[u8]) {
 
 /// A real node writes, syncs with `hub` and must end holding the hub's
 /// entities, its own write included.
-fn probe_session(hub: &mut Engine<MemoryStore>) {
+pub fn probe_session(hub: &mut Engine<MemoryStore>) {
     let mut probe = Engine::new(
         MemoryStore::new(),
         registry(),

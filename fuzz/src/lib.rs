@@ -21,17 +21,30 @@
 //! - [`sqlite_sql`]: plain-SQL writes on SQLite stores interleaved with
 //!   syncs, then every node's tables compared.
 //!
+//! - [`token`]: node token parsing and verification (`sync_core::token`)
+//!   and the signing key's stored form, against a model of the rules.
+//! - [`file_import`]: sealed packet files (`sync-transport-file`) as raw
+//!   bytes or sealed from fuzzed envelopes, through inspect, dry run and
+//!   import at a hub.
+//! - [`http_exchange`]: raw HTTP/1.1 request bytes to the HTTPS hub's
+//!   request handling (`HubService::respond_raw`: parser, routes, tokens,
+//!   limits, hub), without a network.
+//!
 //! [`corpus`] builds the seed corpora from real engines
 //! (`cargo run --manifest-path fuzz/Cargo.toml --bin gen_corpus`).
 
 pub mod alloc_track;
 pub mod corpus;
+pub mod corpus_transport;
 pub mod engine_ops;
 pub mod engine_receive;
+pub mod file_import;
 pub mod fixup;
+pub mod http_exchange;
 pub mod json_envelope;
 pub mod packet_decode;
 pub mod sqlite_sql;
+pub mod token;
 
 /// A target's entry point.
 pub type Run = fn(&[u8]);
@@ -43,4 +56,7 @@ pub const TARGETS: &[(&str, Run)] = &[
     ("json_envelope", json_envelope::run),
     ("engine_ops", engine_ops::run),
     ("sqlite_sql", sqlite_sql::run),
+    ("token", token::run),
+    ("file_import", file_import::run),
+    ("http_exchange", http_exchange::run),
 ];

@@ -87,7 +87,7 @@ pub use encoding::ContentCoding;
 pub use hub::{
     EngineHub, Hub, HubAnswer, HubError, HubInfo, HubReply, HubRequest, NodeLag, NodeStatus,
 };
-pub use server::{HubServer, ServerConfig, ServerError};
+pub use server::{HubServer, HubService, ServerConfig, ServerError};
 #[cfg(feature = "self-signed")]
 pub use tls::SelfSigned;
 pub use tls::{TlsError, TlsIdentity, Trust, fingerprint};

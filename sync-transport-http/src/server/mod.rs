@@ -224,32 +224,14 @@ pub(crate) struct Shared<H: Hub> {
     pub workers: tokio::sync::Semaphore,
 }
 
-/// A running hub server. Dropping it stops accepting connections; call
-/// [`HubServer::shutdown`] to also finish the requests in flight.
-pub struct HubServer<H: Hub> {
-    shared: Arc<Shared<H>>,
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl<H: Hub> HubServer<H> {
-    /// Binds `addr` (port 0 picks a free one) and serves `hub` over TLS with
-    /// `tls` (see [`crate::TlsIdentity::server_config`]). Loads the signing
-    /// keys from the hub's store, making the first one on a hub's first
-    /// start. Must be called inside a tokio runtime.
-    pub async fn bind(
-        addr: SocketAddr,
-        tls: Arc<rustls::ServerConfig>,
+impl<H: Hub> Shared<H> {
+    /// Loads the signing keys from `hub` (making the first one on a hub's
+    /// first start) and builds the state every request shares, with the
+    /// sender that stops it.
+    async fn open(
         hub: H,
         config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+    ) -> Result<(Arc<Self>, watch::Sender<bool>), ServerError> {
         let hub = Arc::new(hub);
         let (tokens, hub) = {
             let policy = config.tokens.clone();
@@ -276,6 +258,52 @@ impl<H: Hub> HubServer<H> {
             config,
             shutdown,
         });
+        Ok((shared, stop))
+    }
+
+    /// Issues a token for `node` on the blocking pool, refusing nodes that
+    /// are not registered or revoked.
+    async fn issue_token(self: &Arc<Self>, node: NodeId) -> Result<Token, ServerError> {
+        let shared = Arc::clone(self);
+        let now = shared.config.clock.now();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .tokens
+                .issue_checked(&mut HubKeys(&*shared.hub), node, now)
+        })
+        .await
+        .map_err(|_| ServerError::Runtime)?
+        .map_err(ServerError::from)
+    }
+}
+
+/// A running hub server. Dropping it stops accepting connections; call
+/// [`HubServer::shutdown`] to also finish the requests in flight.
+pub struct HubServer<H: Hub> {
+    shared: Arc<Shared<H>>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<H: Hub> HubServer<H> {
+    /// Binds `addr` (port 0 picks a free one) and serves `hub` over TLS with
+    /// `tls` (see [`crate::TlsIdentity::server_config`]). Loads the signing
+    /// keys from the hub's store, making the first one on a hub's first
+    /// start. Must be called inside a tokio runtime.
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+        hub: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let (shared, stop) = Shared::open(hub, config).await?;
         let task = tokio::spawn(accept_loop(
             listener,
             TlsAcceptor::from(tls),
@@ -309,16 +337,7 @@ impl<H: Hub> HubServer<H> {
     /// Issues a token for `node`, refusing nodes that are not registered or
     /// revoked.
     pub async fn issue_token(&self, node: NodeId) -> Result<Token, ServerError> {
-        let shared = Arc::clone(&self.shared);
-        let now = shared.config.clock.now();
-        tokio::task::spawn_blocking(move || {
-            shared
-                .tokens
-                .issue_checked(&mut HubKeys(&*shared.hub), node, now)
-        })
-        .await
-        .map_err(|_| ServerError::Runtime)?
-        .map_err(ServerError::from)
+        self.shared.issue_token(node).await
     }
 
     /// Rotates the signing key: new tokens are signed with a new key, the
@@ -356,6 +375,63 @@ impl<H: Hub> Drop for HubServer<H> {
 
 /// How often the rate limiters forget idle keys.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// The hub's request handling without a listener, sockets or TLS: raw
+/// HTTP/1.1 request bytes in, raw response bytes out, through the same
+/// parser (hyper), routes, limits, authentication and hub as
+/// [`HubServer`]. For tests and fuzzing (the fuzz target
+/// `http_exchange` feeds it arbitrary bytes); a hub on a network is served
+/// by [`HubServer`], which puts TLS in front.
+pub struct HubService<H: Hub> {
+    shared: Arc<Shared<H>>,
+    /// Kept so that long polls see the service as running.
+    _stop: watch::Sender<bool>,
+}
+
+impl<H: Hub> HubService<H> {
+    /// Loads the signing keys from `hub` like [`HubServer::bind`] (making
+    /// the first one on a hub's first start), without binding anything.
+    /// Must be called inside a tokio runtime.
+    pub async fn new(hub: H, config: ServerConfig) -> Result<Self, ServerError> {
+        let (shared, stop) = Shared::open(hub, config).await?;
+        Ok(HubService {
+            shared,
+            _stop: stop,
+        })
+    }
+
+    /// The hub served.
+    pub fn hub(&self) -> &H {
+        &self.shared.hub
+    }
+
+    /// Issues a token for `node`, as [`HubServer::issue_token`] does.
+    pub async fn issue_token(&self, node: NodeId) -> Result<Token, ServerError> {
+        self.shared.issue_token(node).await
+    }
+
+    /// Serves `request`, the bytes a client sent on one connection (one
+    /// request or several pipelined, complete or not), and returns every
+    /// byte the server wrote back before closing it. The client's side is
+    /// closed after the last byte, and the server answers what it read
+    /// (half-close), as if the client waited for the answers. The header
+    /// and body timeouts of the [`ServerConfig`] apply.
+    pub async fn respond_raw(&self, request: &[u8], peer: SocketAddr) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let serve = serve_http(TokioIo::new(server), peer, Arc::clone(&self.shared), true);
+        let (mut read, mut write) = tokio::io::split(client);
+        let send = async move {
+            // The server closing early (a refused request) ends the write.
+            let _ = write.write_all(request).await;
+            let _ = write.shutdown().await;
+        };
+        let mut answer = Vec::new();
+        let receive = read.read_to_end(&mut answer);
+        let _ = tokio::join!(serve, send, receive);
+        answer
+    }
+}
 
 async fn accept_loop<H: Hub>(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared<H>>) {
     let mut connections = JoinSet::new();
@@ -413,6 +489,16 @@ async fn serve_connection<H: Hub>(
             }
         };
     shared.metrics.connection();
+    serve_http(TokioIo::new(tls), peer, shared, false).await;
+}
+
+/// Serves HTTP/1.1 with keep-alive on `io` until the client closes it or
+/// the server shuts down; with `half_close` a client that closed its side
+/// still gets the answers to what it sent.
+async fn serve_http<H: Hub, IO>(io: IO, peer: SocketAddr, shared: Arc<Shared<H>>, half_close: bool)
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&service_shared);
@@ -422,8 +508,9 @@ async fn serve_connection<H: Hub>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_timeout)
+        .half_close(half_close)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut shutdown = shared.shutdown.clone();
     tokio::select! {
