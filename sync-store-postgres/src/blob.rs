@@ -9,7 +9,8 @@
 //! nesting depth, so damaged bytes give [`StoreError::Corrupt`], never a panic.
 
 use sync_core::{
-    Entity, EntityKey, NodeId, Record, StoreError, Timestamp, Uuid, Value, VersionVector,
+    Dot, Entity, EntityKey, FieldStamps, NodeId, Record, Stamp, StoreError, Timestamp, Uuid, Value,
+    VersionVector,
 };
 
 /// Deepest nesting of lists and records accepted when decoding.
@@ -23,10 +24,20 @@ const FORMAT: u8 = 1;
 /// their own write.
 const ENTITY_FORMAT: u8 = 2;
 
+/// Entity format 3: format 2 followed by the version's field stamps (count,
+/// then per stamp: field name, a dot as in [`put_dot`]). Written only for a
+/// version that has stamps, so every other version keeps format 2.
+const STAMPED_FORMAT: u8 = 3;
+
 /// Encodes a whole entity.
 pub(crate) fn encode_entity(entity: &Entity) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    out.push(ENTITY_FORMAT);
+    let stamped = !entity.field_stamps.is_empty();
+    out.push(if stamped {
+        STAMPED_FORMAT
+    } else {
+        ENTITY_FORMAT
+    });
     put_str(&mut out, &entity.key.entity_type);
     out.extend(entity.key.id.as_bytes());
     out.extend(entity.updated_at.as_micros().to_le_bytes());
@@ -36,14 +47,29 @@ pub(crate) fn encode_entity(entity: &Entity) -> Vec<u8> {
     let clock = entity.clock.to_bytes();
     put_varint(&mut out, clock.len() as u64);
     out.extend(clock);
+    if stamped {
+        put_varint(&mut out, entity.field_stamps.len() as u64);
+        for (name, dot) in &entity.field_stamps {
+            put_str(&mut out, name);
+            put_dot(&mut out, dot);
+        }
+    }
     out
+}
+
+/// A dot: 16 bytes of writer id, the time as little-endian i64, the tag as
+/// little-endian u32.
+fn put_dot(out: &mut Vec<u8>, dot: &Dot) {
+    out.extend(dot.node.as_bytes());
+    out.extend(dot.stamp.at.as_micros().to_le_bytes());
+    out.extend(dot.stamp.tag.to_le_bytes());
 }
 
 /// Decodes what [`encode_entity`] wrote.
 pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
     let mut r = Reader { bytes, pos: 0 };
     let format = r.byte()?;
-    if format != FORMAT && format != ENTITY_FORMAT {
+    if ![FORMAT, ENTITY_FORMAT, STAMPED_FORMAT].contains(&format) {
         return Err(corrupt(format!("unknown entity encoding version {format}")));
     }
     let entity_type = r.string()?;
@@ -59,6 +85,13 @@ pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
         let bytes = r.take(len)?;
         VersionVector::from_bytes(bytes).ok_or_else(|| corrupt("a damaged clock".into()))?
     };
+    let mut field_stamps = FieldStamps::new();
+    if format == STAMPED_FORMAT {
+        for _ in 0..r.len()? {
+            let name = r.string()?;
+            field_stamps.insert(name, r.dot()?);
+        }
+    }
     r.finish()?;
     Ok(Entity {
         key: EntityKey::new(entity_type, id),
@@ -67,6 +100,7 @@ pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
         origin,
         fields,
         clock,
+        field_stamps,
     })
 }
 
@@ -156,6 +190,16 @@ impl Reader<'_> {
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(slice)
+    }
+
+    fn dot(&mut self) -> Result<Dot, StoreError> {
+        let node = NodeId(Uuid::from_bytes(self.array()?));
+        let at = Timestamp::from_micros(i64::from_le_bytes(self.array()?));
+        let tag = u32::from_le_bytes(self.array()?);
+        Ok(Dot {
+            node,
+            stamp: Stamp { at, tag },
+        })
     }
 
     fn byte(&mut self) -> Result<u8, StoreError> {
@@ -269,7 +313,28 @@ mod tests {
                 (NodeId(Uuid::from_u128(9)), Timestamp::from_micros(-5)),
                 (NodeId(Uuid::from_u128(1)), Timestamp::from_micros(-9)),
             ]),
+            field_stamps: FieldStamps::new(),
         }
+    }
+
+    #[test]
+    fn stamped_entity_round_trips() {
+        let dot = Dot {
+            node: NodeId(Uuid::from_u128(1)),
+            stamp: Stamp {
+                at: Timestamp::from_micros(-9),
+                tag: 7,
+            },
+        };
+        let mut e = sample();
+        e.field_stamps.insert("a".into(), dot);
+        let bytes = encode_entity(&e);
+        assert_eq!(bytes[0], STAMPED_FORMAT);
+        assert_eq!(decode_entity(&bytes).unwrap(), e);
+        for n in 0..bytes.len() {
+            assert!(decode_entity(&bytes[..n]).is_err());
+        }
+        assert_eq!(encode_entity(&sample())[0], ENTITY_FORMAT);
     }
 
     #[test]
