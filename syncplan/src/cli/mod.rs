@@ -1,6 +1,7 @@
 //! The command line: arguments (clap), logging, dispatch, and how errors
 //! are printed.
 
+mod bench;
 mod demo;
 mod failure;
 mod files;
@@ -230,6 +231,18 @@ enum Command {
         /// Keep the hub's and nodes' directories here instead of removing them.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+    },
+    /// Measure sync speed against plain SQLite on this machine, in one run.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p syncplan -- bench --changes 200000\n  cargo run --release -p syncplan -- bench --transport https\n\nPrints one key=value line per figure (see BENCHMARKS.md); every ratio is against a plain SQLite upsert of the same rows measured in the same run. Runs on temporary files. Build with --release: a debug build is many times slower."
+    )]
+    Bench {
+        /// Entity changes to write and sync.
+        #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+        changes: usize,
+        /// How the node's packets reach the hub.
+        #[arg(long, value_enum, default_value_t = bench::BenchTransport::InProcess)]
+        transport: bench::BenchTransport,
     },
 }
 
@@ -578,6 +591,7 @@ fn run(command: Command) -> Result<()> {
         Command::Audit { dir, json } => records::audit(&dir.dir, &json.output()),
         Command::Inspect { file } => inspect::inspect(&file),
         Command::Demo { keep } => runtime()?.block_on(demo::run(keep.as_deref())),
+        Command::Bench { changes, transport } => bench::run(changes, transport),
     }
 }
 
