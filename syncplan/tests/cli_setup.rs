@@ -48,6 +48,7 @@ fn every_command_has_help_with_an_example() {
         &["audit"],
         &["inspect"],
         &["demo"],
+        &["bench"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -456,4 +457,45 @@ fn a_fresh_token_replaces_a_lost_one() {
     assert_eq!(count(&ws, "hub", "SELECT count(*) FROM note"), 1);
     let bad = ws.run(&["set-token", "two words", "--dir", "one"]).failed();
     assert!(bad.stderr.contains("not a token"), "{}", bad.stderr);
+}
+
+/// `syncplan bench` prints every figure issue 15 asks for, one `key=value`
+/// line each, in-process and over HTTPS (a few changes: the figures of a
+/// debug build mean nothing, the lines and the run do).
+#[test]
+fn bench_prints_every_figure() {
+    let ws = Workspace::new();
+    for transport in ["in-process", "https"] {
+        let run = ws.ok(&[
+            "bench",
+            "--changes",
+            "300",
+            "--idle",
+            "5",
+            "--transport",
+            transport,
+        ]);
+        for key in [
+            "e2e_changes_per_s",
+            "ratio_vs_sqlite_upsert",
+            "first_sync_entities_per_s",
+            "capture_insert_x",
+            "capture_update_x",
+            "apply_x",
+            "idle_exchange_p99_us",
+            "wire_vs_gzip_json",
+            "peak_rss_mb",
+        ] {
+            let line = run
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key}= line ({transport}):\n{}", run.stdout));
+            let value: f64 = line[key.len() + 1..]
+                .parse()
+                .unwrap_or_else(|_| panic!("{line} is not a number"));
+            assert!(value.is_finite() && value >= 0.0, "{line}");
+        }
+        assert!(run.stdout.contains(&format!("transport={transport}")));
+    }
 }

@@ -243,6 +243,9 @@ enum Command {
         /// How the node's packets reach the hub.
         #[arg(long, value_enum, default_value_t = bench::BenchTransport::InProcess)]
         transport: bench::BenchTransport,
+        /// Exchanges with nothing to send, for the idle latency figures.
+        #[arg(long, default_value_t = bench::IDLE_EXCHANGES, value_name = "N")]
+        idle: usize,
     },
 }
 
@@ -591,7 +594,11 @@ fn run(command: Command) -> Result<()> {
         Command::Audit { dir, json } => records::audit(&dir.dir, &json.output()),
         Command::Inspect { file } => inspect::inspect(&file),
         Command::Demo { keep } => runtime()?.block_on(demo::run(keep.as_deref())),
-        Command::Bench { changes, transport } => bench::run(changes, transport),
+        Command::Bench {
+            changes,
+            transport,
+            idle,
+        } => bench::run(changes, transport, idle),
     }
 }
 

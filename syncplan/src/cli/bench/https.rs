@@ -13,19 +13,19 @@ use syncplan::http::{
 use syncplan::{Node, NodeInfo, SqliteStore};
 
 use super::workload::{self, engine, hub_info, node_info};
-use super::{IDLE_EXCHANGES, Idle, Progress, Transported, quantile};
+use super::{Idle, Progress, Transported, quantile};
 use crate::cli::failure::{Context, Failure, Result};
 
 /// Runs the end-to-end, first-sync and idle phases over HTTPS.
-pub fn run(dir: &Path, n: usize, progress: &Progress) -> Result<Transported> {
+pub fn run(dir: &Path, n: usize, idle: usize, progress: &Progress) -> Result<Transported> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(phases(dir, n, progress))
+    runtime.block_on(phases(dir, n, idle, progress))
 }
 
-async fn phases(dir: &Path, n: usize, progress: &Progress) -> Result<Transported> {
+async fn phases(dir: &Path, n: usize, idle: usize, progress: &Progress) -> Result<Transported> {
     let hub_info = hub_info();
     let (writer, fresh) = (node_info(11), node_info(12));
     let hub = engine(
@@ -86,9 +86,9 @@ async fn phases(dir: &Path, n: usize, progress: &Progress) -> Result<Transported
     session(&newcomer, progress).await?;
     let first_sync = start.elapsed();
 
-    progress.phase("https idle sessions", Some(IDLE_EXCHANGES as u64));
-    let mut times = Vec::with_capacity(IDLE_EXCHANGES);
-    for _ in 0..IDLE_EXCHANGES {
+    progress.phase("https idle sessions", Some(idle as u64));
+    let mut times = Vec::with_capacity(idle);
+    for _ in 0..idle {
         let start = Instant::now();
         node.sync().await.context("an idle HTTPS session")?;
         times.push(start.elapsed());

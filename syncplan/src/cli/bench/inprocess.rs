@@ -11,7 +11,7 @@ use serde_json::json;
 use syncplan::{Engine, EngineConfig, SqliteStore};
 
 use super::workload::{self, engine, hub_info, node_info};
-use super::{IDLE_EXCHANGES, Idle, Progress, Transported, quantile, timed};
+use super::{Idle, Progress, Transported, quantile, timed};
 use crate::cli::failure::{Context, Result};
 
 /// What the in-process run measured.
@@ -42,7 +42,7 @@ struct Exchanged {
 }
 
 /// Runs the in-process phases with `n` rows.
-pub fn run(dir: &Path, n: usize, progress: &Progress) -> Result<Local> {
+pub fn run(dir: &Path, n: usize, idle_exchanges: usize, progress: &Progress) -> Result<Local> {
     let hub_info = hub_info();
     let mut hub = engine(
         &dir.join("hub.db"),
@@ -82,7 +82,7 @@ pub fn run(dir: &Path, n: usize, progress: &Progress) -> Result<Local> {
         std::slice::from_ref(&hub_info),
     )?;
     let (_, first_sync) = timed(|| sync(&mut fresh, &mut hub, progress))?;
-    let idle = idle(&mut node, &mut hub, progress)?;
+    let idle = idle(&mut node, &mut hub, idle_exchanges, progress)?;
     Ok(Local {
         transported: Transported {
             e2e,
@@ -133,17 +133,18 @@ fn drain(engine: &mut Engine<SqliteStore>) {
     while engine.poll_event().is_some() {}
 }
 
-/// [`IDLE_EXCHANGES`] sessions with nothing to send: the hub's time per
-/// request, and the whole exchange.
+/// `count` sessions with nothing to send: the hub's time per request, and
+/// the whole exchange.
 fn idle(
     node: &mut Engine<SqliteStore>,
     hub: &mut Engine<SqliteStore>,
+    count: usize,
     progress: &Progress,
 ) -> Result<Idle> {
-    progress.phase("idle exchanges", Some(IDLE_EXCHANGES as u64));
-    let mut at_hub = Vec::with_capacity(IDLE_EXCHANGES);
-    let mut whole = Vec::with_capacity(IDLE_EXCHANGES);
-    for _ in 0..IDLE_EXCHANGES {
+    progress.phase("idle exchanges", Some(count as u64));
+    let mut at_hub = Vec::with_capacity(count);
+    let mut whole = Vec::with_capacity(count);
+    for _ in 0..count {
         let start = Instant::now();
         let counters = sync(node, hub, &Progress::hidden())?;
         whole.push(start.elapsed());

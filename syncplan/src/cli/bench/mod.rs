@@ -57,7 +57,7 @@ pub fn run(changes: usize, transport: BenchTransport) -> Result<()> {
     out.ms("ceiling_ms", ceiling);
     out.rate("ceiling_rows_per_s", changes, ceiling);
 
-    let local = inprocess::run(dir.path(), changes, &progress)?;
+    let local = inprocess::run(dir.path(), changes, idle, &progress)?;
     out.ratio("capture_insert_x", local.capture_insert, plain.insert);
     out.ratio("capture_update_x", local.capture_update, plain.update);
     out.ratio(
@@ -92,7 +92,7 @@ pub fn run(changes: usize, transport: BenchTransport) -> Result<()> {
                 changes,
                 local.transported.first_sync,
             );
-            let over_https = https::run(dir.path(), changes, &progress)?;
+            let over_https = https::run(dir.path(), changes, idle, &progress)?;
             out.micros("https_idle_session_p50_us", over_https.idle.p50);
             out.micros("https_idle_session_p99_us", over_https.idle.p99);
             https_figures = over_https;
@@ -137,7 +137,7 @@ pub struct Idle {
     pub roundtrip_p99: Duration,
 }
 
-/// How many exchanges the idle phase runs.
+/// How many exchanges the idle phase runs by default.
 pub const IDLE_EXCHANGES: usize = 1_000;
 
 /// The `q`-quantile (0..=1) of `samples`, sorting them.
