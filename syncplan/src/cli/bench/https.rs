@@ -39,10 +39,12 @@ async fn phases(dir: &Path, n: usize, idle: usize, progress: &Progress) -> Resul
         .identity
         .server_config()
         .context("setting up the server's TLS")?;
-    let mut config = ServerConfig::default();
     // The idle phase makes a thousand sessions as fast as it can.
-    config.rate_per_second = 1_000_000;
-    config.rate_burst = 1_000_000;
+    let config = ServerConfig {
+        rate_per_second: 1_000_000,
+        rate_burst: 1_000_000,
+        ..ServerConfig::default()
+    };
     let address: std::net::SocketAddr = "127.0.0.1:0".parse().context("the loopback address")?;
     let server = HubServer::bind(address, tls, EngineHub::new(hub), config)
         .await
@@ -52,7 +54,12 @@ async fn phases(dir: &Path, n: usize, idle: usize, progress: &Progress) -> Resul
         let fingerprint = cert.fingerprint.clone();
         let hub_info = hub_info.clone();
         async move {
-            let engine = engine(&dir.join(db), info.clone(), 22, &[hub_info.clone()])?;
+            let engine = engine(
+                &dir.join(db),
+                info.clone(),
+                22,
+                std::slice::from_ref(&hub_info),
+            )?;
             let token = server
                 .issue_token(info.id)
                 .await

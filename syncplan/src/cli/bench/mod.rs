@@ -41,10 +41,13 @@ pub enum BenchTransport {
     Https,
 }
 
-/// Runs every phase with `changes` rows and prints the figures.
-pub fn run(changes: usize, transport: BenchTransport) -> Result<()> {
-    if changes == 0 {
-        return Err(super::failure::Failure::msg("--changes must be at least 1"));
+/// Runs every phase with `changes` rows (and `idle` exchanges with
+/// nothing to send) and prints the figures.
+pub fn run(changes: usize, transport: BenchTransport, idle: usize) -> Result<()> {
+    if changes == 0 || idle == 0 {
+        return Err(super::failure::Failure::msg(
+            "--changes and --idle must be at least 1",
+        ));
     }
     let dir = tempfile::tempdir().context("creating a temporary directory for the bench")?;
     let progress = Progress::new(changes);

@@ -36,7 +36,7 @@ pub fn hub_info() -> NodeInfo {
 pub fn node_info(i: u128) -> NodeInfo {
     NodeInfo::new(
         NodeId(Uuid::from_u128(100 + i)),
-        &format!("NODE-{i}"),
+        format!("NODE-{i}"),
         "Bench node",
         Role::Node,
     )
