@@ -381,6 +381,78 @@ fn export_and_import_carry_changes_in_sealed_files() {
 }
 
 #[test]
+fn export_of_selected_types_leaves_the_rest_queued() {
+    let ws = Workspace::new();
+    ws.hub("hub");
+    ws.node("hub", "DESKTOP-1", "one");
+    for dir in ["hub", "one"] {
+        ws.ok(&[
+            "sql",
+            "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT)",
+            "--dir",
+            dir,
+        ]);
+        ws.ok(&["track", "item", "--as", "Item", "--dir", dir]);
+    }
+    ws.ok(&[
+        "sql",
+        "INSERT INTO note(title) VALUES ('later'); INSERT INTO item(name) VALUES ('bolts')",
+        "--dir",
+        "one",
+    ]);
+    // A time that is not RFC 3339 is refused with a hint.
+    let bad = ws
+        .run(&["export", "stick", "--since", "yesterday", "--dir", "one"])
+        .failed();
+    assert!(bad.stderr.contains("RFC 3339"), "{}", bad.stderr);
+    let exported = ws
+        .ok(&[
+            "export",
+            "stick",
+            "--types",
+            "Item",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--json",
+            "--dir",
+            "one",
+        ])
+        .json();
+    assert_eq!(exported["header"]["entity_count"], 1, "{exported}");
+    let file = exported["files"][0].as_str().unwrap().to_owned();
+    let answered = ws
+        .ok(&[
+            "import",
+            &file,
+            "--reply-dir",
+            "back",
+            "--json",
+            "--dir",
+            "hub",
+        ])
+        .json();
+    assert_eq!(count(&ws, "hub", "SELECT count(*) FROM item"), 1);
+    assert_eq!(count(&ws, "hub", "SELECT count(*) FROM note"), 0);
+    let reply = answered["exports"][0]["reply_files"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.ok(&["import", &reply, "--dir", "one"]);
+    // The note was left out: it is still queued, and the next export
+    // carries it.
+    let pending =
+        ws.ok(&["status", "--json", "--dir", "one"]).json()["peers"][0]["pending"].clone();
+    assert!(pending.as_u64().unwrap() >= 1, "{pending}");
+    let next = ws
+        .ok(&["export", "stick2", "--json", "--dir", "one"])
+        .json();
+    let file = next["files"][0].as_str().unwrap().to_owned();
+    ws.ok(&["import", &file, "--reply-dir", "back2", "--dir", "hub"]);
+    assert_eq!(count(&ws, "hub", "SELECT count(*) FROM note"), 1);
+    assert_eq!(count(&ws, "hub", "SELECT count(*) FROM item"), 1);
+}
+
+#[test]
 fn demo_syncs_over_https_explains_the_conflict_and_cleans_up() {
     let ws = Workspace::new();
     let run = ws.ok(&["demo"]);

@@ -12,7 +12,15 @@ use super::output::Output;
 
 /// `export OUTDIR`: the next packet for the hub (on a node) or for the
 /// node `to` (at the hub), sealed into files in `outdir`.
-pub fn export(dir: &Path, outdir: &Path, to: Option<&str>, out: &Output) -> Result<()> {
+/// With a `selection` other than everything, only the changes it picks
+/// travel; the others stay queued.
+pub fn export(
+    dir: &Path,
+    outdir: &Path,
+    to: Option<&str>,
+    selection: &syncplan::Selection,
+    out: &Output,
+) -> Result<()> {
     let mut opened = Opened::open(dir)?;
     let peer = match (opened.config.role, to) {
         (super::layout::DirRole::Node, _) => opened.config.upstream(dir)?.id,
@@ -24,11 +32,12 @@ pub fn export(dir: &Path, outdir: &Path, to: Option<&str>, out: &Output) -> Resu
         }
     };
     let code = opened.code_of(peer);
-    let exported = files::export(
+    let exported = files::export_selected(
         &mut opened.engine,
         peer,
         outdir,
         &ExportOptions::default(),
+        selection,
         syncplan::now(),
     )
     .with_context(|| format!("exporting for {code}"))?;

@@ -99,7 +99,7 @@ enum Command {
     },
     /// Write the next packet as sealed files, to carry by hand (USB stick, e-mail).
     #[command(
-        after_help = "Example:\n  syncplan export /media/usb --dir desktop-1              (a node: for its hub)\n  syncplan export /media/usb --to DESKTOP-1 --dir hub      (the hub: for one node)\n\nThe changes stay queued until the other side's reply is imported."
+        after_help = "Example:\n  syncplan export /media/usb --dir desktop-1              (a node: for its hub)\n  syncplan export /media/usb --to DESKTOP-1 --dir hub      (the hub: for one node)\n  syncplan export /media/usb --types Order,OrderLine --since 2026-12-01T00:00:00Z --dir desktop-1\n\nThe changes stay queued until the other side's reply is imported; with --types or --since, the changes left out stay queued for a later export or sync."
     )]
     Export {
         /// The folder to write the files into (created if missing).
@@ -107,6 +107,13 @@ enum Command {
         /// At the hub: the node the files are for (code or id).
         #[arg(long, value_name = "NODE")]
         to: Option<String>,
+        /// Only changes of these entity types (comma-separated, as tracked
+        /// with `track --as`).
+        #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+        types: Vec<String>,
+        /// Only changes stored here at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<syncplan::Timestamp>,
         #[command(flatten)]
         dir: DirArg,
         #[command(flatten)]
@@ -523,9 +530,20 @@ fn run(command: Command) -> Result<()> {
         Command::Export {
             outdir,
             to,
+            types,
+            since,
             dir,
             json,
-        } => files::export(&dir.dir, &outdir, to.as_deref(), &json.output()),
+        } => {
+            let mut selection = syncplan::Selection::all();
+            if !types.is_empty() {
+                selection = selection.with_types(types);
+            }
+            if let Some(since) = since {
+                selection = selection.since(since);
+            }
+            files::export(&dir.dir, &outdir, to.as_deref(), &selection, &json.output())
+        }
         Command::Import {
             files,
             dry_run,
@@ -636,4 +654,11 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// Parses `--since`: an RFC 3339 time.
+fn parse_since(text: &str) -> std::result::Result<syncplan::Timestamp, String> {
+    syncplan::Timestamp::parse_rfc3339(text).ok_or_else(|| {
+        format!("{text:?} is not an RFC 3339 time; write it like 2026-12-01T08:00:00Z")
+    })
 }
