@@ -645,6 +645,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Parses `--since`: an RFC 3339 time.
+fn parse_since(text: &str) -> std::result::Result<syncplan::Timestamp, String> {
+    syncplan::Timestamp::parse_rfc3339(text).ok_or_else(|| {
+        format!("{text:?} is not an RFC 3339 time; write it like 2026-12-01T08:00:00Z")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,11 +661,4 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
-}
-
-/// Parses `--since`: an RFC 3339 time.
-fn parse_since(text: &str) -> std::result::Result<syncplan::Timestamp, String> {
-    syncplan::Timestamp::parse_rfc3339(text).ok_or_else(|| {
-        format!("{text:?} is not an RFC 3339 time; write it like 2026-12-01T08:00:00Z")
-    })
 }
