@@ -58,6 +58,7 @@ pub mod rng;
 pub mod schema_version;
 pub mod serde_bridge;
 pub mod store;
+pub mod store_blob;
 pub mod timer;
 pub mod token;
 pub mod transport;

@@ -195,7 +195,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod blob;
+use sync_core::store_blob as blob;
 mod blocked;
 mod cascade;
 mod columns;

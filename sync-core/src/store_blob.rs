@@ -1,12 +1,29 @@
-//! A compact, self-describing binary encoding of values, records and
-//! entities, for what the store keeps outside the user's tables (entities of
-//! types without a table, version history, parked changes, open conflicts).
+//! The encoding stores use for the versions they keep whole (entities of
+//! types without a table, version history, parked changes, open conflicts,
+//! rejected changes): a compact, self-describing binary form of values,
+//! records and entities, shared by the SQLite and PostgreSQL stores so that a
+//! version moves between them unchanged. Pure: no IO.
 //!
 //! Layout: one tag byte per value, little-endian fixed-width numbers, lengths
 //! as LEB128 varints. Decoding checks every length against the bytes left and
 //! nesting depth, so damaged bytes give [`StoreError::Corrupt`], never a panic.
+//!
+//! ```
+//! use sync_core::store_blob::{decode_entity, encode_entity};
+//! use sync_core::{Entity, EntityKey, NodeId, Record, Timestamp, Uuid};
+//!
+//! let writer = NodeId(Uuid::from_u128(7));
+//! let entity = Entity::new_version(
+//!     EntityKey::new("note", Uuid::from_u128(1)),
+//!     Timestamp::from_micros(1_000),
+//!     false,
+//!     writer,
+//!     Record::new(),
+//! );
+//! assert_eq!(decode_entity(&encode_entity(&entity)).unwrap(), entity);
+//! ```
 
-use sync_core::{
+use crate::{
     Dot, Entity, EntityKey, FieldStamps, NodeId, Record, Stamp, StoreError, Timestamp, Uuid, Value,
     VersionVector,
 };
@@ -28,7 +45,7 @@ const ENTITY_FORMAT: u8 = 2;
 const STAMPED_FORMAT: u8 = 3;
 
 /// Encodes a whole entity.
-pub(crate) fn encode_entity(entity: &Entity) -> Vec<u8> {
+pub fn encode_entity(entity: &Entity) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     let stamped = !entity.field_stamps.is_empty();
     out.push(if stamped {
@@ -66,11 +83,11 @@ fn put_dot(out: &mut Vec<u8>, dot: &Dot) {
 /// What a row-backed version of a type merged per field recorded of each
 /// field when the store last stored it: a digest of its value and the dot
 /// of the write that last changed it (`None`: unknown).
-pub(crate) type Baseline = Vec<(String, [u8; 8], Option<Dot>)>;
+pub type Baseline = Vec<(String, [u8; 8], Option<Dot>)>;
 
 /// Encodes a [`Baseline`]: format byte, count, then per field: name, the
 /// 8-byte digest, a flag byte and (when set) a dot.
-pub(crate) fn encode_baseline(baseline: &Baseline) -> Vec<u8> {
+pub fn encode_baseline(baseline: &Baseline) -> Vec<u8> {
     let mut out = vec![FORMAT];
     put_varint(&mut out, baseline.len() as u64);
     for (name, digest, dot) in baseline {
@@ -88,7 +105,7 @@ pub(crate) fn encode_baseline(baseline: &Baseline) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_baseline`] wrote.
-pub(crate) fn decode_baseline(bytes: &[u8]) -> Result<Baseline, StoreError> {
+pub fn decode_baseline(bytes: &[u8]) -> Result<Baseline, StoreError> {
     let mut r = Reader { bytes, pos: 0 };
     if r.byte()? != FORMAT {
         return Err(corrupt("unknown field stamp encoding".into()));
@@ -109,7 +126,7 @@ pub(crate) fn decode_baseline(bytes: &[u8]) -> Result<Baseline, StoreError> {
 }
 
 /// Decodes what [`encode_entity`] wrote.
-pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
+pub fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
     let mut r = Reader { bytes, pos: 0 };
     let format = r.byte()?;
     if ![FORMAT, ENTITY_FORMAT, STAMPED_FORMAT].contains(&format) {
@@ -148,14 +165,14 @@ pub(crate) fn decode_entity(bytes: &[u8]) -> Result<Entity, StoreError> {
 }
 
 /// Encodes a record on its own.
-pub(crate) fn encode_record(record: &Record) -> Vec<u8> {
+pub fn encode_record(record: &Record) -> Vec<u8> {
     let mut out = vec![FORMAT];
     put_record(&mut out, record);
     out
 }
 
 /// Decodes what [`encode_record`] wrote.
-pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
+pub fn decode_record(bytes: &[u8]) -> Result<Record, StoreError> {
     let mut r = Reader { bytes, pos: 0 };
     let format = r.byte()?;
     if format != FORMAT {
