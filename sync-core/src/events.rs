@@ -65,6 +65,16 @@ pub enum Event {
         /// The parent that never arrived.
         waiting_for: crate::entity::EntityKey,
     },
+    /// A child deleted together with its parent was written back because
+    /// the parent's deletion lost a conflict to an edit (see
+    /// [`crate::engine::cascade`]). The restored version travels to every
+    /// node as this node's own write.
+    Restored {
+        /// The child written back.
+        key: crate::entity::EntityKey,
+        /// The parent whose deletion lost.
+        parent: crate::entity::EntityKey,
+    },
     /// A sync session finished: nothing pending either way, all acknowledged.
     SyncComplete {
         /// The peer.

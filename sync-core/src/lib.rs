@@ -45,6 +45,7 @@ pub mod codec;
 pub mod config;
 pub mod conflict;
 mod engine;
+pub use engine::cascade;
 pub mod entity;
 pub mod entity_registry;
 pub mod error;

@@ -154,12 +154,17 @@
 //! - Before a peer's removal of a row is applied, the live rows of tracked
 //!   tables that an `ON DELETE CASCADE` foreign key will remove with it are
 //!   kept whole in the version history (resolution `cascade-deleted`, up to
-//!   eight levels of children). A parent whose deletion loses to a
-//!   concurrent update is written back, but its children stay deleted: the
-//!   cascade does not follow causality yet, and their last versions are in
-//!   the history of every node that received the deletion (not of the node
-//!   where the application deleted the parent: its children were gone
-//!   before the store saw them).
+//!   eight levels of children), and linked under the parent as deleted with
+//!   it (see [`sync_core::cascade`]).
+//! - Cascades follow causality: when a parent's deletion loses a conflict to
+//!   a concurrent update, the children deleted with it come back with their
+//!   last values, on every node. That covers the children the writer's own
+//!   cascade removed (their deletions travel with the parent's) and those a
+//!   receiver's cascade removed (linked above). The node that resolves the
+//!   conflict writes them back as its own new versions, so the rows
+//!   reappear everywhere as ordinary inserts. Children the writer deleted
+//!   on purpose before the parent, in the same packet, come back too: delete
+//!   them again once the conflict is settled.
 //!
 //! # Changing a schema across a fleet
 //!

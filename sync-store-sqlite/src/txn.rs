@@ -457,7 +457,7 @@ impl StoreTxn for SqliteTxn<'_> {
             Some(table) => {
                 self.set_applying()?;
                 if rows::is_removal(entity) {
-                    self.keep_cascaded(table, id, stored_at, 0)?;
+                    self.keep_cascaded(table, &entity.key, entity.origin, stored_at, 0)?;
                 }
                 self.write_row(ty.id, table, entity, previous.is_some())?
             }
@@ -690,14 +690,19 @@ impl SqliteTxn<'_> {
     /// live rows of tracked tables that an `ON DELETE CASCADE` foreign key
     /// will remove with it go to the version history (resolution
     /// `cascade-deleted`), so that if the parent's deletion later loses to
-    /// an update, the children's last versions are on record.
+    /// an update, the children's last versions are on record. Each is also
+    /// linked under its parent as deleted with it by `deleted_by` (see
+    /// [`sync_core::cascade`]), so the engine writes it back if the
+    /// parent's deletion loses.
     fn keep_cascaded(
         &mut self,
         table: &TrackedTable,
-        id: Uuid,
+        parent: &EntityKey,
+        deleted_by: NodeId,
         arrival_time: Timestamp,
         depth: usize,
     ) -> Result<(), StoreError> {
+        let id = parent.id;
         if depth >= CASCADE_DEPTH {
             return Ok(());
         }
@@ -730,7 +735,10 @@ impl SqliteTxn<'_> {
                 self.write("keeping a cascaded child in the version history", |c| {
                     records::add_version(c, &record)
                 })?;
-                self.keep_cascaded(&child, key, arrival_time, depth + 1)?;
+                let link = sync_core::cascade::link_key(parent, &record.key);
+                let value = sync_core::cascade::encode_link(deleted_by, &record.data);
+                self.put_meta(&link, Some(&value))?;
+                self.keep_cascaded(&child, &record.key, deleted_by, arrival_time, depth + 1)?;
             }
         }
         Ok(())

@@ -70,6 +70,15 @@ struct Fleet {
 }
 
 fn open_tracked(path: &Path, extra_sql: &str) -> SqliteStore {
+    open_tracked_with(path, extra_sql, None)
+}
+
+/// [`open_tracked`], with `customer` resolving conflicts by `strategy`.
+fn open_tracked_with(
+    path: &Path,
+    extra_sql: &str,
+    strategy: Option<sync_core::ConflictStrategy>,
+) -> SqliteStore {
     let app = Connection::open(path).expect("create the app database");
     app.execute_batch(SCHEMA).expect("app schema");
     app.execute_batch(extra_sql).expect("extra schema");
@@ -82,9 +91,11 @@ fn open_tracked(path: &Path, extra_sql: &str) -> SqliteStore {
         ("department", "Department"),
         ("employee", "Employee"),
     ] {
-        store
-            .track_table(table, TrackOptions::new().entity_type_name(name))
-            .expect("track");
+        let mut options = TrackOptions::new().entity_type_name(name);
+        if let (Some(strategy), "customer") = (&strategy, table) {
+            options = options.strategy(strategy.clone());
+        }
+        store.track_table(table, options).expect("track");
     }
     store
 }
@@ -93,6 +104,11 @@ impl Fleet {
     /// A SQLite hub and two SQLite nodes; `extra[i]` runs on database `i`
     /// (0: hub) before tracking.
     fn new(extra: [&str; 3]) -> Fleet {
+        Fleet::with_strategy(extra, None)
+    }
+
+    /// [`Fleet::new`], with `customer` resolving conflicts by `strategy`.
+    fn with_strategy(extra: [&str; 3], strategy: Option<sync_core::ConflictStrategy>) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths: Vec<PathBuf> = ["hub.db", "n0.db", "n1.db"]
             .iter()
@@ -101,7 +117,7 @@ impl Fleet {
         let stores: Vec<SqliteStore> = paths
             .iter()
             .zip(extra)
-            .map(|(p, e)| open_tracked(p, e))
+            .map(|(p, e)| open_tracked_with(p, e, strategy.clone()))
             .collect();
         let mut stores = stores.into_iter();
         let hub_store = stores.next().expect("hub store");
@@ -580,6 +596,99 @@ fn children_a_cascade_removes_are_kept_in_the_version_history() {
         assert!(kept[0].resolution.starts_with("cascade-deleted"));
         assert!(!kept[0].data.is_deleted);
         assert_eq!(kept[0].data.fields["item"], sync_core::Value::from("chair"));
+    }
+}
+
+/// Issue 10, item 4: node 1 renames a customer while node 0 deletes it
+/// (its purchases go with it, by the application's `ON DELETE CASCADE`).
+/// The rename reaches the hub first and wins (server-wins): the customer
+/// lives, and so do its purchases, on every node.
+#[test]
+fn children_of_a_parent_whose_deletion_loses_come_back_everywhere() {
+    let mut fleet = Fleet::new(["", "", ""]);
+    let app0 = fleet.app(0);
+    app0.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         INSERT INTO customer(email, name) VALUES ('mo@example.com', 'Mo');
+         INSERT INTO purchase(customer_id, item) VALUES (last_insert_rowid(), 'chair');
+         INSERT INTO purchase(customer_id, item)
+             VALUES ((SELECT id FROM customer WHERE email = 'mo@example.com'), 'desk');",
+    )
+    .unwrap();
+    fleet.settle();
+    fleet
+        .app(1)
+        .execute("UPDATE customer SET name = 'Maurice'", [])
+        .unwrap();
+    fleet.sync_node(1);
+    app0.execute("DELETE FROM customer", []).unwrap();
+    assert_eq!(count(&app0, "SELECT count(*) FROM purchase"), 0, "cascaded");
+    fleet.sync_node(0);
+    fleet.settle();
+    fleet.assert_same_tables();
+    for i in 0..3 {
+        let conn = Connection::open(&fleet.paths[i]).unwrap();
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM customer WHERE name = 'Maurice'"
+            ),
+            1,
+            "database {i}"
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM purchase WHERE item IN ('chair', 'desk')"
+            ),
+            2,
+            "database {i}: the purchases came back with their customer"
+        );
+    }
+}
+
+/// The same, the other way round: the deletion reaches the hub first (the
+/// hub's own cascade removes the purchases there), then the rename, later,
+/// wins by last-writer-wins. The purchases the hub's cascade removed come
+/// back too.
+#[test]
+fn children_the_hubs_cascade_removed_come_back_when_the_deletion_loses() {
+    let mut fleet = Fleet::with_strategy(
+        ["", "", ""],
+        Some(sync_core::ConflictStrategy::LastWriterWins),
+    );
+    let app0 = fleet.app(0);
+    app0.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         INSERT INTO customer(email, name) VALUES ('jo@example.com', 'Jo');
+         INSERT INTO purchase(customer_id, item) VALUES (last_insert_rowid(), 'lamp');",
+    )
+    .unwrap();
+    fleet.settle();
+    app0.execute("DELETE FROM customer", []).unwrap();
+    fleet.sync_node(0);
+    let hub = Connection::open(&fleet.paths[0]).unwrap();
+    assert_eq!(count(&hub, "SELECT count(*) FROM purchase"), 0);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fleet
+        .app(1)
+        .execute("UPDATE customer SET name = 'Joanna'", [])
+        .unwrap();
+    fleet.sync_node(1);
+    fleet.settle();
+    fleet.assert_same_tables();
+    for i in 0..3 {
+        let conn = Connection::open(&fleet.paths[i]).unwrap();
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM customer WHERE name = 'Joanna'"),
+            1,
+            "database {i}"
+        );
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM purchase WHERE item = 'lamp'"),
+            1,
+            "database {i}: the purchase came back with its customer"
+        );
     }
 }
 

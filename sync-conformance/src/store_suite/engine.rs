@@ -222,6 +222,94 @@ pub fn engine_parents_travel_before_children<S: Store>(make: impl Fn() -> S) {
     assert!(net.nodes[1].parked().expect("parked").is_empty());
 }
 
+/// Issue 10, item 4, on every store: node 0 deletes a report with its lines
+/// while node 1 edits the report. When the edit wins (server-wins: it
+/// reached the hub first; last-writer-wins: it is later and reaches the hub
+/// after the deletion), the lines deleted with the report come back with
+/// it, on every node, with the values they had; a line node 0 deleted on
+/// its own while the report stood stays deleted.
+pub fn engine_children_deleted_with_a_losing_parent_come_back<S: Store>(make: impl Fn() -> S) {
+    for edit_first in [true, false] {
+        let strategy = match edit_first {
+            true => ConflictStrategy::ServerWins,
+            false => ConflictStrategy::LastWriterWins,
+        };
+        let mut net = Net::new(2, registry(strategy), &make);
+        let report = EntityKey::new(
+            REPORT,
+            net.nodes[0]
+                .insert(REPORT, report_fields(1), t(0))
+                .expect("insert"),
+        );
+        let line =
+            |text: &str| record([("report_id", Value::Uuid(report.id)), ("text", text.into())]);
+        let mut lines = Vec::new();
+        for text in ["dig", "fill", "gone"] {
+            let id = net.nodes[0].insert(LINE, line(text), t(1)).expect("line");
+            lines.push(EntityKey::new(LINE, id));
+        }
+        net.sync_all(t(2)).expect("sync");
+        // A deletion of its own, synced while the report still stands.
+        net.nodes[0].delete(lines[2].clone(), t(3)).expect("delete");
+        net.sync_all(t(4)).expect("sync");
+
+        let edit = |net: &mut Net<S>, at| {
+            net.nodes[1]
+                .put(report.clone(), report_fields(9), t(at))
+                .expect("edit")
+        };
+        if edit_first {
+            edit(&mut net, 10);
+            net.sync(1, t(11)).expect("sync");
+        }
+        net.nodes[0]
+            .write_batch(
+                vec![
+                    LocalWrite::Delete {
+                        key: lines[0].clone(),
+                    },
+                    LocalWrite::Delete {
+                        key: lines[1].clone(),
+                    },
+                    LocalWrite::Delete {
+                        key: report.clone(),
+                    },
+                ],
+                t(12),
+            )
+            .expect("delete with lines");
+        net.sync(0, t(13)).expect("sync");
+        if !edit_first {
+            edit(&mut net, 20);
+            net.sync(1, t(21)).expect("sync");
+        }
+        drain(&mut net.hub);
+        net.sync_all(t(30)).expect("sync");
+        net.sync_all(t(31)).expect("sync");
+        assert!(net.converged(), "edit first: {edit_first}");
+        for engine in std::iter::once(&mut net.hub).chain(net.nodes.iter_mut()) {
+            let kept = engine.get(&report).expect("get").expect("report");
+            assert!(!kept.is_deleted, "the edit won (edit first: {edit_first})");
+            assert_eq!(kept.fields["hours"], Value::Int(9));
+            for (key, text) in lines[..2].iter().zip(["dig", "fill"]) {
+                let back = engine.get(key).expect("get").expect("line");
+                assert!(
+                    !back.is_deleted,
+                    "{key} came back (edit first: {edit_first})"
+                );
+                assert_eq!(back.fields["text"], Value::from(text));
+            }
+            let gone = engine.get(&lines[2]).expect("get").expect("tombstone");
+            assert!(gone.is_deleted, "a deletion of its own stays");
+        }
+        assert!(
+            net.nodes
+                .iter_mut()
+                .all(|n| n.pending_count(hub_id()).expect("count") == 0)
+        );
+    }
+}
+
 /// Server-wins: the hub's version stands everywhere; the loser is in the
 /// hub's version history and the audit log.
 pub fn engine_server_wins<S: Store>(make: impl Fn() -> S) {

@@ -121,6 +121,7 @@ macro_rules! store_suite {
                 engine::engine_packet_numbers_and_acks_persist,
                 engine::engine_duplicate_packet_changes_nothing,
                 engine::engine_parents_travel_before_children,
+                engine::engine_children_deleted_with_a_losing_parent_come_back,
                 engine::engine_server_wins,
                 engine::engine_last_writer_wins_with_skewed_clocks,
                 engine::engine_keep_both_keeps_loser_copy,

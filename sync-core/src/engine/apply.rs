@@ -216,6 +216,7 @@ fn apply_one<T: StoreTxn>(
         Some(l) => match judge(ty, &l.entity, &incoming) {
             Verdict::OldNews => {}
             Verdict::Descendant => {
+                super::cascade::child_deleted(ctx, &l.entity, &incoming);
                 // A tombstone is reported as a deletion by `applied`.
                 store_incoming(txn, ctx, from, incoming, ChangeKind::Updated, stats)?;
             }
@@ -224,6 +225,7 @@ fn apply_one<T: StoreTxn>(
                 store_outcome(txn, ctx, &both, ConflictSide::Local, None, stats)?;
             }
             Verdict::KnownByIncoming => {
+                super::cascade::child_deleted(ctx, &l.entity, &incoming);
                 let both = l.entity.clock.merged(&incoming.clock);
                 take_with_both_histories(txn, ctx, from, both, incoming, stats)?;
             }
@@ -234,7 +236,19 @@ fn apply_one<T: StoreTxn>(
             }
             Verdict::Conflict if already_queued(txn, &incoming)? => {}
             Verdict::Conflict => {
+                // A deletion against an edit: if the edit wins, children
+                // deleted with the entity come back with it.
+                let deleted_by = match (l.entity.is_deleted, incoming.is_deleted) {
+                    (true, false) => Some(l.entity.origin),
+                    (false, true) => Some(incoming.origin),
+                    _ => None,
+                };
                 resolve(txn, ctx, conflict_of(ty, from, l, incoming), stats)?;
+                if let Some(deleted_by) = deleted_by {
+                    if txn.entity(&key)?.is_some_and(|e| !e.entity.is_deleted) {
+                        super::cascade::parent_revived(ctx, key.clone(), deleted_by);
+                    }
+                }
             }
         },
     }

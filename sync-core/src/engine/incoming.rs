@@ -420,9 +420,14 @@ impl<S: Store> Engine<S> {
                 .get(&header.sender)
                 .is_some_and(|&answered| header.ack_packet_no <= answered);
         let mut resync_answered = None;
+        // Restoring children deleted with a parent writes new versions.
+        let moving = self.prepare_writer(now);
         let (store, mut ctx) = self.parts(now);
         ctx.quarantine = quarantine.clone();
         let mut txn = store.begin()?;
+        if moving {
+            txn.set_local_node(ctx.local)?;
+        }
         let mut peer = known_peer(&txn, header.sender)?;
         ctx.config
             .schema
@@ -480,6 +485,7 @@ impl<S: Store> Engine<S> {
             apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
         }
         super::apply::expire_parked(&mut txn, &mut ctx, &peer, now, &mut stats)?;
+        super::cascade::finish(&mut txn, &mut ctx)?;
         peer.received_packet_no = header.packet_no;
         peer.received_digest = codec::packet_digest(header);
         peer.last_sync_in = Some(now);
@@ -505,6 +511,7 @@ impl<S: Store> Engine<S> {
         })?;
         let events = ctx.events;
         self.emit_all(events);
+        self.writer_moved |= moving;
         let reply = built.map(|(transmit, counted)| {
             self.after_build(&transmit, counted);
             transmit

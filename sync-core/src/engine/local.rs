@@ -293,7 +293,7 @@ pub(crate) fn local_write<T: StoreTxn>(
 }
 
 /// The stamp of a local write in its own clock.
-fn own_stamp(ty: &EntityType, entity: &Entity) -> Stamp {
+pub(crate) fn own_stamp(ty: &EntityType, entity: &Entity) -> Stamp {
     Stamp {
         at: entity.updated_at,
         tag: ty.write_tag(entity),
@@ -305,7 +305,7 @@ fn own_stamp(ty: &EntityType, entity: &Entity) -> Stamp {
 /// hybrid logical clock per entity). So a version written after seeing
 /// another always orders after it, and this node's entry in the clock
 /// always moves forward, even after its clock stepped back.
-fn after(previous: &Entity, now: Timestamp) -> Timestamp {
+pub(crate) fn after(previous: &Entity, now: Timestamp) -> Timestamp {
     let seen = previous
         .clock
         .latest()

@@ -7,6 +7,7 @@
 //! [`Engine::handle_timeout`] next).
 
 mod apply;
+pub mod cascade;
 mod incoming;
 mod local;
 mod outgoing;
@@ -102,6 +103,8 @@ pub(crate) struct Ctx<'a> {
     /// Each entity written while applying, with the incoming change that
     /// wrote it (a keep-both copy, a merge), to trace a refusal at commit.
     pub written: BTreeMap<EntityKey, EntityKey>,
+    /// Deletions with parents seen while applying (see [`cascade`]).
+    pub cascades: cascade::Cascades,
 }
 
 impl Ctx<'_> {
@@ -552,6 +555,7 @@ impl<S: Store> Engine<S> {
                 quarantine: BTreeMap::new(),
                 applying: Vec::new(),
                 written: BTreeMap::new(),
+                cascades: cascade::Cascades::default(),
             },
         )
     }
