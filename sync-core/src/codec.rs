@@ -4,6 +4,7 @@
 //! Decoding never panics and never allocates beyond the configured limits; any
 //! defect is a [`PeerError`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
@@ -297,12 +298,53 @@ pub fn open_request(bytes: &[u8], limits: &Limits) -> Result<VerifiedRequest, Pe
     })
 }
 
+thread_local! {
+    /// zstd contexts kept per thread. Making a context per packet cost more
+    /// than compressing or decompressing a small packet (an idle exchange's
+    /// is a few bytes); a kept context gives the same bytes, since each
+    /// call starts a new frame with the same parameters. A cache, not
+    /// state: no output depends on what was compressed before.
+    static ZSTD_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(1).ok());
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// Largest body decompressed into a buffer of its announced size at once
+/// with the kept context; a larger one is read in steps, so a header that
+/// announces much more than its body holds allocates no more than the
+/// body can fill.
+const BULK_DECOMPRESS_BYTES: u64 = 64 << 10;
+
+fn zstd_compress(raw: &[u8]) -> Vec<u8> {
+    let reused =
+        ZSTD_COMPRESSOR.with(|c| c.borrow_mut().as_mut().and_then(|c| c.compress(raw).ok()));
+    // Compressing an in-memory buffer fails only on allocation failure.
+    reused.unwrap_or_else(|| zstd::bulk::compress(raw, 1).unwrap_or_else(|_| raw.to_vec()))
+}
+
+/// A small zstd body whose frame announces exactly `raw_len` bytes,
+/// decompressed with the kept context; `None` for anything else (the
+/// streaming path decodes it and reports its errors).
+fn zstd_decompress_small(body: &[u8], raw_len: u64) -> Option<Vec<u8>> {
+    if raw_len > BULK_DECOMPRESS_BYTES
+        || zstd::zstd_safe::get_frame_content_size(body).ok()? != Some(raw_len)
+    {
+        return None;
+    }
+    let capacity = usize::try_from(raw_len).ok()?;
+    ZSTD_DECOMPRESSOR.with(|d| {
+        d.borrow_mut()
+            .as_mut()
+            .and_then(|d| d.decompress(body, capacity).ok())
+    })
+}
+
 /// Compresses with `codec`. zstd at level 1 (fast, same ratio as gzip here).
 pub fn compress(codec: Codec, raw: &[u8]) -> Vec<u8> {
     match codec {
         Codec::None => raw.to_vec(),
-        // Compressing an in-memory buffer fails only on allocation failure.
-        Codec::Zstd => zstd::bulk::compress(raw, 1).unwrap_or_else(|_| raw.to_vec()),
+        Codec::Zstd => zstd_compress(raw),
         Codec::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(raw.len() / 3),
@@ -322,6 +364,11 @@ pub fn decompress(codec: Codec, body: &[u8], raw_len: u64) -> Result<Vec<u8>, Pe
     let raw = match codec {
         Codec::None => body.to_vec(),
         Codec::Zstd => {
+            if let Some(raw) = zstd_decompress_small(body, raw_len) {
+                if raw.len() == expected {
+                    return Ok(raw);
+                }
+            }
             let decoder =
                 zstd::stream::read::Decoder::with_buffer(body).map_err(|e| PeerError::Decode {
                     what: "zstd body",

@@ -73,7 +73,8 @@ pub use conflict::{
     OpenConflict, Resolver, VersionRecord,
 };
 pub use engine::{
-    Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, Selection, SyncChange, Transmit,
+    Answer, Engine, Incoming, LocalWrite, ManualChoice, Outcome, Reply, Selection, SyncChange,
+    Transmit,
 };
 pub use entity::{Entity, EntityKey, FieldStamps, Operation, StoredEntity};
 pub use entity_registry::{EntityRegistry, EntityType, FieldDef, FieldKind};

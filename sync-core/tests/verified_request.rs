@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use sync_core::codec::{self, Limits};
 use sync_core::packet::{Codec, Envelope, Packet};
-use sync_core::{ConflictStrategy, ErrorCode, PeerError, SecurityKind, open_request};
+use sync_core::{Answer, ConflictStrategy, ErrorCode, PeerError, SecurityKind, open_request};
 
 fn decode_packet(bytes: &[u8]) -> Packet {
     match codec::decode_envelope(bytes, &Limits::default()).expect("an envelope") {
@@ -174,4 +174,92 @@ proptest! {
         prop_assert!(net.converged());
         prop_assert_eq!(net.hub.config().codec, Codec::Zstd);
     }
+}
+
+#[test]
+fn respond_registered_answers_registered_nodes_as_respond_verified_does() {
+    let mut one = Net::new(2, registry(ConflictStrategy::ServerWins));
+    let mut two = Net::new(2, registry(ConflictStrategy::ServerWins));
+    let sent = requests(&mut one);
+    assert_eq!(sent, requests(&mut two), "the nets are the same");
+    for (i, request) in sent.iter().enumerate() {
+        let now = t(2 + i as i64);
+        let expected = one.hub.respond_as(node_id(0), request, now).unwrap();
+        let got = match open_request(request, &two.hub.config().limits) {
+            Ok(verified) => two.hub.respond_registered(node_id(0), verified, now),
+            Err(error) => two
+                .hub
+                .respond_unreadable_registered(node_id(0), error, now),
+        };
+        assert_eq!(got.unwrap(), Answer::Reply(expected), "request {i}");
+    }
+    assert_eq!(
+        one.hub.security_events().unwrap(),
+        two.hub.security_events().unwrap()
+    );
+    assert_eq!(one.hub.peers().unwrap(), two.hub.peers().unwrap());
+    assert_eq!(two.hub.store().entity_count(), 1);
+}
+
+#[test]
+fn respond_registered_refuses_unknown_and_revoked_nodes_first_and_records_nothing() {
+    let mut net = Net::new(3, registry(ConflictStrategy::ServerWins));
+    // Node 2 is known to the net's nodes but revoked at the hub; node 9 was
+    // never registered there.
+    net.hub.revoke_peer(node_id(2)).unwrap();
+    let mut stranger = MemEngine::new(
+        sync_store_memory::MemoryStore::new(),
+        registry(ConflictStrategy::ServerWins),
+        node_config(9),
+        node_info(9),
+    )
+    .unwrap();
+    stranger.register_peer(hub_info()).unwrap();
+    stranger
+        .insert("DailyReport", report("2025-12-14", 2), t(0))
+        .unwrap();
+    net.nodes[2]
+        .insert("DailyReport", report("2025-12-15", 4), t(0))
+        .unwrap();
+    let revoked = first_packet(&mut net.nodes[2], t(1));
+    let unknown = first_packet(&mut stranger, t(1));
+    // A packet naming another recipient: the registration is checked first.
+    let mut misaddressed = decode_packet(&revoked);
+    misaddressed.header.recipient = node_id(1);
+    let misaddressed = codec::encode_envelope(&Envelope::Packet(misaddressed));
+    let limits = Limits::default();
+    let before = net.hub.security_events().unwrap();
+    let peers = net.hub.peers().unwrap();
+
+    let answer = |net: &mut Net, node, bytes: &[u8]| match open_request(bytes, &limits) {
+        Ok(verified) => net.hub.respond_registered(node, verified, t(2)).unwrap(),
+        Err(error) => net
+            .hub
+            .respond_unreadable_registered(node, error, t(2))
+            .unwrap(),
+    };
+    assert_eq!(answer(&mut net, node_id(2), &revoked), Answer::RevokedNode);
+    assert_eq!(
+        answer(&mut net, node_id(2), &misaddressed),
+        Answer::RevokedNode
+    );
+    assert_eq!(answer(&mut net, node_id(9), &unknown), Answer::UnknownNode);
+    // Requests that apply no packet of the node: garbage, another sender's
+    // packet.
+    assert_eq!(
+        answer(&mut net, node_id(9), b"\x0a\x03abc"),
+        Answer::UnknownNode
+    );
+    assert_eq!(answer(&mut net, node_id(2), &unknown), Answer::RevokedNode);
+
+    assert_eq!(net.hub.security_events().unwrap(), before, "nothing logged");
+    assert_eq!(net.hub.peers().unwrap(), peers, "no peer state changed");
+    assert_eq!(net.hub.store().entity_count(), 0);
+    // The same packet through the engine's own check is refused and logged.
+    let reply = net.hub.respond_as(node_id(2), &revoked, t(3)).unwrap();
+    assert_eq!(reply.outcome.error, Some(ErrorCode::UnknownNode));
+    assert_eq!(
+        net.hub.security_events().unwrap().pop().map(|e| e.kind),
+        Some(SecurityKind::RevokedSender)
+    );
 }

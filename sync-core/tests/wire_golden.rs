@@ -196,3 +196,37 @@ fn packets_from_before_version_clocks_still_decode() {
     check_pre_clock("v1_packet_gzip.bin", Codec::Gzip);
     check_pre_clock("v1_packet_none.bin", Codec::None);
 }
+
+#[test]
+fn compression_with_kept_contexts_gives_the_bytes_of_a_fresh_context() {
+    // Small and large bodies, repeated and interleaved: a context kept from
+    // one packet to the next must not change the next one's bytes.
+    let big: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    let inputs: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"x".to_vec(),
+        big.clone(),
+        b"an idle body".to_vec(),
+        big[..70_000].to_vec(),
+        Vec::new(),
+        big,
+        b"x".to_vec(),
+    ];
+    for (i, raw) in inputs.iter().enumerate() {
+        let packed = codec::compress(Codec::Zstd, raw);
+        assert_eq!(
+            packed,
+            zstd::bulk::compress(raw, 1).unwrap(),
+            "input {i}: the bytes of a fresh level-1 context"
+        );
+        let len = raw.len() as u64;
+        assert_eq!(&codec::decompress(Codec::Zstd, &packed, len).unwrap(), raw);
+        // A header announcing another length is refused either way.
+        assert!(codec::decompress(Codec::Zstd, &packed, len + 1).is_err());
+        if len > 0 {
+            assert!(codec::decompress(Codec::Zstd, &packed, len - 1).is_err());
+        }
+    }
+}

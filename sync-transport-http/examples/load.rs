@@ -2,16 +2,24 @@
 //! loopback, bounded in time, against a ceiling measured in the same run.
 //!
 //! ```text
-//! cargo run --release -p sync-transport-http --example load -- --nodes 200 --secs 10
+//! cargo run --release -p sync-transport-http --example load -- --nodes 200 --secs 10 --rate 2000
 //! ```
 //!
 //! Phases, each reported on its own line:
 //! 1. one node, idle exchanges one after another (nothing to send either
 //!    way): the latency of an exchange without load;
 //! 2. `--nodes` nodes at once, each looping idle exchanges over its own
-//!    kept-alive connection for `--secs`: exchanges/s, latency under load,
-//!    errors;
-//! 3. the ceiling: the same clients and TLS against a trivial handler that
+//!    kept-alive connection for `--secs` (a closed loop: every node always
+//!    has one exchange in flight): exchanges/s, latency under load, errors.
+//!    The hub is saturated here, so by Little's law the mean latency is
+//!    the number of nodes over the rate (200 nodes at 5,000/s: 40 ms);
+//! 3. the same nodes paced (an open loop): together they start `--rate`
+//!    exchanges per second, each node one every `nodes / rate` seconds,
+//!    staggered, for `--secs`. The latency of each is timed to its reply
+//!    from when it started, or from when it was due if the node's previous
+//!    exchange was still running then (so waiting behind a late one
+//!    counts): the latency of an idle exchange at that load;
+//! 4. the ceiling: the same clients and TLS against a trivial handler that
 //!    answers every request with a fixed body, for `--secs`.
 //!
 //! Client and server share the machine (and its cores): the figures are a
@@ -45,12 +53,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Args {
     nodes: usize,
     secs: u64,
+    /// Exchanges per second the nodes start together in the paced phase.
+    rate: f64,
 }
 
 fn args() -> Result<Args, BoxError> {
     let mut args = Args {
         nodes: 200,
         secs: 10,
+        rate: 2000.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,8 +69,16 @@ fn args() -> Result<Args, BoxError> {
         match flag.as_str() {
             "--nodes" => args.nodes = value.parse()?,
             "--secs" => args.secs = value.parse()?,
-            other => return Err(format!("unknown flag {other}; use --nodes N --secs S").into()),
+            "--rate" => args.rate = value.parse()?,
+            other => {
+                return Err(
+                    format!("unknown flag {other}; use --nodes N --secs S --rate R").into(),
+                );
+            }
         }
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0) || args.nodes == 0 {
+        return Err("--rate must be above 0 and --nodes at least 1".into());
     }
     Ok(args)
 }
@@ -122,6 +141,11 @@ struct Tally {
 }
 
 impl Tally {
+    fn error(&mut self, error: BoxError) {
+        self.errors += 1;
+        self.first_error.get_or_insert(error.to_string());
+    }
+
     fn merge(&mut self, other: Tally) {
         self.latencies_us.extend(other.latencies_us);
         self.errors += other.errors;
@@ -193,10 +217,7 @@ async fn main() -> Result<(), BoxError> {
     while Instant::now() < solo_until {
         match solo.idle_exchange().await {
             Ok(d) => alone.latencies_us.push(d.as_micros() as u64),
-            Err(e) => {
-                alone.errors += 1;
-                alone.first_error.get_or_insert(e.to_string());
-            }
+            Err(e) => alone.error(e),
         }
     }
     let solo_count = alone.latencies_us.len();
@@ -218,20 +239,20 @@ async fn main() -> Result<(), BoxError> {
             while !stop.load(Ordering::Relaxed) {
                 match node.idle_exchange().await {
                     Ok(d) => tally.latencies_us.push(d.as_micros() as u64),
-                    Err(e) => {
-                        tally.errors += 1;
-                        tally.first_error.get_or_insert(e.to_string());
-                    }
+                    Err(e) => tally.error(e),
                 }
             }
-            tally
+            (node, tally)
         }));
     }
     tokio::time::sleep(Duration::from_secs(args.secs)).await;
     stop.store(true, Ordering::Relaxed);
     let mut loaded = Tally::default();
+    let mut nodes = Vec::with_capacity(args.nodes);
     for task in tasks {
-        loaded.merge(task.await?);
+        let (node, tally) = task.await?;
+        nodes.push(node);
+        loaded.merge(tally);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let count = loaded.latencies_us.len();
@@ -248,9 +269,63 @@ async fn main() -> Result<(), BoxError> {
             .map(|e| format!(" (first: {e})"))
             .unwrap_or_default(),
     );
+
+    // Phase 3: the same nodes paced, an open loop.
+    let period = Duration::from_secs_f64(args.nodes as f64 / args.rate);
+    let started = tokio::time::Instant::now() + Duration::from_millis(50);
+    let end = started + Duration::from_secs(args.secs);
+    let mut tasks = Vec::new();
+    let count = nodes.len();
+    for (i, mut node) in nodes.into_iter().enumerate() {
+        let first = started + period.mul_f64(i as f64 / count as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut due = first;
+            let mut busy_until = first;
+            while due < end {
+                tokio::time::sleep_until(due).await;
+                // Timed from when it was due when the node's previous
+                // exchange ran past that; otherwise from when the timer
+                // fired (tokio's timer wheel fires up to a millisecond late,
+                // which is not the hub's time).
+                let start = if busy_until > due {
+                    due
+                } else {
+                    tokio::time::Instant::now()
+                };
+                match node.idle_exchange().await {
+                    Ok(_) => tally.latencies_us.push(start.elapsed().as_micros() as u64),
+                    Err(e) => tally.error(e),
+                }
+                busy_until = tokio::time::Instant::now();
+                due += period;
+            }
+            tally
+        }));
+    }
+    let mut paced = Tally::default();
+    for task in tasks {
+        paced.merge(task.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = paced.latencies_us.len();
+    println!(
+        "idle exchanges, {} nodes paced at {:.0} exchanges/s in all for {:.1} s: {count} exchanges, {:.0} exchanges/s, p50 {:.3} ms, p99 {:.3} ms, errors {}{}",
+        args.nodes,
+        args.rate,
+        elapsed,
+        count as f64 / elapsed,
+        paced.percentile(0.5),
+        paced.percentile(0.99),
+        paced.errors,
+        paced
+            .first_error
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
+    );
     server.shutdown().await;
 
-    // Phase 3: the ceiling, a trivial handler over the same TLS and client.
+    // Phase 4: the ceiling, a trivial handler over the same TLS and client.
     let (addr, requests) = trivial_server(cert.identity.server_config()?).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

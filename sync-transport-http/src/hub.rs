@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sync_core::codec::Limits;
 use sync_core::{
-    Engine, EntityRegistry, Event, NodeId, Outcome, PeerError, PendingQuery, Reply, SecurityKind,
+    Answer, Engine, EntityRegistry, Event, NodeId, Outcome, PeerError, PendingQuery, SecurityKind,
     Store, StoreTxn, SyncError, Timestamp, VerifiedRequest,
 };
 use tokio::sync::{broadcast, watch};
@@ -28,7 +28,9 @@ pub trait Hub: Send + Sync + 'static {
     /// it as [`HubAnswer::UnknownNode`] or [`HubAnswer::RevokedNode`] when
     /// that node may not sync, otherwise answers it as
     /// [`Engine::respond_as`] does. The status check and the answer happen
-    /// under one lock, so a node revoked meanwhile is not served.
+    /// under one lock (for [`EngineHub`], in one store transaction:
+    /// [`Engine::respond_registered`]), so a node revoked meanwhile is not
+    /// served.
     fn exchange(&self, node: NodeId, request: &[u8], now: Timestamp)
     -> Result<HubAnswer, HubError>;
 
@@ -36,7 +38,7 @@ pub trait Hub: Send + Sync + 'static {
     /// any lock ([`HubRequest::open`]). The server calls this one. The
     /// default answers the request's bytes with [`Hub::exchange`]; a hub
     /// over an [`Engine`] overrides it to skip the decoding
-    /// ([`Engine::respond_verified`]), as [`EngineHub`] does.
+    /// ([`Engine::respond_registered`]), as [`EngineHub`] does.
     fn exchange_request(
         &self,
         node: NodeId,
@@ -297,18 +299,21 @@ impl<S: Store + Send + 'static> Hub for EngineHub<S> {
         now: Timestamp,
     ) -> Result<HubAnswer, HubError> {
         let mut engine = self.lock();
-        match status_of(&mut engine, node)? {
-            NodeStatus::Unknown => return Ok(HubAnswer::UnknownNode),
-            NodeStatus::Revoked => return Ok(HubAnswer::RevokedNode),
-            NodeStatus::Active => {}
-        }
-        let reply: Result<Reply, SyncError> = match request.opened {
-            Ok(verified) => engine.respond_verified(node, verified, now),
-            Err(error) => Ok(engine.respond_unreadable(node, error, now)),
+        // The node's registration is read in the transaction that applies
+        // its packet: one store transaction per exchange.
+        let answer: Result<Answer, SyncError> = match request.opened {
+            Ok(verified) => engine.respond_registered(node, verified, now),
+            Err(error) => engine.respond_unreadable_registered(node, error, now),
         };
         let conflict_strategies = self.drain_events_of(&mut engine);
         drop(engine);
-        let reply = reply?;
+        let reply = match answer? {
+            Answer::Reply(reply) => reply,
+            Answer::UnknownNode => return Ok(HubAnswer::UnknownNode),
+            Answer::RevokedNode => return Ok(HubAnswer::RevokedNode),
+            // A refusal this version does not know: the node may not sync.
+            _ => return Ok(HubAnswer::UnknownNode),
+        };
         if reply.outcome.applied > 0 || reply.outcome.reinitialized {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }

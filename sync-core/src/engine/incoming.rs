@@ -94,6 +94,43 @@ impl Outcome {
     }
 }
 
+/// The answer of [`Engine::respond_registered`]: the reply, or why the
+/// authenticated node may not sync at all.
+///
+/// `UnknownNode` and `RevokedNode` change nothing and record no security
+/// event: the transport answers them itself (an HTTP 401) and records the
+/// event with what it knows of the request (the peer address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// The node may sync: the reply, as [`Engine::respond_verified`] gives
+    /// it.
+    Reply(Reply),
+    /// The authenticated node is not registered on this hub.
+    UnknownNode,
+    /// The authenticated node was revoked.
+    RevokedNode,
+}
+
+/// Who answers a packet whose sender is not registered or was revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SenderCheck {
+    /// The engine: an error envelope and a security event.
+    Engine,
+    /// The caller ([`Engine::respond_registered`]): the error is returned
+    /// as it is, no event recorded; the sender's registration is checked
+    /// before anything else about the packet.
+    Caller,
+}
+
+/// Whether `error` says the sender is not registered or was revoked.
+fn is_unregistered(error: &SyncError) -> bool {
+    matches!(
+        error,
+        SyncError::Peer(PeerError::UnknownSender { .. } | PeerError::RevokedSender { .. })
+    )
+}
+
 /// The wire code of a refusal and whether sending again may succeed.
 fn envelope_code(error: &SyncError) -> (ErrorCode, bool) {
     match error {
@@ -124,9 +161,9 @@ impl<S: Store> Engine<S> {
             }
         };
         match request.envelope {
-            OpenedEnvelope::Packet(mut packet) => {
-                self.handle_packet(&mut packet, now, false).map(|(i, _)| i)
-            }
+            OpenedEnvelope::Packet(mut packet) => self
+                .handle_packet(&mut packet, now, false, SenderCheck::Engine)
+                .map(|(i, _)| i),
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         }
     }
@@ -199,7 +236,73 @@ impl<S: Store> Engine<S> {
         request: VerifiedRequest,
         now: Timestamp,
     ) -> Result<Reply, SyncError> {
-        self.respond_opened(Some(authenticated), request, now)
+        self.respond_opened(Some(authenticated), request, now, SenderCheck::Engine)
+    }
+
+    /// [`Engine::respond_verified`] for a transport that refuses nodes that
+    /// are not registered, or were revoked, itself: the registration of
+    /// `authenticated` is read in the transaction that applies its packet,
+    /// so an exchange costs one store transaction, and a node revoked
+    /// before that transaction is not served.
+    ///
+    /// Such a node gets [`Answer::UnknownNode`] or [`Answer::RevokedNode`]
+    /// whatever its request holds (before any check of the packet itself),
+    /// with nothing changed and no security event recorded; the caller
+    /// answers it and records the event. Every other request is answered
+    /// as by [`Engine::respond_verified`], as [`Answer::Reply`]. A request
+    /// that applies no packet of `authenticated` (one naming another
+    /// sender, an error envelope) reads the registration in a transaction
+    /// of its own first. Only store failures are returned as `Err`.
+    pub fn respond_registered(
+        &mut self,
+        authenticated: NodeId,
+        request: VerifiedRequest,
+        now: Timestamp,
+    ) -> Result<Answer, SyncError> {
+        let own_packet = matches!(request.envelope, OpenedEnvelope::Packet(_))
+            && request.sender() == authenticated;
+        if !own_packet {
+            if let Some(refused) = self.registration(authenticated)? {
+                return Ok(refused);
+            }
+        }
+        match self.respond_opened(Some(authenticated), request, now, SenderCheck::Caller) {
+            Ok(reply) => Ok(Answer::Reply(reply)),
+            Err(SyncError::Peer(PeerError::UnknownSender { .. })) => Ok(Answer::UnknownNode),
+            Err(SyncError::Peer(PeerError::RevokedSender { .. })) => Ok(Answer::RevokedNode),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Engine::respond_unreadable`] for a transport that refuses nodes
+    /// that are not registered, or were revoked, itself (see
+    /// [`Engine::respond_registered`]): reads the registration of
+    /// `authenticated` first, in a transaction of its own, and answers such
+    /// a node with [`Answer::UnknownNode`] or [`Answer::RevokedNode`],
+    /// recording nothing.
+    pub fn respond_unreadable_registered(
+        &mut self,
+        authenticated: NodeId,
+        error: PeerError,
+        now: Timestamp,
+    ) -> Result<Answer, SyncError> {
+        if let Some(refused) = self.registration(authenticated)? {
+            return Ok(refused);
+        }
+        Ok(Answer::Reply(self.unreadable(
+            Some(authenticated),
+            error,
+            now,
+        )))
+    }
+
+    /// `None` when `node` may sync, otherwise the answer refusing it.
+    fn registration(&mut self, node: NodeId) -> Result<Option<Answer>, SyncError> {
+        match self.store.begin()?.peer(node)? {
+            None => Ok(Some(Answer::UnknownNode)),
+            Some(peer) if peer.revoked => Ok(Some(Answer::RevokedNode)),
+            Some(_) => Ok(None),
+        }
     }
 
     /// Answers a request that [`codec::open_request`] could not open (the
@@ -225,7 +328,7 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
     ) -> Result<Reply, SyncError> {
         match codec::open_request(request, &self.config.limits) {
-            Ok(request) => self.respond_opened(authenticated, request, now),
+            Ok(request) => self.respond_opened(authenticated, request, now, SenderCheck::Engine),
             Err(e) => Ok(self.unreadable(authenticated, e, now)),
         }
     }
@@ -240,12 +343,15 @@ impl<S: Store> Engine<S> {
         self.refusal_reply(authenticated, &error.into())
     }
 
-    /// [`Engine::respond_inner`] after the request was opened.
+    /// [`Engine::respond_inner`] after the request was opened. Under
+    /// [`SenderCheck::Caller`] a packet from a sender that is not
+    /// registered (or revoked) is returned as that `Err`.
     fn respond_opened(
         &mut self,
         authenticated: Option<NodeId>,
         request: VerifiedRequest,
         now: Timestamp,
+        check: SenderCheck,
     ) -> Result<Reply, SyncError> {
         let claimed = request.sender();
         let reply_codec = request.reply_codec();
@@ -266,7 +372,7 @@ impl<S: Store> Engine<S> {
         }
         let result = match request.envelope {
             OpenedEnvelope::Packet(mut packet) => self.with_codec(reply_codec, |engine| {
-                engine.handle_packet(&mut packet, now, true)
+                engine.handle_packet(&mut packet, now, true, check)
             }),
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         };
@@ -291,6 +397,7 @@ impl<S: Store> Engine<S> {
                 })
             }
             Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+            Err(e) if check == SenderCheck::Caller && is_unregistered(&e) => Err(e),
             Err(e) => Ok(self.refusal_reply(Some(claimed), &e)),
         }
     }
@@ -367,16 +474,21 @@ impl<S: Store> Engine<S> {
     /// Verifies and applies a packet; with `reply`, the answering packet is
     /// built and recorded in the same transaction (one commit per exchange
     /// at the hub) and returned too, unless the packet was a duplicate.
+    ///
+    /// Under [`SenderCheck::Caller`] an unregistered or revoked sender is
+    /// refused first and not logged here.
     fn handle_packet(
         &mut self,
         packet: &mut OpenedPacket,
         now: Timestamp,
         reply: bool,
+        check: SenderCheck,
     ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let sender = packet.header.sender;
-        let result = self.apply_packet(packet, now, reply);
+        let result = self.apply_packet(packet, now, reply, check);
         match &result {
             Ok((incoming, _)) => self.after_packet(incoming, &packet.header),
+            Err(error) if check == SenderCheck::Caller && is_unregistered(error) => {}
             Err(error) => self.refused(sender, error, now),
         }
         result
@@ -391,10 +503,11 @@ impl<S: Store> Engine<S> {
         packet: &mut OpenedPacket,
         now: Timestamp,
         reply: bool,
+        check: SenderCheck,
     ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let mut quarantine = BTreeMap::new();
         loop {
-            let result = self.apply_packet_once(packet, now, &quarantine, reply);
+            let result = self.apply_packet_once(packet, now, &quarantine, reply, check);
             match result.as_ref().err().and_then(quarantine::refused) {
                 Some((key, reason)) if !quarantine.contains_key(key) => {
                     quarantine.insert(key.clone(), reason.to_owned());
@@ -410,10 +523,14 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
         quarantine: &BTreeMap<EntityKey, String>,
         reply: bool,
+        check: SenderCheck,
     ) -> Result<(Incoming, Option<Transmit>), SyncError> {
         let header = &packet.header;
         let counted = self.pending_counts.get(&header.sender).copied();
-        check_addressing(header, self.local.id)?;
+        let local = self.local.id;
+        if check == SenderCheck::Engine {
+            check_addressing(header, local)?;
+        }
         let repeated_resync = header.resync
             && self
                 .resync_answered
@@ -429,6 +546,9 @@ impl<S: Store> Engine<S> {
             txn.set_local_node(ctx.local)?;
         }
         let mut peer = known_peer(&txn, header.sender)?;
+        if check == SenderCheck::Caller {
+            check_addressing(header, local)?;
+        }
         ctx.config
             .schema
             .check(&peer.info.code, &header.schema_version, ctx.is_hub())?;

@@ -29,7 +29,7 @@ use crate::rng::SeededRng;
 use crate::store::{ParkedChange, PendingQuery, Store, StoreTxn};
 use crate::timer::{Armed, Timer};
 
-pub use incoming::{Incoming, Outcome, Reply};
+pub use incoming::{Answer, Incoming, Outcome, Reply};
 pub use local::{LocalWrite, ManualChoice};
 pub use outgoing::{Selection, Transmit};
 

@@ -110,11 +110,15 @@ async fn revoked_and_unknown_nodes_are_401_logged_and_counted() {
             .with_engine(|e| e.revoke_peer(node_id(1)))
             .expect("revoke");
         let mut n1 = node(1);
+        let logged = fx.security_events().len();
         let reply = fx
             .raw(exchange_request(Some(&token1), first_packet(&mut n1)))
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         assert!(reply.text().contains("revoked"), "{}", reply.text());
+        // One event, the server's (with the peer address): the engine logs
+        // none of its own for it.
+        assert_eq!(fx.security_events().len(), logged + 1);
         let event = fx.security_events().pop().expect("an event");
         assert_eq!(event.kind, SecurityKind::RevokedSender);
         assert_eq!(event.peer, Some(node_id(1)));
@@ -135,6 +139,7 @@ async fn revoked_and_unknown_nodes_are_401_logged_and_counted() {
             ))
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(fx.security_events().len(), logged + 2);
         assert_eq!(
             fx.security_events().pop().expect("event").kind,
             SecurityKind::UnknownSender

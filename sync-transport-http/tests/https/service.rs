@@ -1,11 +1,17 @@
 //! `HubService`: the hub's request handling on raw HTTP/1.1 bytes, without
 //! sockets or TLS (what the `http_exchange` fuzz target drives).
 
-use sync_conformance::fixtures::{record, t};
-use sync_core::EntityKey;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sync_conformance::fixtures::{hub_info, node_info, record, registry, t};
 use sync_core::codec::{self, Limits};
 use sync_core::packet::Envelope;
-use sync_transport_http::{EngineHub, HubService, ManualClock, PROTOBUF, ServerConfig};
+use sync_core::{ConflictStrategy, Engine, EngineConfig, EntityKey, Store, StoreError};
+use sync_store_memory::MemoryStore;
+use sync_transport_http::{
+    EngineHub, Hub, HubAnswer, HubService, ManualClock, PROTOBUF, ServerConfig,
+};
 
 use crate::common::*;
 
@@ -68,4 +74,74 @@ async fn raw_pipelined_requests_are_answered_without_a_network() {
         assert!(held, "the node's write reached the hub");
     })
     .await;
+}
+
+/// A memory store that counts the transactions begun on it.
+struct Counting {
+    inner: MemoryStore,
+    begun: Arc<AtomicUsize>,
+}
+
+impl Store for Counting {
+    type Txn<'a> = <MemoryStore as Store>::Txn<'a>;
+
+    fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError> {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        self.inner.begin()
+    }
+}
+
+#[test]
+fn an_exchange_costs_the_hub_one_store_transaction() {
+    let begun = Arc::new(AtomicUsize::new(0));
+    let store = Counting {
+        inner: MemoryStore::new(),
+        begun: Arc::clone(&begun),
+    };
+    let mut engine = Engine::new(
+        store,
+        registry(ConflictStrategy::ServerWins),
+        EngineConfig::default().seed(1),
+        hub_info(),
+    )
+    .expect("a memory store");
+    engine.register_peer(node_info(0)).expect("register");
+    engine.register_peer(node_info(1)).expect("register");
+    let hub = EngineHub::new(engine);
+    hub.with_engine(|e| e.revoke_peer(node_id(1)))
+        .expect("revoke");
+    let mut n0 = node(0);
+    n0.insert(NOTE_SERVER_WINS, record([("title", "one".into())]), t(0))
+        .expect("insert");
+    // The first exchange applies a change; the others are idle.
+    for round in 0..3 {
+        let request = first_packet(&mut n0);
+        let before = begun.load(Ordering::SeqCst);
+        let answer = hub
+            .exchange(node_id(0), &request, start_time())
+            .expect("the hub answers");
+        assert_eq!(
+            begun.load(Ordering::SeqCst) - before,
+            1,
+            "store transactions of exchange {round}"
+        );
+        let HubAnswer::Reply(reply) = answer else {
+            panic!("node 0 is registered: {answer:?}");
+        };
+        assert_eq!(reply.outcome.error, None);
+        assert_eq!(reply.outcome.applied, usize::from(round == 0));
+        n0.handle_incoming(&reply.bytes, t(1))
+            .expect("the reply applies");
+        assert!(!n0.is_syncing(hub_id()), "one exchange ends the session");
+    }
+    // A revoked node's packet is refused in that one transaction too.
+    let mut n1 = node(1);
+    let request = first_packet(&mut n1);
+    let before = begun.load(Ordering::SeqCst);
+    let answer = hub
+        .exchange(node_id(1), &request, start_time())
+        .expect("the hub answers");
+    assert!(matches!(answer, HubAnswer::RevokedNode), "{answer:?}");
+    assert_eq!(begun.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(hub.with_engine(|e| e.store().inner.entity_count()), 1);
 }
