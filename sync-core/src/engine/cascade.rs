@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
-use crate::conflict::fields;
+use crate::conflict::{VersionRecord, fields};
 use crate::entity::{Entity, EntityKey, FieldStamps, REMOVED_FIELD};
 use crate::error::{StoreError, SyncError};
 use crate::events::Event;
@@ -193,6 +193,24 @@ fn restore<T: StoreTxn>(
     let stamp = super::local::own_stamp(ty, &restored);
     restored.clock.observe(ctx.local.writer, stamp);
     fields::stamp_write(ty, Some(&current.entity), &mut restored);
+    if ty.versioning_enabled() {
+        // The deletion it undoes stays on record.
+        txn.add_version(&VersionRecord {
+            id: Ctx::record_id(
+                "cascade-restore",
+                &current.entity.key,
+                ctx.now,
+                &[&current.entity],
+            ),
+            key: current.entity.key.clone(),
+            source_node: current.entity.origin,
+            arrival_time: current.stored_at,
+            data: current.entity.clone(),
+            resolution: format!(
+                "cascade-restored: deleted with its parent {parent}, whose deletion lost to an edit"
+            ),
+        })?;
+    }
     txn.put_entity(&restored, ctx.local.id, ctx.now)?;
     ctx.events.push(Event::Restored {
         key: restored.key,
