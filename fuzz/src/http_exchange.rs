@@ -9,6 +9,11 @@
 //! registered, node 1 is registered and then revoked. After the input it
 //! checks that
 //! - serving never panics and never hangs (the fuzzer's timeout);
+//! - serving holds at most [`ALLOC_SLACK`] bytes plus [`ALLOC_FACTOR`]
+//!   times the input at its peak, counted on the target's thread and on
+//!   its runtime's blocking pool (an [`alloc_track::Group`]): a header
+//!   announcing 256 MiB (HTTP `content-length`, a zstd frame's content
+//!   size, a packet's `body_raw_len`) must not make the hub reserve it;
 //! - the server's answer starts with an HTTP/1.1 status line and holds no
 //!   5xx (a memory store does not fail: every refusal is a 4xx or an error
 //!   reply);
@@ -28,7 +33,18 @@ use sync_store_memory::MemoryStore;
 use sync_transport_http::auth::KEY_PREFIX;
 use sync_transport_http::{Clock, EngineHub, HubService, ServerConfig};
 
+use crate::alloc_track::{self, Group};
 use crate::engine_receive::{probe_info, registry};
+
+/// Bytes serving one input may hold at its peak whatever the input: the
+/// hub reads at most [`ServerConfig::max_body_bytes`] (10 MiB) of body and
+/// decodes at most as much, and may hold that body a few times over while
+/// it opens, answers and encodes it (compressed, decoded, the envelope,
+/// the reply), plus the parser's and the engine's buffers. Far below the
+/// 256 MiB a fuzzed header can announce.
+pub const ALLOC_SLACK: usize = 4 * (10 << 20) + (8 << 20);
+/// Bytes serving may hold per input byte on top of [`ALLOC_SLACK`].
+pub const ALLOC_FACTOR: usize = 64;
 
 /// The hub's clock: every request is served at this time.
 pub fn now() -> Timestamp {
@@ -82,21 +98,47 @@ pub fn new_hub_engine() -> Engine<MemoryStore> {
 }
 
 thread_local! {
-    static RUNTIME: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+    static RUNTIME: RefCell<Option<(tokio::runtime::Runtime, &'static Group)>> =
+        const { RefCell::new(None) };
 }
 
-/// Runs `f` on this thread's tokio runtime (made once per thread).
+/// Runs `f` on this thread's tokio runtime (made once per thread), whose
+/// threads (the blocking pool) count their allocations in this thread's
+/// group, [`runtime_group`].
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     RUNTIME.with(|cell| {
         let mut runtime = cell.borrow_mut();
-        let runtime = runtime.get_or_insert_with(|| {
-            tokio::runtime::Builder::new_current_thread()
+        let (runtime, _) = runtime.get_or_insert_with(|| {
+            let group = Group::leak();
+            alloc_track::join(group);
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_start(move || alloc_track::join(group))
                 .build()
-                .expect("a tokio runtime")
+                .expect("a tokio runtime");
+            (runtime, group)
         });
         runtime.block_on(f)
     })
+}
+
+/// The allocation group of this thread's runtime (see [`block_on`]): this
+/// thread and the runtime's blocking pool.
+pub fn runtime_group() -> &'static Group {
+    block_on(async {});
+    RUNTIME
+        .with(|cell| cell.borrow().as_ref().map(|(_, group)| *group))
+        .expect("block_on made the runtime")
+}
+
+/// Panics when serving `input_len` bytes held `peak` bytes, over the bound
+/// (see [`ALLOC_SLACK`]).
+pub fn check_alloc(input_len: usize, peak: usize) {
+    let allowed = ALLOC_SLACK + ALLOC_FACTOR * input_len;
+    assert!(
+        peak <= allowed,
+        "serving {input_len} input bytes held {peak} bytes at its peak (this thread and the blocking pool), over the bound of {allowed}"
+    );
 }
 
 /// A service on a fresh hub (see [`new_hub_engine`]).
@@ -112,9 +154,12 @@ pub async fn new_service() -> HubService<EngineHub<MemoryStore>> {
 
 /// Runs one input; panics on a failed check.
 pub fn run(data: &[u8]) {
+    let group = runtime_group();
     block_on(async {
         let service = new_service().await;
+        let mark = group.start();
         let answer = service.respond_raw(data, peer()).await;
+        check_alloc(data.len(), group.peak_since(mark));
         check_statuses(&answer);
         let health = service
             .respond_raw(b"GET /v1/health HTTP/1.1\r\nhost: hub\r\n\r\n", peer())
@@ -213,4 +258,46 @@ fn digests(entities: &[Entity]) -> Vec<(EntityKey, [u8; 32])> {
         .iter()
         .map(|e| (e.key.clone(), e.content_digest()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_catches_a_256_mib_reservation_on_the_blocking_pool() {
+        let group = runtime_group();
+        // The largest committed input of the target is a few KiB.
+        let input_len = 64 << 10;
+        let (reserved, peak) = block_on(async {
+            let mark = group.start();
+            let reserved = tokio::task::spawn_blocking(|| Vec::<u8>::with_capacity(256 << 20))
+                .await
+                .expect("the blocking task");
+            (reserved, group.peak_since(mark))
+        });
+        assert!(reserved.capacity() >= 256 << 20);
+        drop(reserved);
+        assert!(peak >= 256 << 20, "the group measured {peak} bytes");
+        let checked = std::panic::catch_unwind(|| check_alloc(input_len, peak));
+        assert!(
+            checked.is_err(),
+            "a 256 MiB reservation for {input_len} input bytes passed the bound"
+        );
+        // What serving a whole real session holds passes it.
+        let session = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("seeds/http_exchange/session-zstd"),
+        )
+        .expect("read the seed");
+        let peak = block_on(async {
+            let service = new_service().await;
+            let mark = group.start();
+            let answer = service.respond_raw(&session, peer()).await;
+            assert!(answer.starts_with(b"HTTP/1.1 200 "));
+            group.peak_since(mark)
+        });
+        check_alloc(session.len(), peak);
+        assert!(peak > 0);
+    }
 }
