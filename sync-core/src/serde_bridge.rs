@@ -112,7 +112,10 @@ fn from_json(kind: &FieldKind, json: Json) -> Result<Value, String> {
             .and_then(|s| Uuid::parse_str(s).ok())
             .map(Value::Uuid)
             .ok_or("expected a UUID string".into()),
-        FieldKind::List => Ok(untyped(json)),
+        FieldKind::List => match json {
+            Json::Array(_) => Ok(untyped(json)),
+            other => Err(format!("expected a list, got {other}")),
+        },
         FieldKind::Record => match json {
             Json::Object(_) => Ok(untyped(json)),
             other => Err(format!("expected an object, got {other}")),
@@ -162,6 +165,18 @@ mod tests {
 
     /// Found by the `json_envelope` fuzz target: timestamps past year 9999
     /// or before year 0 were written in a form `from_json` refused.
+    /// Found by the `json_envelope` fuzz target: a list field took a number
+    /// (`"tags": 2.5`) as an untyped value, which the type then refused.
+    #[test]
+    fn a_list_field_refuses_what_is_not_a_list() {
+        assert!(from_json(&FieldKind::List, serde_json::json!(2.5)).is_err());
+        assert!(from_json(&FieldKind::List, serde_json::json!("a")).is_err());
+        assert_eq!(
+            from_json(&FieldKind::List, serde_json::json!([1])),
+            Ok(Value::List(vec![Value::Int(1)]))
+        );
+    }
+
     #[test]
     fn timestamps_outside_rfc3339_years_round_trip() {
         let kind = FieldKind::Timestamp;
