@@ -69,11 +69,8 @@ struct Fleet {
     now: Timestamp,
 }
 
-fn open_tracked(path: &Path, extra_sql: &str) -> SqliteStore {
-    open_tracked_with(path, extra_sql, None)
-}
-
-/// [`open_tracked`], with `customer` resolving conflicts by `strategy`.
+/// Creates the application's schema at `path` and tracks its tables, with
+/// `customer` resolving conflicts by `strategy` when one is given.
 fn open_tracked_with(
     path: &Path,
     extra_sql: &str,
