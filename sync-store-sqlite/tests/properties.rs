@@ -321,13 +321,7 @@ proptest! {
     ) {
         let mut world = World::new(sync_store_memory::MemoryStore::new(), 2, seed);
         for op in &ops {
-            // Restores run over a perfect network: lost packets right after a
-            // restore hit an engine bug (tests/engine_regressions.rs).
-            let op = match op {
-                Op::Sync { node, .. } => Op::Sync { node: *node, faults: 0 },
-                other => other.clone(),
-            };
-            world.step(&op);
+            world.step(op);
         }
         world.check_converged()?;
     }
