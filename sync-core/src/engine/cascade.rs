@@ -27,7 +27,8 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
-use crate::conflict::{VersionRecord, fields};
+use crate::clock::VersionVector;
+use crate::conflict::VersionRecord;
 use crate::entity::{Entity, EntityKey, FieldStamps, REMOVED_FIELD};
 use crate::error::{StoreError, SyncError};
 use crate::events::Event;
@@ -174,8 +175,10 @@ fn restore<T: StoreTxn>(
     let Some(current) = txn.entity(&live.key)? else {
         return Ok(false);
     };
-    if !current.entity.is_deleted {
-        // Written again since (re-created, or restored already).
+    if !current.entity.is_deleted || ctx.quarantine.contains_key(&live.key) {
+        // Written again since (re-created, or restored already), or the
+        // store refused the restored version in an earlier attempt at this
+        // packet: the child stays deleted rather than block the packet.
         return Ok(false);
     }
     let ty = ctx.registry.require(&live.key.entity_type)?;
@@ -187,12 +190,10 @@ fn restore<T: StoreTxn>(
         is_deleted: false,
         origin: ctx.local.id,
         fields: restored_fields,
-        clock: current.entity.clock.clone(),
+        clock: VersionVector::new(),
         field_stamps: FieldStamps::new(),
     };
-    let stamp = super::local::own_stamp(ty, &restored);
-    restored.clock.observe(ctx.local.writer, stamp);
-    fields::stamp_write(ty, Some(&current.entity), &mut restored);
+    super::local::stamp_as_write(ty, ctx.local.writer, Some(&current.entity), &mut restored);
     if ty.versioning_enabled() {
         // The deletion it undoes stays on record.
         txn.add_version(&VersionRecord {

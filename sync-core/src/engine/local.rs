@@ -12,7 +12,7 @@ use crate::conflict::{AuditRecord, ConflictSide};
 use crate::entity::{Entity, EntityKey, FieldStamps};
 use crate::entity_registry::EntityType;
 use crate::error::{SyncError, WriteError};
-use crate::ids::Timestamp;
+use crate::ids::{NodeId, Timestamp};
 use crate::serde_bridge;
 use crate::store::{Store, StoreTxn};
 use crate::value::Record;
@@ -277,19 +277,26 @@ pub(crate) fn local_write<T: StoreTxn>(
         clock: VersionVector::new(),
         field_stamps: FieldStamps::new(),
     };
-    // This write follows every write the replaced version includes.
     let previous = existing.map(|e| e.entity);
-    let mut clock = previous
-        .as_ref()
-        .map(|e| e.clock.clone())
-        .unwrap_or_default();
     let ty = ctx.registry.require(&entity.key.entity_type)?;
-    clock.observe(ctx.local.writer, own_stamp(ty, &entity));
-    entity.clock = clock;
-    // Per field, the write that last changed it (types merged per field).
-    field_stamps::stamp_write(ty, previous.as_ref(), &mut entity);
+    stamp_as_write(ty, ctx.local.writer, previous.as_ref(), &mut entity);
     txn.put_entity(&entity, ctx.local.id, now)?;
     apply::release_parked(txn, ctx, &entity.key, now)
+}
+
+/// Stamps `entity` as a write by `writer` replacing `previous`: its clock
+/// follows every write the replaced version includes plus this one, and
+/// per field the write that last changed it (types merged per field).
+pub(crate) fn stamp_as_write(
+    ty: &EntityType,
+    writer: NodeId,
+    previous: Option<&Entity>,
+    entity: &mut Entity,
+) {
+    let mut clock = previous.map(|e| e.clock.clone()).unwrap_or_default();
+    clock.observe(writer, own_stamp(ty, entity));
+    entity.clock = clock;
+    field_stamps::stamp_write(ty, previous, entity);
 }
 
 /// The stamp of a local write in its own clock.
