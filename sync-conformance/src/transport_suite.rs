@@ -50,6 +50,7 @@ macro_rules! transport_suite {
                 large_request_arrives_whole,
                 large_reply_arrives_whole,
                 many_exchanges_arrive_in_order,
+                trains_carry_several_batches_per_exchange,
                 duplicate_request_is_applied_once,
                 reply_bytes_are_unchanged,
                 concurrent_exchanges_from_threads,
@@ -201,6 +202,7 @@ pub async fn empty_exchange_returns_empty_packet<T: Transport>(connect: impl Fn(
     match decode(&replies[0]) {
         Envelope::Packet(p) => assert_eq!(p.header.entity_count, 0),
         Envelope::Error(e) => panic!("refused: {e:?}"),
+        Envelope::Train(t) => panic!("nothing to send, yet a train of {} packets", t.len()),
     }
     let incoming = node.handle_incoming(&replies[0], t(0)).expect("applies");
     assert_eq!(incoming.applied, 0);
@@ -218,7 +220,9 @@ fn assert_refusal(replies: &[Bytes], code: ErrorCode) {
     for reply in replies {
         match decode(reply) {
             Envelope::Error(e) => assert_eq!(e.code, code),
-            Envelope::Packet(_) => panic!("a bad request was answered with a packet"),
+            Envelope::Packet(_) | Envelope::Train(_) => {
+                panic!("a bad request was answered with a packet")
+            }
         }
     }
 }
@@ -323,7 +327,7 @@ pub async fn large_reply_arrives_whole<T: Transport>(connect: impl Fn(&HubHandle
 pub async fn many_exchanges_arrive_in_order<T: Transport>(connect: impl Fn(&HubHandle) -> T) {
     let hub = HubHandle::new(1);
     let transport = connect(&hub);
-    let mut node = node_with(0, |c| c.batch(5, 1 << 20));
+    let mut node = node_with(0, |c| c.batch(5, 1 << 20).pipeline(1));
     for k in 0..300 {
         node.insert(NOTE_SERVER_WINS, note(&format!("n{k}")), t(k))
             .expect("insert");
@@ -338,6 +342,31 @@ pub async fn many_exchanges_arrive_in_order<T: Transport>(connect: impl Fn(&HubH
         hub.with_engine(|e| e.peer(node_id(0))).received_packet_no,
         exchanges as u64
     );
+}
+
+/// Hundreds of changes in batches of five, eight packets per message:
+/// each exchange carries a train of batches, and every change arrives.
+pub async fn trains_carry_several_batches_per_exchange<T: Transport>(
+    connect: impl Fn(&HubHandle) -> T,
+) {
+    let hub = HubHandle::new(1);
+    let transport = connect(&hub);
+    let mut node = node_with(0, |c| c.batch(5, 1 << 20).pipeline(8));
+    for k in 0..300 {
+        node.insert(NOTE_SERVER_WINS, note(&format!("n{k}")), t(k))
+            .expect("insert");
+    }
+    let exchanges = sync_over(&mut node, &transport).await.expect("sync");
+    // 60 packets in trains of 8: 8 messages, and one more to acknowledge
+    // the hub's last reply.
+    assert!(
+        exchanges <= 10,
+        "{exchanges} exchanges for 60 packets in trains of 8"
+    );
+    assert_eq!(hub_entities(&hub), 300);
+    let received = hub.with_engine(|e| e.peer(node_id(0))).received_packet_no;
+    assert!(received >= 60, "the hub applied {received} packets");
+    assert_eq!(node.pending_count(hub_id()).expect("pending"), 0);
 }
 
 /// The same request sent twice is applied once and acknowledged twice.

@@ -64,48 +64,101 @@ pub fn packet_digest(header: &PacketHeader) -> [u8; 32] {
     sha256(&bytes)
 }
 
+/// Most packets one train ([`Envelope::Train`]) may carry; a longer one is
+/// refused as malformed. Senders build far shorter ones (see
+/// [`crate::EngineConfig::pipeline`]).
+pub const MAX_TRAIN_PACKETS: usize = 256;
+
 /// Encodes an envelope to wire bytes. Deterministic.
 pub fn encode_envelope(envelope: &Envelope) -> Bytes {
     let kind = match envelope {
-        Envelope::Packet(p) => {
-            let header = header_to_pb(&p.header).encode_to_vec();
-            pb::envelope::Kind::Packet(pb::Packet {
-                header_sha256: sha256(&header).to_vec(),
-                header,
-                body: p.body.to_vec(),
-            })
-        }
+        Envelope::Packet(p) => pb::envelope::Kind::Packet(packet_to_pb(p)),
         Envelope::Error(e) => pb::envelope::Kind::Error(error_to_pb(e)),
+        Envelope::Train(packets) => pb::envelope::Kind::Train(pb::PacketTrain {
+            packets: packets.iter().map(packet_to_pb).collect(),
+        }),
     };
     Bytes::from(pb::Envelope { kind: Some(kind) }.encode_to_vec())
 }
 
+fn packet_to_pb(p: &Packet) -> pb::Packet {
+    let header = header_to_pb(&p.header).encode_to_vec();
+    pb::Packet {
+        header_sha256: sha256(&header).to_vec(),
+        header,
+        body: p.body.to_vec(),
+    }
+}
+
 /// Decodes wire bytes into an envelope, checking sizes and field shapes (the
-/// body stays compressed; see [`decode_body`]).
+/// body stays compressed; see [`decode_body`]). A train must hold one to
+/// [`MAX_TRAIN_PACKETS`] packets between one sender and one recipient, each
+/// after the first continuing the one before it under the next number.
 pub fn decode_envelope(bytes: &[u8], limits: &Limits) -> Result<Envelope, PeerError> {
     check_size("envelope", bytes.len() as u64, limits.max_envelope_bytes)?;
     let envelope = pb::Envelope::decode(bytes).map_err(|e| decode_error("envelope", e))?;
     match envelope.kind {
-        Some(pb::envelope::Kind::Packet(p)) => {
-            if p.header.is_empty() {
-                return Err(malformed(NodeId::NIL, "packet has no header"));
-            }
-            if sha256(&p.header).as_slice() != p.header_sha256.as_slice() {
-                return Err(PeerError::HeaderHashMismatch);
-            }
-            let header = pb::PacketHeader::decode(p.header.as_slice())
-                .map_err(|e| decode_error("packet header", e))?;
-            Ok(Envelope::Packet(Packet {
-                header: header_from_pb(header)?,
-                body: Bytes::from(p.body),
-            }))
-        }
+        Some(pb::envelope::Kind::Packet(p)) => Ok(Envelope::Packet(packet_from_pb(p)?)),
         Some(pb::envelope::Kind::Error(e)) => Ok(Envelope::Error(error_from_pb(e)?)),
+        Some(pb::envelope::Kind::Train(train)) => {
+            if train.packets.is_empty() || train.packets.len() > MAX_TRAIN_PACKETS {
+                return Err(malformed(
+                    NodeId::NIL,
+                    format!(
+                        "a train holds {} packets; it must hold 1 to {MAX_TRAIN_PACKETS}",
+                        train.packets.len()
+                    ),
+                ));
+            }
+            let packets = train
+                .packets
+                .into_iter()
+                .map(packet_from_pb)
+                .collect::<Result<Vec<_>, _>>()?;
+            check_train(&packets)?;
+            Ok(Envelope::Train(packets))
+        }
         None => Err(malformed(
             NodeId::NIL,
             "envelope carries neither packet nor error",
         )),
     }
+}
+
+fn packet_from_pb(p: pb::Packet) -> Result<Packet, PeerError> {
+    if p.header.is_empty() {
+        return Err(malformed(NodeId::NIL, "packet has no header"));
+    }
+    if sha256(&p.header).as_slice() != p.header_sha256.as_slice() {
+        return Err(PeerError::HeaderHashMismatch);
+    }
+    let header = pb::PacketHeader::decode(p.header.as_slice())
+        .map_err(|e| decode_error("packet header", e))?;
+    Ok(Packet {
+        header: header_from_pb(header)?,
+        body: Bytes::from(p.body),
+    })
+}
+
+/// The packets of a train follow each other between one pair.
+fn check_train(packets: &[Packet]) -> Result<(), PeerError> {
+    for pair in packets.windows(2) {
+        let (before, after) = (&pair[0].header, &pair[1].header);
+        let follows = after.continues
+            && after.sender == before.sender
+            && after.recipient == before.recipient
+            && Some(after.packet_no) == before.packet_no.checked_add(1);
+        if !follows {
+            return Err(malformed(
+                after.sender,
+                format!(
+                    "packet {} of the train does not continue packet {} before it",
+                    after.packet_no, before.packet_no
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Encodes changes positionally (field names once per type), compresses them
@@ -207,13 +260,14 @@ pub fn decode_body_with(
 pub struct VerifiedRequest {
     pub(crate) envelope: OpenedEnvelope,
     reply_codec: Option<Codec>,
+    pub(crate) single_packet_reply: bool,
 }
 
 /// What a request carries.
 #[derive(Debug)]
 pub(crate) enum OpenedEnvelope {
-    /// A packet.
-    Packet(Box<OpenedPacket>),
+    /// A packet, or the packets of a train in order: never empty.
+    Packets(Vec<OpenedPacket>),
     /// The peer's refusal of a packet of ours.
     Refusal(ErrorMessage),
 }
@@ -236,16 +290,28 @@ impl VerifiedRequest {
     /// its own bytes).
     pub fn sender(&self) -> NodeId {
         match &self.envelope {
-            OpenedEnvelope::Packet(packet) => packet.header.sender,
+            OpenedEnvelope::Packets(packets) => packets
+                .first()
+                .map_or(NodeId::NIL, |packet| packet.header.sender),
             OpenedEnvelope::Refusal(message) => message.sender,
         }
     }
 
-    /// The packet's header; `None` when the request is an error envelope.
+    /// The packet's header (the first packet's, for a train); `None` when
+    /// the request is an error envelope.
     pub fn packet_header(&self) -> Option<&PacketHeader> {
         match &self.envelope {
-            OpenedEnvelope::Packet(packet) => Some(&packet.header),
+            OpenedEnvelope::Packets(packets) => packets.first().map(|p| &p.header),
             OpenedEnvelope::Refusal(_) => None,
+        }
+    }
+
+    /// How many packets the request carries: one, more for a train, none
+    /// for an error envelope.
+    pub fn packet_count(&self) -> usize {
+        match &self.envelope {
+            OpenedEnvelope::Packets(packets) => packets.len(),
+            OpenedEnvelope::Refusal(_) => 0,
         }
     }
 
@@ -256,6 +322,25 @@ impl VerifiedRequest {
     pub fn reply_codec(&self) -> Option<Codec> {
         self.reply_codec
             .or_else(|| self.packet_header().map(|h| h.codec))
+    }
+
+    /// The decompressed body lengths the request's packets announce,
+    /// together.
+    pub fn announced_body_bytes(&self) -> u64 {
+        match &self.envelope {
+            OpenedEnvelope::Packets(packets) => packets
+                .iter()
+                .fold(0u64, |sum, p| sum.saturating_add(p.header.body_raw_len)),
+            OpenedEnvelope::Refusal(_) => 0,
+        }
+    }
+
+    /// Answers with one packet, never a train
+    /// ([`crate::packet::Envelope::Train`]), whatever is pending: for a
+    /// client that reads one packet per reply (the JSON view).
+    pub fn with_single_packet_reply(mut self) -> Self {
+        self.single_packet_reply = true;
+        self
     }
 
     /// Answers with `codec` whatever the request's packet used: for a
@@ -279,22 +364,34 @@ impl VerifiedRequest {
 /// its decoding is kept in the request for the engine to report (see
 /// [`VerifiedRequest`]).
 pub fn open_request(bytes: &[u8], limits: &Limits) -> Result<VerifiedRequest, PeerError> {
+    // The bodies of a train share one decompression budget: together they
+    // may announce no more than one body may.
+    let mut announced = 0u64;
+    let mut open = |packet: Packet| {
+        let hash_ok = sha256(&packet.body) == packet.header.body_sha256;
+        announced = announced.saturating_add(packet.header.body_raw_len);
+        let decoded = hash_ok.then(|| {
+            check_size("train's bodies", announced, limits.max_body_bytes)?;
+            decode_body_with(&packet.header, &packet.body, limits)
+        });
+        OpenedPacket {
+            header: packet.header,
+            body: packet.body,
+            hash_ok,
+            decoded,
+        }
+    };
     let envelope = match decode_envelope(bytes, limits)? {
-        Envelope::Packet(packet) => {
-            let hash_ok = sha256(&packet.body) == packet.header.body_sha256;
-            let decoded = hash_ok.then(|| decode_body_with(&packet.header, &packet.body, limits));
-            OpenedEnvelope::Packet(Box::new(OpenedPacket {
-                header: packet.header,
-                body: packet.body,
-                hash_ok,
-                decoded,
-            }))
+        Envelope::Packet(packet) => OpenedEnvelope::Packets(vec![open(packet)]),
+        Envelope::Train(packets) => {
+            OpenedEnvelope::Packets(packets.into_iter().map(open).collect())
         }
         Envelope::Error(message) => OpenedEnvelope::Refusal(message),
     };
     Ok(VerifiedRequest {
         envelope,
         reply_codec: None,
+        single_packet_reply: false,
     })
 }
 
@@ -462,6 +559,7 @@ fn header_to_pb(h: &PacketHeader) -> pb::PacketHeader {
         resync: h.resync,
         pending_total: h.pending_total,
         body_raw_len: h.body_raw_len,
+        continues: h.continues,
     }
 }
 
@@ -486,6 +584,7 @@ fn header_from_pb(h: pb::PacketHeader) -> Result<PacketHeader, PeerError> {
         resync: h.resync,
         pending_total: h.pending_total,
         body_raw_len: h.body_raw_len,
+        continues: h.continues,
     })
 }
 

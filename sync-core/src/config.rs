@@ -28,6 +28,15 @@ pub struct EngineConfig {
     /// Unacknowledged packets remembered per peer (default 64; at least 2
     /// are kept whatever is set).
     pub max_in_flight: usize,
+    /// Most packets sent in one message (a train, [`crate::packet::Envelope::Train`])
+    /// when more changes are pending than fit in one packet (default 8;
+    /// 1 sends one packet per message). Each packet of a train is a batch
+    /// of its own, applied and acknowledged on its own, so a catch-up moves
+    /// several batches per round trip. A train stops growing once its
+    /// encoded packets reach [`EngineConfig::batch_bytes`] together, and
+    /// holds fewer packets than [`EngineConfig::max_in_flight`], so that an
+    /// acknowledgement of its last packet is always understood.
+    pub pipeline: usize,
     /// Retry backoff.
     pub retry: RetryPolicy,
     /// Emit an [`crate::Event::Applied`] per applied remote change (default
@@ -64,6 +73,7 @@ impl Default for EngineConfig {
             batch_entities: 5_000,
             batch_bytes: 4 << 20,
             max_in_flight: 64,
+            pipeline: 8,
             retry: RetryPolicy::default(),
             applied_events: true,
             max_clock_offset_ms: 30 * 60 * 1000,
@@ -121,6 +131,13 @@ impl EngineConfig {
     pub fn batch(mut self, entities: usize, bytes: usize) -> Self {
         self.batch_entities = entities.max(1);
         self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets how many packets one message may carry (see
+    /// [`EngineConfig::pipeline`]; at least 1).
+    pub fn pipeline(mut self, packets: usize) -> Self {
+        self.pipeline = packets.max(1);
         self
     }
 

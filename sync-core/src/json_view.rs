@@ -11,7 +11,8 @@ use crate::packet::{Codec, Envelope};
 use crate::serde_bridge::to_json;
 
 /// Decodes `bytes` and renders them as JSON. The body is decoded only if its
-/// hash matches.
+/// hash matches. A train of packets is `{"packets": [...]}`, each packet in
+/// the shape of a single one.
 pub fn envelope_to_json(bytes: &[u8], limits: &Limits) -> Result<Json, PeerError> {
     match codec::decode_envelope(bytes, limits)? {
         Envelope::Error(e) => Ok(json!({
@@ -22,11 +23,21 @@ pub fn envelope_to_json(bytes: &[u8], limits: &Limits) -> Result<Json, PeerError
                 "sender_node_id": e.sender.to_string(),
             }
         })),
-        Envelope::Packet(p) => {
-            let h = &p.header;
-            let body_ok = codec::sha256(&p.body) == h.body_sha256;
-            let entities: Vec<Json> = if body_ok {
-                codec::decode_body(h, &p.body, limits)?
+        Envelope::Packet(p) => packet_to_json(&p, limits),
+        Envelope::Train(packets) => Ok(json!({
+            "packets": packets
+                .iter()
+                .map(|p| packet_to_json(p, limits))
+                .collect::<Result<Vec<_>, _>>()?,
+        })),
+    }
+}
+
+fn packet_to_json(p: &crate::packet::Packet, limits: &Limits) -> Result<Json, PeerError> {
+    let h = &p.header;
+    let body_ok = codec::sha256(&p.body) == h.body_sha256;
+    let entities: Vec<Json> = if body_ok {
+        codec::decode_body(h, &p.body, limits)?
                     .into_iter()
                     .map(|c| {
                         json!({
@@ -39,26 +50,25 @@ pub fn envelope_to_json(bytes: &[u8], limits: &Limits) -> Result<Json, PeerError
                         })
                     })
                     .collect()
-            } else {
-                Vec::new()
-            };
-            Ok(json!({
-                "header": {
-                    "sender_node_id": h.sender.to_string(),
-                    "recipient_node_id": h.recipient.to_string(),
-                    "packet_no": h.packet_no,
-                    "ack_packet_no": h.ack_packet_no,
-                    "schema_version": h.schema_version,
-                    "timestamp": h.timestamp.to_string(),
-                    "codec": codec_name(h.codec),
-                    "entity_count": h.entity_count,
-                    "more": h.more,
-                    "body_hash_ok": body_ok,
-                },
-                "body": { "entities": entities },
-            }))
-        }
-    }
+    } else {
+        Vec::new()
+    };
+    Ok(json!({
+        "header": {
+            "sender_node_id": h.sender.to_string(),
+            "recipient_node_id": h.recipient.to_string(),
+            "packet_no": h.packet_no,
+            "ack_packet_no": h.ack_packet_no,
+            "schema_version": h.schema_version,
+            "timestamp": h.timestamp.to_string(),
+            "codec": codec_name(h.codec),
+            "entity_count": h.entity_count,
+            "more": h.more,
+            "continues": h.continues,
+            "body_hash_ok": body_ok,
+        },
+        "body": { "entities": entities },
+    }))
 }
 
 fn operation_name(op: Operation) -> &'static str {

@@ -77,7 +77,8 @@ pub struct InFlight {
 }
 
 /// How many digests of packets sent to a peer are remembered, to answer the
-/// peer's gap checks.
+/// peer's gap checks: one per message (the last packet of a train), so the
+/// history spans as many exchanges whatever the trains' length.
 pub const SENT_HISTORY: usize = 64;
 
 /// A packet sent to a peer, remembered by number and digest.
@@ -128,8 +129,9 @@ pub struct PeerState {
     pub resend_own_upto: u64,
     /// Unacknowledged packets, oldest first, bounded in length.
     pub in_flight: Vec<InFlight>,
-    /// Digests of the last [`SENT_HISTORY`] packets sent to the peer, oldest
-    /// first (acknowledged or not).
+    /// Digests of the last packets of the last [`SENT_HISTORY`] messages sent
+    /// to the peer (a packet alone, or a train's last), oldest first
+    /// (acknowledged or not).
     pub sent_digests: Vec<SentDigest>,
     /// A question for the peer after a gap in its numbering, carried in every
     /// packet until the peer has seen it.
@@ -187,11 +189,19 @@ impl PeerState {
         self.gap_check = None;
     }
 
-    /// Digest of the packet sent under `packet_no`, if still remembered.
+    /// Digest of the packet sent under `packet_no`, if still remembered: the
+    /// last packet of each of the last [`SENT_HISTORY`] messages (a packet
+    /// alone, or a train), and every packet still in flight.
     pub fn sent_digest(&self, packet_no: u64) -> Option<[u8; 32]> {
         self.sent_digests
             .iter()
             .find(|d| d.packet_no == packet_no)
             .map(|d| d.digest)
+            .or_else(|| {
+                self.in_flight
+                    .iter()
+                    .find(|f| f.packet_no == packet_no)
+                    .map(|f| f.digest)
+            })
     }
 }

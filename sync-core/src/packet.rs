@@ -63,6 +63,11 @@ pub struct PacketHeader {
     pub pending_total: u64,
     /// Length of the encoded body before compression.
     pub body_raw_len: u64,
+    /// The packet carries only the changes after those of the sender's
+    /// packet `packet_no - 1`, which it follows in a train
+    /// ([`Envelope::Train`]): the recipient applies it only right after that
+    /// packet.
+    pub continues: bool,
 }
 
 /// One change in a packet body.
@@ -98,7 +103,7 @@ pub struct ErrorMessage {
     pub recipient: NodeId,
 }
 
-/// What crosses the wire: a packet or a refusal.
+/// What crosses the wire: a packet, a train of packets, or a refusal.
 // Short-lived and moved once from decoder to engine; boxing the common
 // variant would add an allocation per packet for no gain.
 #[allow(clippy::large_enum_variant)]
@@ -108,4 +113,21 @@ pub enum Envelope {
     Packet(Packet),
     /// A refusal.
     Error(ErrorMessage),
+    /// Consecutive packets from one sender to one recipient, sent together
+    /// when more changes are pending than fit in one (pipelining): the
+    /// first is a packet like any other, each following one
+    /// [`PacketHeader::continues`] the one before it. Never empty.
+    Train(Vec<Packet>),
+}
+
+impl Envelope {
+    /// The packets carried: one for [`Envelope::Packet`], all of a train,
+    /// none for a refusal.
+    pub fn packets(&self) -> &[Packet] {
+        match self {
+            Envelope::Packet(p) => std::slice::from_ref(p),
+            Envelope::Train(packets) => packets,
+            Envelope::Error(_) => &[],
+        }
+    }
 }

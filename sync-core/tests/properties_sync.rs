@@ -10,6 +10,7 @@ use common::ops::{self, Op, Owned, Step, arb_op, arb_steps, run};
 use common::*;
 use proptest::prelude::*;
 use sync_core::codec;
+use sync_core::packet::{Packet, PacketHeader};
 use sync_core::{ConflictStrategy, EntityKey, EntityRegistry, Event, Operation, Timestamp, Uuid};
 
 fn server_wins() -> EntityRegistry {
@@ -145,18 +146,20 @@ proptest! {
             rounds += 1;
             prop_assert!(rounds < MAX_ROUNDS);
             let pending = net.nodes[0].pending_count(hub_id()).unwrap();
-            check_packet(&transmit.bytes, node_id(0), hub_id(), node_no + 1)?;
-            prop_assert_eq!(transmit.packet_no, node_no + 1);
-            prop_assert_eq!(header(&transmit.bytes).entity_count, transmit.entity_count);
-            node_no += 1;
+            let sent = check_packets(&transmit.bytes, node_id(0), hub_id(), node_no + 1)?;
+            node_no += sent.len() as u64;
+            prop_assert_eq!(transmit.packet_no, node_no);
+            prop_assert_eq!(transmit.packets, sent.len());
+            prop_assert_eq!(sent.iter().map(|h| h.entity_count).sum::<u32>(), transmit.entity_count);
             let reply = net.hub.respond(&transmit.bytes, t(1)).unwrap();
-            check_packet(&reply, hub_id(), node_id(0), hub_no + 1)?;
-            hub_no += 1;
-            prop_assert_eq!(header(&reply).ack_packet_no, transmit.packet_no);
+            let answer = check_packets(&reply, hub_id(), node_id(0), hub_no + 1)?;
+            hub_no += answer.len() as u64;
+            prop_assert!(answer.iter().all(|h| h.ack_packet_no == transmit.packet_no));
             // Sent but not yet acknowledged: still pending on the node; the
             // hub's reply is pending on the hub until the node acknowledges.
             prop_assert_eq!(net.nodes[0].pending_count(hub_id()).unwrap(), pending);
-            prop_assert!(net.hub.pending_count(node_id(0)).unwrap() >= u64::from(header(&reply).entity_count));
+            let answered: u32 = answer.iter().map(|h| h.entity_count).sum();
+            prop_assert!(net.hub.pending_count(node_id(0)).unwrap() >= u64::from(answered));
             net.nodes[0].handle_incoming(&reply, t(1)).unwrap();
             // The acknowledgement releases what the packet carried.
             let after = net.nodes[0].pending_count(hub_id()).unwrap();
@@ -170,26 +173,32 @@ proptest! {
     }
 }
 
-/// A packet from `sender` to `recipient` numbered `packet_no`, whose body
-/// matches its hash and its announced entity count.
-fn check_packet(
+/// One packet, or a train of them, from `sender` to `recipient` numbered
+/// from `packet_no` on, each with a body that matches its hash and its
+/// announced entity count, and each after the first continuing the one
+/// before it. Returns their headers.
+fn check_packets(
     bytes: &[u8],
     sender: sync_core::NodeId,
     recipient: sync_core::NodeId,
     packet_no: u64,
-) -> Result<(), TestCaseError> {
-    let packet = decode(bytes);
-    let h = &packet.header;
-    prop_assert_eq!(
-        (h.sender, h.recipient, h.packet_no),
-        (sender, recipient, packet_no)
-    );
-    prop_assert_eq!(h.protocol_version, 1);
-    prop_assert_eq!(h.schema_version.as_str(), "1.0.0");
-    prop_assert_eq!(codec::sha256(&packet.body), h.body_sha256);
-    prop_assert_eq!(body(bytes).len(), h.entity_count as usize);
-    prop_assert!(h.pending_total >= u64::from(h.entity_count));
-    Ok(())
+) -> Result<Vec<PacketHeader>, TestCaseError> {
+    let mut headers = Vec::new();
+    for (i, packet) in packets(bytes).into_iter().enumerate() {
+        let h = &packet.header;
+        prop_assert_eq!(
+            (h.sender, h.recipient, h.packet_no),
+            (sender, recipient, packet_no + i as u64)
+        );
+        prop_assert_eq!(h.continues, i > 0);
+        prop_assert_eq!(h.protocol_version, 1);
+        prop_assert_eq!(h.schema_version.as_str(), "1.0.0");
+        prop_assert_eq!(codec::sha256(&packet.body), h.body_sha256);
+        prop_assert_eq!(packet_body(&packet).len(), h.entity_count as usize);
+        prop_assert!(h.pending_total >= u64::from(h.entity_count));
+        headers.push(packet.header);
+    }
+    Ok(headers)
 }
 
 #[derive(Clone, Debug)]
@@ -360,13 +369,15 @@ proptest! {
                 Seen::HubSent(_, b) => (1, b),
                 _ => continue,
             };
-            let h = header(bytes);
-            prop_assert!(h.entity_count as usize <= limit, "{} > {}", h.entity_count, limit);
-            if h.more {
-                prop_assert_eq!(h.entity_count as usize, limit, "a packet is only cut at the limit");
+            for packet in packets(bytes) {
+                let h = packet.header;
+                prop_assert!(h.entity_count as usize <= limit, "{} > {}", h.entity_count, limit);
+                if h.more {
+                    prop_assert_eq!(h.entity_count as usize, limit, "a packet is only cut at the limit");
+                }
+                carried[side] += h.entity_count as usize;
+                packets_with_changes[side] += usize::from(h.entity_count > 0);
             }
-            carried[side] += h.entity_count as usize;
-            packets_with_changes[side] += usize::from(h.entity_count > 0);
         }
         prop_assert_eq!(carried, [node_changes, hub_changes], "nothing sent twice on a clean link");
         prop_assert_eq!(packets_with_changes[0], node_changes.div_ceil(limit));
@@ -376,9 +387,17 @@ proptest! {
     }
 }
 
-/// Every version (key, timestamp, writer) a packet carries.
+/// Every version (key, timestamp, writer) a message carries.
 fn versions(bytes: &[u8]) -> BTreeSet<(EntityKey, Timestamp, sync_core::NodeId)> {
     body(bytes)
+        .into_iter()
+        .map(|c| (c.entity.key, c.entity.updated_at, c.entity.origin))
+        .collect()
+}
+
+/// Every version (key, timestamp, writer) one packet carries.
+fn packet_versions(packet: &Packet) -> BTreeSet<(EntityKey, Timestamp, sync_core::NodeId)> {
+    packet_body(packet)
         .into_iter()
         .map(|c| (c.entity.key, c.entity.updated_at, c.entity.origin))
         .collect()
@@ -415,10 +434,12 @@ proptest! {
                     _ => continue,
                 };
                 if sent {
-                    let carried = versions(bytes);
-                    let again: Vec<_> = carried.intersection(&acked[dir]).collect();
-                    prop_assert!(again.is_empty(), "direction {}: acknowledged {:?} sent again", dir, again);
-                    packets[dir].insert(header(bytes).packet_no, carried);
+                    for packet in common::packets(bytes) {
+                        let carried = packet_versions(&packet);
+                        let again: Vec<_> = carried.intersection(&acked[dir]).collect();
+                        prop_assert!(again.is_empty(), "direction {}: acknowledged {:?} sent again", dir, again);
+                        packets[dir].insert(packet.header.packet_no, carried);
+                    }
                     // The engine remembers the last `window` unacknowledged
                     // packets (at least two).
                     while packets[dir].len() > window {
@@ -426,7 +447,7 @@ proptest! {
                     }
                 } else {
                     // `bytes` came the other way and acknowledges a packet of `dir`.
-                    let ack = header(bytes).ack_packet_no;
+                    let ack = common::packets(bytes)[0].header.ack_packet_no;
                     if let Some(carried) = packets[dir].get(&ack) {
                         acked[dir].extend(carried.iter().cloned());
                         packets[dir].retain(|no, _| *no > ack);

@@ -111,9 +111,10 @@ fn children_are_applied_whatever_order_the_packets_arrive_in() {
 
 #[test]
 fn a_child_sent_ahead_of_its_newer_parent_waits_parked_on_the_hub() {
-    // One change per packet; the report is rewritten after its line was
-    // written, so the line (older change) travels first, alone.
-    let mut net = Net::with_config(1, server_wins(), |c| c.batch(1, 1 << 20));
+    // One change per packet and one packet per message; the report is
+    // rewritten after its line was written, so the line (older change)
+    // travels first, alone.
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(1, 1 << 20).pipeline(1));
     let node = &mut net.nodes[0];
     let r = node
         .insert("DailyReport", report("2025-12-12", 1), t(0))

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use sync_core::codec::Limits;
-use sync_core::packet::Codec;
+use sync_core::packet::{Codec, Envelope, Packet};
 use sync_core::{
     ApplyHooks, ChangeKind, ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, Event,
     Operation, RetryPolicy, Timer, Value,
@@ -342,7 +342,8 @@ fn retry_timer_resends_the_same_changes_with_growing_backoff() {
 
 #[test]
 fn batching_limits_split_a_sync_into_several_round_trips() {
-    let mut net = Net::with_config(1, server_wins(), |c| c.batch(3, 1 << 20));
+    // One packet per message: each batch takes a round trip of its own.
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(3, 1 << 20).pipeline(1));
     for i in 0..10 {
         net.nodes[0]
             .insert("DailyReport", report("2025-12-12", i), t(0))
@@ -395,6 +396,150 @@ fn batching_limits_split_a_sync_into_several_round_trips() {
     assert!(replies[0].more && replies[1].more && !replies[2].more);
     assert!(net.converged());
     assert!(net.quiet());
+}
+
+/// The messages of one direction in a link's log, as their packets.
+fn messages(link: &Link, node_side: bool) -> Vec<Vec<Packet>> {
+    link.log
+        .iter()
+        .filter_map(|s| match s {
+            Seen::NodeSent(_, b) if node_side => Some(packets(b)),
+            Seen::HubSent(_, b) if !node_side => Some(packets(b)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_catch_up_moves_several_batches_per_round_trip_in_trains() {
+    // 3 changes per packet, up to 4 packets per message: 25 changes are 9
+    // packets, which travel in 3 messages each way (4 + 4 + 1).
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(3, 1 << 20).pipeline(4));
+    for i in 0..25 {
+        net.nodes[0]
+            .insert("DailyReport", report("2025-12-12", i), t(0))
+            .unwrap();
+        net.hub
+            .insert("DailyReport", report("2025-12-14", i), t(0))
+            .unwrap();
+    }
+    let mut link = Link::perfect();
+    net.sync_faulty(0, t(1), &mut link).unwrap();
+    for node_side in [true, false] {
+        let sent = messages(&link, node_side);
+        let trains: Vec<usize> = sent.iter().map(Vec::len).collect();
+        assert_eq!(&trains[..3], [4, 4, 1], "node side {node_side}: {trains:?}");
+        let mut numbers = Vec::new();
+        for train in &sent {
+            for (i, p) in train.iter().enumerate() {
+                assert!(p.header.entity_count <= 3);
+                // Each packet after the first continues the one before it,
+                // and all of a train carry the same acknowledgement.
+                assert_eq!(p.header.continues, i > 0);
+                assert_eq!(p.header.ack_packet_no, train[0].header.ack_packet_no);
+                numbers.push(p.header.packet_no);
+            }
+            assert!(
+                train.iter().rev().skip(1).all(|p| p.header.more),
+                "only the last packet of a train may say nothing more is pending"
+            );
+        }
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        let carried: u32 = sent.iter().flatten().map(|p| p.header.entity_count).sum();
+        assert_eq!(carried, 25, "nothing sent twice on a clean link");
+    }
+    assert!(net.converged());
+    assert!(net.quiet());
+}
+
+#[test]
+fn a_train_stops_growing_at_the_byte_budget() {
+    // Packets of 2 changes, about 20 KB each; a budget of 50 KB lets a
+    // train hold two of them.
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(2, 50_000).pipeline(8));
+    let noise = |i: i64| -> String {
+        // Incompressible enough: a different pseudo-random text per row.
+        (0..10_000u64)
+            .map(|k| {
+                let x = (k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64) << 17;
+                char::from(b'a' + (x >> 59) as u8 % 26)
+            })
+            .collect()
+    };
+    for i in 0..12 {
+        net.nodes[0]
+            .insert("DailyReport", report(&noise(i), i), t(0))
+            .unwrap();
+    }
+    let mut link = Link::perfect();
+    net.sync_faulty(0, t(1), &mut link).unwrap();
+    let sent = messages(&link, true);
+    for train in &sent {
+        let bytes: usize = train.iter().map(|p| p.body.len()).sum();
+        assert!(
+            train.len() == 1 || bytes <= 50_000,
+            "a train of {} packets holds {bytes} body bytes",
+            train.len()
+        );
+    }
+    assert!(sent.iter().any(|t| t.len() > 1), "some train formed");
+    assert!(net.converged());
+}
+
+#[test]
+fn a_train_whose_packet_is_lost_resends_from_the_acknowledgement() {
+    // The hub applies the first packet of a train and skips the rest once
+    // one is missing: the node's retry carries what was not acknowledged.
+    let mut net = Net::with_config(1, server_wins(), |c| c.batch(2, 1 << 20).pipeline(4));
+    for i in 0..8 {
+        net.nodes[0]
+            .insert("DailyReport", report("2025-12-12", i), t(0))
+            .unwrap();
+    }
+    net.nodes[0].start_sync(hub_id()).unwrap();
+    let transmit = net.nodes[0].poll_transmit(t(1)).unwrap().unwrap();
+    assert_eq!(transmit.packets, 4);
+    let mut train = packets(&transmit.bytes);
+    // Packet 2 of 4 goes missing: 3 and 4 continue a packet the hub does
+    // not hold, so they are skipped, not applied.
+    train.remove(1);
+    let gapped = sync_core::codec::encode_envelope(&Envelope::Train(train));
+    let err = net.hub.respond(&gapped, t(1)).unwrap();
+    // A train whose numbers do not follow is refused whole as malformed.
+    assert!(matches!(
+        sync_core::codec::decode_envelope(&err, &Default::default()).unwrap(),
+        Envelope::Error(_)
+    ));
+    // The packets one at a time, the second lost: the first applies, the
+    // third and fourth are skipped.
+    let train = packets(&transmit.bytes);
+    let mut applied = 0;
+    for (i, p) in train.into_iter().enumerate() {
+        if i == 1 {
+            continue;
+        }
+        let bytes = sync_core::codec::encode_envelope(&Envelope::Packet(p));
+        let reply = net.hub.respond(&bytes, t(1)).unwrap();
+        let ack = packets(&reply)[0].header.ack_packet_no;
+        if i == 0 {
+            applied = ack;
+        } else {
+            assert_eq!(
+                ack, applied,
+                "a continuation after a gap is not acknowledged"
+            );
+        }
+    }
+    assert_eq!(
+        Net::state(&mut net.hub).len(),
+        2,
+        "only the first packet applied"
+    );
+    // The node hears nothing back and retries: everything arrives.
+    let mut link = Link::perfect();
+    net.sync_faulty(0, t(100), &mut link).unwrap();
+    assert!(net.converged());
+    assert_eq!(Net::state(&mut net.hub).len(), 8);
 }
 
 #[test]

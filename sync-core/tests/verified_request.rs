@@ -15,6 +15,7 @@ fn decode_packet(bytes: &[u8]) -> Packet {
     match codec::decode_envelope(bytes, &Limits::default()).expect("an envelope") {
         Envelope::Packet(packet) => packet,
         Envelope::Error(e) => panic!("expected a packet, got an error envelope: {e:?}"),
+        Envelope::Train(t) => panic!("expected one packet, got a train of {}", t.len()),
     }
 }
 

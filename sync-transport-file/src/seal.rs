@@ -131,20 +131,52 @@ fn header_template(request: &SealRequest<'_>, export_id: [u8; 16], parts: u32) -
         ..Limits::default()
     };
     match codec::decode_envelope(request.envelope, &limits) {
-        Ok(Envelope::Packet(packet)) if packet.header.schema_version.len() <= 64 => {
-            let h = packet.header;
-            header.kind = FileKind::Packet;
-            header.packet_no = h.packet_no;
-            header.ack = h.ack_packet_no;
-            header.entity_count = h.entity_count;
-            if !h.schema_version.is_empty() {
-                header.schema_version = h.schema_version;
+        Ok(Envelope::Error(_)) => header.kind = FileKind::Refusal,
+        Ok(envelope) => {
+            if let Some(summary) = PacketSummary::of(&envelope) {
+                header.kind = FileKind::Packet;
+                header.packet_no = summary.packet_no;
+                header.ack = summary.ack;
+                header.entity_count = summary.entity_count;
+                if !summary.schema_version.is_empty() {
+                    header.schema_version = summary.schema_version.to_owned();
+                }
             }
         }
-        Ok(Envelope::Error(_)) => header.kind = FileKind::Refusal,
-        _ => {}
+        Err(_) => {}
     }
     header
+}
+
+/// What a file header repeats of the packets it seals: for a train, the
+/// first packet's pair, acknowledgement and schema, the last one's number,
+/// and the changes of all.
+struct PacketSummary<'a> {
+    sender: sync_core::NodeId,
+    recipient: sync_core::NodeId,
+    packet_no: u64,
+    ack: u64,
+    entity_count: u32,
+    schema_version: &'a str,
+}
+
+impl<'a> PacketSummary<'a> {
+    /// `None` for a refusal, or a schema version too long for a header.
+    fn of(envelope: &'a Envelope) -> Option<Self> {
+        let packets = envelope.packets();
+        let (first, last) = (packets.first()?, packets.last()?);
+        let h = &first.header;
+        (h.schema_version.len() <= 64).then(|| PacketSummary {
+            sender: h.sender,
+            recipient: h.recipient,
+            packet_no: last.header.packet_no,
+            ack: h.ack_packet_no,
+            entity_count: packets
+                .iter()
+                .fold(0u32, |sum, p| sum.saturating_add(p.header.entity_count)),
+            schema_version: &h.schema_version,
+        })
+    }
 }
 
 /// One verified part of an export.
@@ -299,16 +331,15 @@ fn cross_check(header: &FileHeader, envelope: &[u8]) -> Result<(), FileRejection
     };
     let decoded = codec::decode_envelope(envelope, &limits);
     let consistent = match (header.kind, &decoded) {
-        (FileKind::Packet, Ok(Envelope::Packet(p))) => {
-            let h = &p.header;
+        (FileKind::Packet, Ok(envelope)) => PacketSummary::of(envelope).is_some_and(|h| {
             h.sender == header.sender
                 && h.recipient == header.recipient
                 && h.packet_no == header.packet_no
-                && h.ack_packet_no == header.ack
+                && h.ack == header.ack
                 && h.entity_count == header.entity_count
                 && (h.schema_version == header.schema_version
                     || (h.schema_version.is_empty() && header.schema_version == "-"))
-        }
+        }),
         (FileKind::Refusal, Ok(Envelope::Error(_))) => true,
         (FileKind::Opaque, _) => true,
         _ => false,

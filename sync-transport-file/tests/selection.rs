@@ -19,14 +19,16 @@ fn keys_in(w: &mut World, files: &[std::path::PathBuf]) -> BTreeSet<EntityKey> {
     let opened = open_files(&mut w.hub, files).expect("the export opens");
     assert_eq!(opened.len(), 1);
     let limits = Limits::default();
-    match codec::decode_envelope(&opened[0].envelope, &limits).expect("envelope") {
-        Envelope::Packet(p) => codec::decode_body(&p.header, &p.body, &limits)
-            .expect("body")
-            .into_iter()
-            .map(|c| c.entity.key)
-            .collect(),
-        Envelope::Error(e) => panic!("a refusal: {e:?}"),
+    let envelope = codec::decode_envelope(&opened[0].envelope, &limits).expect("envelope");
+    if let Envelope::Error(e) = &envelope {
+        panic!("a refusal: {e:?}");
     }
+    envelope
+        .packets()
+        .iter()
+        .flat_map(|p| codec::decode_body(&p.header, &p.body, &limits).expect("body"))
+        .map(|c| c.entity.key)
+        .collect()
 }
 
 // Feature: sync-system, Property 35: File export completeness

@@ -48,6 +48,7 @@ fn connect(hub: &HubHandle) -> FolderFixture {
 fn sender_of(bytes: &[u8]) -> NodeId {
     match codec::decode_envelope(bytes, &Limits::default()) {
         Ok(Envelope::Packet(p)) => p.header.sender,
+        Ok(Envelope::Train(t)) => t[0].header.sender,
         Ok(Envelope::Error(e)) => e.sender,
         Err(_) => node_id(0),
     }

@@ -107,6 +107,13 @@ impl HubRequest {
         HubRequest { bytes, opened }
     }
 
+    /// Asks for a reply of one packet, never a train
+    /// ([`VerifiedRequest::with_single_packet_reply`]).
+    pub fn with_single_packet_reply(mut self) -> Self {
+        self.opened = self.opened.map(VerifiedRequest::with_single_packet_reply);
+        self
+    }
+
     /// Asks for the reply packet's body in `codec`, whatever the request's
     /// packet used ([`VerifiedRequest::with_reply_codec`]).
     pub fn with_reply_codec(mut self, codec: sync_core::Codec) -> Self {

@@ -126,6 +126,7 @@ pub(crate) fn request_from_json(
         resync: false,
         pending_total: u64::from(entity_count),
         body_raw_len,
+        continues: false,
     };
     let digest = codec::packet_digest(&header);
     let bytes = codec::encode_envelope(&Envelope::Packet(Packet {

@@ -304,7 +304,8 @@ async fn progress_is_reported_packet_by_packet() {
         let mut e = Engine::new(
             MemoryStore::new(),
             registry(),
-            config(11).batch(10, 1 << 20),
+            // One packet per message, so each is reported as sent.
+            config(11).batch(10, 1 << 20).pipeline(1),
             node_info(1),
         )
         .unwrap();

@@ -4,7 +4,6 @@
 //! `simulate --seed S --watch <id prefix>` turns it on.
 
 use sync_core::codec::{self, Limits};
-use sync_core::packet::Envelope;
 use sync_core::{Entity, EntityKey, Event, Incoming, PeerState, Value};
 
 use super::scheduler::{SimTime, Who};
@@ -73,34 +72,42 @@ impl Watch {
         }
     }
 
-    /// A received packet that carries the watched entity.
+    /// A received packet (or train) that carries the watched entity.
     pub fn packet(&self, at: SimTime, receiver: Who, incoming: &Incoming, bytes: &[u8]) {
-        let Ok(Envelope::Packet(packet)) = codec::decode_envelope(bytes, &Limits::default()) else {
+        let limits = Limits::default();
+        let Ok(envelope) = codec::decode_envelope(bytes, &limits) else {
             return;
         };
-        if packet.header.resync {
-            eprintln!(
-                "{} {receiver} receives packet {} (ack {}) from {} asking for a resync: duplicate {}, reinitialized {}",
-                time(at),
-                packet.header.packet_no,
-                packet.header.ack_packet_no,
-                incoming.from,
-                incoming.duplicate,
-                incoming.reinitialized
-            );
-        }
-        let limits = Limits::default();
-        let changes = codec::decode_body(&packet.header, &packet.body, &limits).unwrap_or_default();
-        for change in changes.iter().filter(|c| self.matches(&c.entity.key)) {
-            eprintln!(
-                "{} {receiver} receives packet {} (ack {}) from {}: duplicate {}, carrying {}",
-                time(at),
-                packet.header.packet_no,
-                packet.header.ack_packet_no,
-                incoming.from,
-                incoming.duplicate,
-                short(&change.entity)
-            );
+        for packet in envelope.packets() {
+            let h = &packet.header;
+            let train = match envelope.packets().len() {
+                1 => String::new(),
+                n => format!(" (of a train of {n}, continues {})", h.continues),
+            };
+            if h.resync {
+                eprintln!(
+                    "{} {receiver} receives packet {}{train} (ack {}) from {} asking for a resync: duplicate {}, reinitialized {}",
+                    time(at),
+                    h.packet_no,
+                    h.ack_packet_no,
+                    incoming.from,
+                    incoming.duplicate,
+                    incoming.reinitialized
+                );
+            }
+            let changes = codec::decode_body(h, &packet.body, &limits).unwrap_or_default();
+            for change in changes.iter().filter(|c| self.matches(&c.entity.key)) {
+                eprintln!(
+                    "{} {receiver} receives packet {}{train} (ack {}) from {}: duplicate {}, skipped {}, carrying {}",
+                    time(at),
+                    h.packet_no,
+                    h.ack_packet_no,
+                    incoming.from,
+                    incoming.duplicate,
+                    incoming.skipped,
+                    short(&change.entity)
+                );
+            }
         }
     }
 

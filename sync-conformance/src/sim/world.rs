@@ -445,7 +445,7 @@ impl<B: SimStores> World<B> {
         if let Some(watch) = &self.watch {
             watch.packet(self.sched.now(), receiver, incoming, bytes);
         }
-        if !incoming.duplicate {
+        if incoming.is_fresh() {
             let at = self.sched.now();
             self.checks.applied(
                 receiver,

@@ -90,8 +90,9 @@ pub fn engine_hub_and_nodes_converge<S: Store>(make: impl Fn() -> S) {
 /// per packet each way, everything acknowledged at the end, and the same
 /// peer states after reopening the stores.
 pub fn engine_packet_numbers_and_acks_persist<S: Store>(make: impl Fn() -> S) {
+    // One packet per message, so each message is one number.
     let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
-        c.batch(3, 1 << 20)
+        c.batch(3, 1 << 20).pipeline(1)
     });
     for n in 0..10 {
         net.nodes[0]
@@ -864,8 +865,10 @@ pub fn engine_node_refusal_is_reported_to_the_hub<S: Store>(make: impl Fn() -> S
 /// without its parent at its sender's next packet, with an event: nothing
 /// waits forever unseen.
 pub fn engine_parked_change_is_visible_and_expires<S: Store>(make: impl Fn() -> S) {
+    // One change per packet and one packet per message: the line arrives
+    // in a message of its own.
     let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
-        c.batch(1, usize::MAX).max_park_ms(60_000)
+        c.batch(1, usize::MAX).pipeline(1).max_park_ms(60_000)
     });
     let report = net.nodes[0]
         .insert(REPORT, report_fields(1), t(1))

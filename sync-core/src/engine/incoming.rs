@@ -25,7 +25,9 @@ pub struct Incoming {
     pub from: NodeId,
     /// Its packet number.
     pub packet_no: u64,
-    /// Already applied earlier: nothing changed, it is acknowledged again.
+    /// Already applied earlier: nothing changed, it is acknowledged again
+    /// (for a train: no packet applied now, and one at least was a
+    /// duplicate).
     pub duplicate: bool,
     /// Changes applied.
     pub applied: usize,
@@ -41,6 +43,37 @@ pub struct Incoming {
     /// One side was found restored from an older copy of its store and the
     /// pair was re-initialized.
     pub reinitialized: bool,
+    /// A packet continuing one this node does not hold (a train whose
+    /// earlier packet was not applied): nothing applied, not acknowledged;
+    /// the sender sends its changes again from the acknowledgement.
+    pub skipped: bool,
+}
+
+impl Incoming {
+    /// Whether the packet was applied now (neither a duplicate nor skipped).
+    pub fn is_fresh(&self) -> bool {
+        !self.duplicate && !self.skipped
+    }
+
+    /// The sum of this and the packet after it in the same message: counts
+    /// added, the later packet's number and `more`. When neither was
+    /// applied now, the sum is a duplicate if either was, else skipped.
+    fn then(self, later: Incoming) -> Incoming {
+        let none_fresh = !self.is_fresh() && !later.is_fresh();
+        let duplicate = none_fresh && (self.duplicate || later.duplicate);
+        Incoming {
+            from: self.from,
+            packet_no: later.packet_no,
+            duplicate,
+            applied: self.applied + later.applied,
+            conflicts: self.conflicts + later.conflicts,
+            parked: self.parked + later.parked,
+            rejected: self.rejected + later.rejected,
+            more: later.more,
+            reinitialized: self.reinitialized || later.reinitialized,
+            skipped: none_fresh && !duplicate,
+        }
+    }
 }
 
 /// The hub's answer to one request ([`Engine::respond_as`]): the bytes to
@@ -161,8 +194,8 @@ impl<S: Store> Engine<S> {
             }
         };
         match request.envelope {
-            OpenedEnvelope::Packet(mut packet) => self
-                .handle_packet(&mut packet, now, false, SenderCheck::Engine)
+            OpenedEnvelope::Packets(mut packets) => self
+                .handle_packets(&mut packets, now, false, SenderCheck::Engine)
                 .map(|(i, _)| i),
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         }
@@ -259,7 +292,7 @@ impl<S: Store> Engine<S> {
         request: VerifiedRequest,
         now: Timestamp,
     ) -> Result<Answer, SyncError> {
-        let own_packet = matches!(request.envelope, OpenedEnvelope::Packet(_))
+        let own_packet = matches!(request.envelope, OpenedEnvelope::Packets(_))
             && request.sender() == authenticated;
         if !own_packet {
             if let Some(refused) = self.registration(authenticated)? {
@@ -355,6 +388,26 @@ impl<S: Store> Engine<S> {
     ) -> Result<Reply, SyncError> {
         let claimed = request.sender();
         let reply_codec = request.reply_codec();
+        let pipeline = match request.single_packet_reply {
+            true => 1,
+            false => self.config.pipeline,
+        };
+        let configured = std::mem::replace(&mut self.config.pipeline, pipeline);
+        let result = self.respond_checked(authenticated, claimed, reply_codec, request, now, check);
+        self.config.pipeline = configured;
+        result
+    }
+
+    /// [`Engine::respond_opened`] with the reply's pipeline set.
+    fn respond_checked(
+        &mut self,
+        authenticated: Option<NodeId>,
+        claimed: NodeId,
+        reply_codec: Option<Codec>,
+        request: VerifiedRequest,
+        now: Timestamp,
+        check: SenderCheck,
+    ) -> Result<Reply, SyncError> {
         if let Some(authenticated) = authenticated {
             if claimed != authenticated {
                 let error = SyncError::from(PeerError::SenderMismatch {
@@ -371,8 +424,8 @@ impl<S: Store> Engine<S> {
             }
         }
         let result = match request.envelope {
-            OpenedEnvelope::Packet(mut packet) => self.with_codec(reply_codec, |engine| {
-                engine.handle_packet(&mut packet, now, true, check)
+            OpenedEnvelope::Packets(mut packets) => self.with_codec(reply_codec, |engine| {
+                engine.handle_packets(&mut packets, now, true, check)
             }),
             OpenedEnvelope::Refusal(message) => Err(self.handle_refusal(message)),
         };
@@ -469,6 +522,40 @@ impl<S: Store> Engine<S> {
             message: message.message,
             retryable: message.retryable,
         }
+    }
+
+    /// Verifies and applies the packets of a message in order, each in its
+    /// own transaction (see [`Engine::handle_packet`]); with `reply`, the
+    /// answer is built with the last one. The first refusal stops the train
+    /// and is returned (the packets before it stay applied; their changes
+    /// come again from the acknowledgement the sender holds). What happened
+    /// is summed over the packets handled.
+    fn handle_packets(
+        &mut self,
+        packets: &mut [OpenedPacket],
+        now: Timestamp,
+        reply: bool,
+        check: SenderCheck,
+    ) -> Result<(Incoming, Option<Transmit>), SyncError> {
+        let count = packets.len();
+        let mut total: Option<Incoming> = None;
+        let mut answer = None;
+        for (i, packet) in packets.iter_mut().enumerate() {
+            let (incoming, built) =
+                self.handle_packet(packet, now, reply && i + 1 == count, check)?;
+            answer = built;
+            total = Some(match total {
+                None => incoming,
+                Some(sum) => sum.then(incoming),
+            });
+        }
+        // Never empty: a train is refused at decoding unless it holds a
+        // packet, and a single packet is a train of one.
+        let total = total.ok_or_else(|| PeerError::Malformed {
+            sender: NodeId::NIL,
+            detail: "a message without packets".into(),
+        })?;
+        Ok((total, answer))
     }
 
     /// Verifies and applies a packet; with `reply`, the answering packet is
@@ -570,8 +657,18 @@ impl<S: Store> Engine<S> {
             rejected: 0,
             more: header.more,
             reinitialized: false,
+            skipped: false,
         };
         if incoming.duplicate {
+            return Ok((incoming, None));
+        }
+        // A continuation applies only right after the very packet it
+        // continues: the one numbered just before it, with the digest it
+        // names (a sender restored from an older copy reuses numbers).
+        let follows = Some(header.packet_no) == peer.received_packet_no.checked_add(1)
+            && header.prev_digest == peer.received_digest;
+        if header.continues && !follows {
+            incoming.skipped = true;
             return Ok((incoming, None));
         }
         let body = match packet.decoded.take() {
@@ -655,15 +752,16 @@ impl<S: Store> Engine<S> {
 
     /// Session bookkeeping after a packet from `incoming.from`.
     fn after_packet(&mut self, incoming: &Incoming, header: &PacketHeader) {
+        let fresh = !incoming.duplicate && !incoming.skipped;
         if let Some(session) = self.sessions.get_mut(&incoming.from) {
-            if !incoming.duplicate {
+            if fresh {
                 session.progress.received += u64::from(header.entity_count);
                 session.progress.remaining_to_receive = header
                     .pending_total
                     .saturating_sub(u64::from(header.entity_count));
             }
         }
-        if !incoming.duplicate {
+        if fresh {
             self.progress_event(incoming.from);
         }
     }
@@ -793,7 +891,13 @@ fn check_changes(ctx: &Ctx<'_>, sender: NodeId, changes: &[Change]) -> Result<()
 /// copy of its store: its numbering jumps past the peer's and it asks for a
 /// resync.
 fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
-    if let Some(reason) = check_peer_claims(peer, header) {
+    // A continuation repeats the claims of the packet it continues, checked
+    // with that packet just before.
+    let claims = match header.continues {
+        true => None,
+        false => check_peer_claims(peer, header),
+    };
+    if let Some(reason) = claims {
         restart_numbering(peer, header.ack_packet_no.max(header.gap_check_packet_no));
         return AckOutcome {
             advanced: false,

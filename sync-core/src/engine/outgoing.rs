@@ -22,12 +22,15 @@ use crate::value::Value;
 pub struct Transmit {
     /// The peer to send it to.
     pub to: NodeId,
-    /// Its number.
+    /// Its number (the last packet's, for a train).
     pub packet_no: u64,
-    /// How many entity changes it carries.
+    /// How many entity changes it carries (all its packets together).
     pub entity_count: u32,
     /// More changes are pending than fit.
     pub more: bool,
+    /// Packets carried: more than one is a train
+    /// ([`crate::packet::Envelope::Train`]), `packet_no` its last.
+    pub packets: usize,
     /// The encoded envelope.
     pub bytes: Bytes,
 }
@@ -181,7 +184,10 @@ pub(super) struct PendingCount {
 
 /// Builds the next packet for `state`'s peer inside `txn` and records it as
 /// sent there (the caller commits), returning it with the pending count to
-/// remember for the next one.
+/// remember for the next one. When more changes are pending than fit in one
+/// packet, further packets continuing it follow in a train, up to
+/// [`crate::EngineConfig::pipeline`] packets and
+/// [`crate::EngineConfig::batch_bytes`] encoded bytes together.
 pub(super) fn build_in_txn<T: StoreTxn>(
     txn: &mut T,
     ctx: &Ctx<'_>,
@@ -190,8 +196,108 @@ pub(super) fn build_in_txn<T: StoreTxn>(
     selection: &Selection,
     counted: Option<PendingCount>,
 ) -> Result<(Transmit, Option<PendingCount>), SyncError> {
+    let first = build_one(txn, ctx, state, now, selection, counted, None)?;
+    let counted = first.counted;
+    let mut bytes = encoded_len(&first.packet);
+    let mut last = first.follow_on();
+    let mut packets = vec![first.packet];
+    let longest = train_length(ctx);
+    while last.more
+        && selection.is_all()
+        && packets.len() < longest
+        && bytes < ctx.config.batch_bytes
+    {
+        let before = state.clone();
+        let next = build_one(txn, ctx, state, now, selection, None, Some(last))?;
+        let size = encoded_len(&next.packet);
+        if bytes + size > ctx.config.batch_bytes {
+            // Too big to ride along: it is built again, first in the next
+            // message.
+            *state = before;
+            break;
+        }
+        bytes += size;
+        last = next.follow_on();
+        packets.push(next.packet);
+    }
+    remember_sent(state, last.packet_no, last.digest);
+    txn.put_peer(state)?;
+    let transmit = Transmit {
+        to: state.id(),
+        packet_no: last.packet_no,
+        entity_count: packets.iter().map(|p| p.header.entity_count).sum(),
+        more: last.more,
+        packets: packets.len(),
+        bytes: codec::encode_envelope(&match packets.len() {
+            1 => Envelope::Packet(packets.remove(0)),
+            _ => Envelope::Train(packets),
+        }),
+    };
+    Ok((transmit, counted))
+}
+
+/// Most packets in one train: the configured pipeline, and fewer than the
+/// in-flight window, so the whole train stays remembered until its
+/// acknowledgement arrives.
+fn train_length(ctx: &Ctx<'_>) -> usize {
+    let window = ctx.config.max_in_flight.max(2);
+    ctx.config.pipeline.clamp(1, window - 1)
+}
+
+/// Encoded size of a packet, near enough for the train's byte budget.
+fn encoded_len(packet: &Packet) -> usize {
+    packet.body.len() + 256
+}
+
+/// One packet built and recorded as sent.
+struct Built {
+    packet: Packet,
+    /// Every change pending up to this sequence is in this packet or an
+    /// earlier one of its train.
+    upto_seq: u64,
+    counted: Option<PendingCount>,
+}
+
+/// Where a packet continuing the one just built starts.
+#[derive(Clone, Copy)]
+struct FollowOn {
+    packet_no: u64,
+    /// The digest of the packet just built, which the next one chains onto.
+    digest: [u8; 32],
+    upto_seq: u64,
+    more: bool,
+    /// Changes still pending after the packet just built.
+    pending_after: u64,
+}
+
+impl Built {
+    fn follow_on(&self) -> FollowOn {
+        let h = &self.packet.header;
+        FollowOn {
+            packet_no: h.packet_no,
+            digest: codec::packet_digest(h),
+            upto_seq: self.upto_seq,
+            more: h.more,
+            pending_after: h.pending_total.saturating_sub(u64::from(h.entity_count)),
+        }
+    }
+}
+
+/// Builds one packet for `state`'s peer and records it in `state` as sent
+/// (the caller stores `state`). `after`: the packet continues the one
+/// described, carrying only the changes after it, and no notices.
+fn build_one<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &Ctx<'_>,
+    state: &mut PeerState,
+    now: Timestamp,
+    selection: &Selection,
+    counted: Option<PendingCount>,
+    after: Option<FollowOn>,
+) -> Result<Built, SyncError> {
     let peer = state.id();
-    let batch = select_batch(txn, ctx, state, selection)?;
+    let after_seq = after.map_or(state.acked_seq, |a| a.upto_seq);
+    let batch = select_batch(txn, ctx, state, after_seq, selection)?;
     let mut changes: Vec<Change> = batch
         .entities
         .iter()
@@ -201,15 +307,28 @@ pub(super) fn build_in_txn<T: StoreTxn>(
         })
         .collect();
     let packet_no = state.sent_packet_no + 1;
-    let (notices, put_back) = super::quarantine::notices_for(txn, ctx, state, packet_no, &changes)?;
-    changes.extend(put_back);
+    let notices = match after {
+        Some(_) => Vec::new(),
+        None => {
+            let (notices, put_back) =
+                super::quarantine::notices_for(txn, ctx, state, packet_no, &changes)?;
+            changes.extend(put_back);
+            notices
+        }
+    };
     let (body, body_raw_len) =
         codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
-    let (pending_total, counted) = if batch.more && selection.is_all() {
-        let counted = count_pending(txn, state, counted)?;
-        (counted.total.max(changes.len() as u64), Some(counted))
-    } else {
-        (changes.len() as u64, None)
+    let (pending_total, counted) = match after {
+        Some(a) => (a.pending_after.max(changes.len() as u64), None),
+        None if batch.more && selection.is_all() => {
+            let counted = count_pending(txn, state, counted)?;
+            (counted.total.max(changes.len() as u64), Some(counted))
+        }
+        None => (changes.len() as u64, None),
+    };
+    let pending_total = match batch.more {
+        true => pending_total,
+        false => changes.len() as u64,
     };
     let header = PacketHeader {
         sender: ctx.local.id,
@@ -217,7 +336,10 @@ pub(super) fn build_in_txn<T: StoreTxn>(
         packet_no,
         ack_packet_no: state.received_packet_no,
         ack_digest: state.received_digest,
-        prev_digest: state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
+        prev_digest: match after {
+            Some(a) => a.digest,
+            None => state.sent_digest(state.sent_packet_no).unwrap_or([0; 32]),
+        },
         gap_check_packet_no: state.gap_check.map_or(0, |g| g.packet_no),
         gap_check_digest: state.gap_check.map_or([0; 32], |g| g.digest),
         protocol_version: sync_proto::PROTOCOL_VERSION,
@@ -230,6 +352,7 @@ pub(super) fn build_in_txn<T: StoreTxn>(
         resync: state.resync_requested,
         pending_total,
         body_raw_len,
+        continues: after.is_some(),
     };
     record_sent(
         state,
@@ -238,18 +361,14 @@ pub(super) fn build_in_txn<T: StoreTxn>(
         ctx.config.max_in_flight,
         now,
     );
-    txn.put_peer(state)?;
-    let transmit = Transmit {
-        to: peer,
-        packet_no: header.packet_no,
-        entity_count: header.entity_count,
-        more: header.more,
-        bytes: codec::encode_envelope(&Envelope::Packet(Packet {
+    Ok(Built {
+        packet: Packet {
             header,
             body: Bytes::from(body),
-        })),
-    };
-    Ok((transmit, counted))
+        },
+        upto_seq: batch.upto_seq,
+        counted,
+    })
 }
 
 /// The number of changes `state`'s peer is owed, from the remembered count
@@ -318,6 +437,7 @@ fn select_batch<T: StoreTxn>(
     txn: &T,
     ctx: &Ctx<'_>,
     peer: &PeerState,
+    after_seq: u64,
     selection: &Selection,
 ) -> Result<Batch, SyncError> {
     let limit = ctx.config.batch_entities;
@@ -331,7 +451,10 @@ fn select_batch<T: StoreTxn>(
     let mut more = false;
     let mut first_skipped = None;
     txn.visit_pending(
-        &PendingQuery::for_peer(peer, query_limit),
+        &PendingQuery {
+            after_seq,
+            ..PendingQuery::for_peer(peer, query_limit)
+        },
         &mut |candidate| {
             if !selection.includes(&candidate) {
                 first_skipped.get_or_insert(candidate.seq);
@@ -350,12 +473,12 @@ fn select_batch<T: StoreTxn>(
         },
     )?;
     let mut upto_seq = if more {
-        entities.last().map_or(peer.acked_seq, |e| e.seq)
+        entities.last().map_or(after_seq, |e| e.seq)
     } else {
         txn.last_seq()?
     };
     if let Some(skipped) = first_skipped {
-        upto_seq = upto_seq.min(skipped - 1).max(peer.acked_seq);
+        upto_seq = upto_seq.min(skipped - 1).max(after_seq);
     }
     entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
     Ok(Batch {
@@ -383,12 +506,6 @@ fn record_sent(
     state.sent_packet_no = header.packet_no;
     state.last_sync_out = Some(now);
     let digest = codec::packet_digest(header);
-    state.sent_digests.push(SentDigest {
-        packet_no: header.packet_no,
-        digest,
-    });
-    let excess = state.sent_digests.len().saturating_sub(SENT_HISTORY);
-    state.sent_digests.drain(..excess);
     state.in_flight.push(InFlight {
         packet_no: header.packet_no,
         upto_seq,
@@ -406,6 +523,15 @@ fn record_sent(
     let limit = max_in_flight.max(2) + pinned;
     let excess = state.in_flight.len().saturating_sub(limit);
     state.in_flight.drain(pinned..pinned + excess);
+}
+
+/// Remembers the digest of a message's last packet (a packet alone, or a
+/// train's last) for the peer's gap checks, the last [`SENT_HISTORY`] of
+/// them. A packet before it in its train stays known while in flight.
+fn remember_sent(state: &mut PeerState, packet_no: u64, digest: [u8; 32]) {
+    state.sent_digests.push(SentDigest { packet_no, digest });
+    let excess = state.sent_digests.len().saturating_sub(SENT_HISTORY);
+    state.sent_digests.drain(..excess);
 }
 
 /// Rough encoded size of an entity, for batch limits.

@@ -480,18 +480,35 @@ pub fn decode(bytes: &[u8]) -> Packet {
     match codec::decode_envelope(bytes, &Limits::default()).expect("envelope decodes") {
         Envelope::Packet(p) => p,
         Envelope::Error(e) => panic!("expected a packet, got a refusal: {e:?}"),
+        Envelope::Train(t) => panic!("expected one packet, got a train of {}", t.len()),
     }
 }
 
+/// Decodes wire bytes that must hold a packet or a train of packets: the
+/// packets, in order.
+pub fn packets(bytes: &[u8]) -> Vec<Packet> {
+    match codec::decode_envelope(bytes, &Limits::default()).expect("envelope decodes") {
+        Envelope::Packet(p) => vec![p],
+        Envelope::Train(t) => t,
+        Envelope::Error(e) => panic!("expected a packet, got a refusal: {e:?}"),
+    }
+}
+
+/// The header of wire bytes that must hold one packet.
 pub fn header(bytes: &[u8]) -> PacketHeader {
     decode(bytes).header
 }
 
-/// The changes a packet carries (its hash is checked first).
-pub fn body(bytes: &[u8]) -> Vec<Change> {
-    let p = decode(bytes);
+/// The changes one packet carries (its hash is checked first).
+pub fn packet_body(p: &Packet) -> Vec<Change> {
     assert_eq!(codec::sha256(&p.body), p.header.body_sha256, "body hash");
     codec::decode_body(&p.header, &p.body, &Limits::default()).expect("body decodes")
+}
+
+/// The changes a message carries: those of its packet, or of every packet
+/// of its train in order.
+pub fn body(bytes: &[u8]) -> Vec<Change> {
+    packets(bytes).iter().flat_map(packet_body).collect()
 }
 
 /// The keys a packet carries.
@@ -501,7 +518,7 @@ pub fn keys_in(bytes: &[u8]) -> BTreeSet<EntityKey> {
 
 /// Where the (compressed) body sits inside the envelope bytes.
 pub fn body_range(bytes: &[u8]) -> Range<usize> {
-    let body = decode(bytes).body;
+    let body = packets(bytes).swap_remove(0).body;
     assert!(!body.is_empty(), "packet has a body");
     let start = bytes
         .windows(body.len())
@@ -548,6 +565,7 @@ pub fn forge(
         resync: false,
         pending_total: changes.len() as u64,
         body_raw_len,
+        continues: false,
     };
     FORGED.with(|f| {
         f.borrow_mut().insert(

@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use sync_core::VerifiedRequest;
 use sync_core::token::Claims;
 use sync_core::{Codec, ErrorCode, Outcome};
 use tracing::Instrument as _;
@@ -230,15 +231,17 @@ fn open_now<H: Hub>(
     let announced = request
         .opened
         .as_ref()
-        .ok()
-        .and_then(|r| r.packet_header())
-        .map_or(0, |h| h.body_raw_len);
+        .map_or(0, VerifiedRequest::announced_body_bytes);
     if inline && announced > limits.max_body_bytes && announced <= shared.info.limits.max_body_bytes
     {
         return Ok(None);
     }
     if let Some(codec) = packet_codec {
         request = request.with_reply_codec(codec);
+    }
+    if format == Format::Json {
+        // A JSON client reads one packet per reply.
+        request = request.with_single_packet_reply();
     }
     Ok(Some(Opened {
         request,

@@ -34,7 +34,9 @@ fn hub_entities(fx: &Fixture) -> usize {
 fn refusal(body: &[u8]) -> sync_core::packet::ErrorMessage {
     match codec::decode_envelope(body, &Limits::default()).expect("an envelope") {
         Envelope::Error(e) => e,
-        Envelope::Packet(_) => panic!("a packet where a refusal was expected"),
+        Envelope::Packet(_) | Envelope::Train(_) => {
+            panic!("a packet where a refusal was expected")
+        }
     }
 }
 
