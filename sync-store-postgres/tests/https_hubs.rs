@@ -40,8 +40,10 @@ const ROUNDS: usize = 20;
 const PER_ROUND: usize = 3;
 /// Shared reports, edited by every node (conflicts across hub processes).
 const SHARED: usize = 3;
+/// A node's pause between rounds.
+const PACE: Duration = Duration::from_millis(150);
 /// Exchanges (all nodes together) after which one hub process is killed.
-const KILL_AFTER: usize = 120;
+const KILL_AFTER: usize = 60;
 
 /// The child: a hub process serving HTTPS on 127.0.0.1 from the schema the
 /// parent names, until its standard input closes (or SIGKILL).
@@ -179,6 +181,8 @@ struct Counts {
     exchanges: AtomicUsize,
     failed: AtomicUsize,
     served: [AtomicUsize; HUBS],
+    /// Requests on their way to each hub process right now.
+    in_flight: [AtomicUsize; HUBS],
 }
 
 /// Runs one sync session of `node` to its end, each request to a hub
@@ -223,10 +227,12 @@ fn session(
             let (which, url) = up[(next(rng) % up.len() as u64) as usize];
             (which, url.clone())
         };
+        counts.in_flight[which].fetch_add(1, Ordering::SeqCst);
         let replies = runtime.block_on(async {
             let transport = HttpTransport::new(&url, token, config.clone()).expect("a transport");
             transport.exchange(packet.bytes).await
         });
+        counts.in_flight[which].fetch_sub(1, Ordering::SeqCst);
         let mut answered = false;
         if let Ok(replies) = replies {
             for reply in replies {
@@ -318,6 +324,9 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
                     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((i as u64 + 1) << 32);
                     let mut applied = Vec::new();
                     for round in 0..ROUNDS {
+                        // Paced, so that the run outlasts a hub process's
+                        // restart (about a second) by far.
+                        std::thread::sleep(PACE);
                         let now = system_now();
                         for k in 0..PER_ROUND {
                             node.put(own_key(i, round, k), report(i, round), now)
@@ -348,6 +357,15 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
         {
             std::thread::sleep(Duration::from_millis(2));
         }
+        // Mid-exchange if it can be had within a second: a request to the
+        // victim is on its way.
+        let waiting = Instant::now();
+        while counts.in_flight[victim].load(Ordering::SeqCst) == 0
+            && waiting.elapsed() < Duration::from_secs(1)
+        {
+            std::hint::spin_loop();
+        }
+        let mid_exchange = counts.in_flight[victim].load(Ordering::SeqCst);
         let before = counts.exchanges.load(Ordering::Relaxed);
         processes[victim].kill();
         killed.store(true, Ordering::SeqCst);
@@ -356,11 +374,15 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
         let restarted = HubProcess::spawn(&env);
         urls.lock().expect("the hub list")[victim] = Some(restarted.url.clone());
         processes[victim] = restarted;
-        kill_report = Some((before, counts.exchanges.load(Ordering::Relaxed)));
-        workers
+        let restarted_at = counts.served[victim].load(Ordering::Relaxed);
+        let after = counts.exchanges.load(Ordering::Relaxed);
+        let joined = workers
             .into_iter()
             .map(|w| w.join().expect("a node thread"))
-            .collect()
+            .collect();
+        let by_restarted = counts.served[victim].load(Ordering::Relaxed) - restarted_at;
+        kill_report = Some((before, after, by_restarted, mid_exchange));
+        joined
     });
     let (mut nodes, applied): (Vec<_>, Vec<_>) = results.into_iter().unzip();
 
@@ -430,11 +452,12 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
         assert_eq!(hub.pending_count(node_info(i).id).expect("pending"), 0);
     }
     let served = counts.served.each_ref().map(|s| s.load(Ordering::Relaxed));
-    let (before, after) = kill_report.expect("the kill happened");
+    let (before, after, by_restarted, mid_exchange) = kill_report.expect("the kill happened");
     eprintln!(
         "{HUBS} hub processes, {NODES} nodes, {ROUNDS} rounds: {} exchanges answered \
          (per process {served:?}), {} unanswered and retried; SIGKILL after {before} \
-         exchanges, restarted after {after}; {:.1} s",
+         exchanges ({mid_exchange} requests to it in flight), restarted after {after}, then \
+         answered {by_restarted}; {:.1} s",
         counts.exchanges.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
@@ -443,6 +466,10 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
     assert!(
         after > before,
         "the nodes were exchanging while a hub was down"
+    );
+    assert!(
+        by_restarted > 0,
+        "the restarted hub process served nodes before they were done"
     );
     assert!(
         served.iter().all(|&s| s > 0),
