@@ -43,6 +43,14 @@
 //!   `SEQUENCE`s under MVCC, where 7 can commit after 8 was read). Writers
 //!   are serialised from their first change to their commit; reading,
 //!   decoding and building packets run in parallel.
+//! - **A packet covers only what it was built from.** `READ COMMITTED`
+//!   gives each statement its own snapshot, so a transaction that reads
+//!   the pending changes and then the last sequence could report a change
+//!   that another process committed in between, which the packet would then
+//!   acknowledge without carrying. Until it takes the counter lock, a
+//!   transaction reads the counter once, before its first read of the
+//!   change registry, and its registry reads and
+//!   [`StoreTxn::last_seq`](sync_core::StoreTxn::last_seq) stop there.
 //! - **One node's exchanges are serialised.** Reading a peer's state
 //!   ([`StoreTxn::peer`](sync_core::StoreTxn::peer)) takes its row lock
 //!   (`SELECT ... FOR UPDATE`) until the transaction ends. The engine reads

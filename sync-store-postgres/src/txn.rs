@@ -86,6 +86,11 @@ pub struct PgTxn<'a> {
     seen: RefCell<HashMap<EntityKey, Option<u64>>>,
     /// The store's tracked tables.
     tracked: &'a [Tracked],
+    /// The change counter as this transaction first read it, while it held
+    /// no counter lock: the last sequence it reports, and the bound of its
+    /// reads of the change registry, until it takes the lock. See
+    /// [`PgTxn::horizon`].
+    horizon: Cell<Option<u64>>,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -102,6 +107,7 @@ impl<'a> PgTxn<'a> {
             counter_locked: Cell::new(false),
             seen: RefCell::new(HashMap::new()),
             tracked,
+            horizon: Cell::new(None),
         }
     }
 
@@ -283,6 +289,52 @@ impl<'a> PgTxn<'a> {
             .borrow_mut()
             .execute(&s, params)
             .map_err(backend(context))
+    }
+
+    /// The counter row as this statement sees it: the last committed value,
+    /// or this transaction's own last sequence once it holds the lock.
+    fn committed_seq(&self) -> Result<u64, StoreError> {
+        let row = self.query_opt(
+            "SELECT last_seq FROM _sync_counter WHERE slot = 1",
+            &[],
+            "reading the last sequence",
+        )?;
+        let row = row.ok_or_else(|| corrupt("the change counter row is missing"))?;
+        Ok(u(get(&row, 0, "the change counter")?))
+    }
+
+    /// The highest sequence this transaction's reads of the change registry
+    /// cover, `None` once it holds the counter lock (no other writer can
+    /// commit then, so every read sees everything up to its own changes).
+    ///
+    /// Under `READ COMMITTED` every statement sees the commits made before
+    /// it started, so without a bound a transaction that reads the pending
+    /// changes and then the last sequence (what the engine does to build a
+    /// packet: the packet covers every change up to that sequence) can see a
+    /// change commit in between, report it in the last sequence and never
+    /// have shown it; the peer's acknowledgement then skips it for good.
+    /// So the counter is read once, before the first such read, and both
+    /// [`StoreTxn::last_seq`] and the registry reads stop there until the
+    /// transaction takes the lock. Sequences become visible in order (see
+    /// the crate docs), so every change up to the horizon is visible to
+    /// every later statement, except one whose entity was written again
+    /// since: that entity is owed again under its newer sequence, which is
+    /// above the horizon. One hub process alone never sees the difference.
+    fn horizon(&self) -> Result<Option<u64>, StoreError> {
+        if self.counter_locked.get() {
+            return Ok(None);
+        }
+        if let Some(horizon) = self.horizon.get() {
+            return Ok(Some(horizon));
+        }
+        let horizon = self.committed_seq()?;
+        self.horizon.set(Some(horizon));
+        Ok(Some(horizon))
+    }
+
+    /// The bound on `seq` for a registry read (see [`PgTxn::horizon`]).
+    fn seq_bound(&self) -> Result<i64, StoreError> {
+        Ok(self.horizon()?.map_or(i64::MAX, bound))
     }
 
     /// The next sequence; takes the counter row's lock on the first call.
@@ -592,23 +644,26 @@ impl StoreTxn for PgTxn<'_> {
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
-        let row = self.query_opt(
-            "SELECT last_seq FROM _sync_counter WHERE slot = 1",
-            &[],
-            "reading the last sequence",
-        )?;
-        let row = row.ok_or_else(|| corrupt("the change counter row is missing"))?;
-        Ok(u(get(&row, 0, "the change counter")?))
+        // Before the counter lock, the horizon (see `PgTxn::horizon`); with
+        // it, this transaction's own last sequence.
+        match self.horizon()? {
+            Some(horizon) => Ok(horizon),
+            None => self.committed_seq(),
+        }
     }
 
     fn pending(&self, q: &PendingQuery) -> Result<Vec<StoredEntity>, StoreError> {
         self.query(
-            select_change!("WHERE seq > $1 AND (source <> $2 OR seq <= $3) ORDER BY seq LIMIT $4"),
+            select_change!(
+                "WHERE seq > $1 AND (source <> $2 OR seq <= $3) AND seq <= $5
+                 ORDER BY seq LIMIT $4"
+            ),
             &[
                 &bound(q.after_seq),
                 &q.peer.0,
                 &bound(q.resend_own_upto),
                 &limit(q.limit),
+                &self.seq_bound()?,
             ],
             "reading the changes a peer is owed",
         )?
@@ -619,8 +674,14 @@ impl StoreTxn for PgTxn<'_> {
 
     fn count_pending(&self, q: &PendingQuery) -> Result<u64, StoreError> {
         let row = self.query_opt(
-            "SELECT count(*) FROM _sync_changes WHERE seq > $1 AND (source <> $2 OR seq <= $3)",
-            &[&bound(q.after_seq), &q.peer.0, &bound(q.resend_own_upto)],
+            "SELECT count(*) FROM _sync_changes
+             WHERE seq > $1 AND (source <> $2 OR seq <= $3) AND seq <= $4",
+            &[
+                &bound(q.after_seq),
+                &q.peer.0,
+                &bound(q.resend_own_upto),
+                &self.seq_bound()?,
+            ],
             "counting the changes a peer is owed",
         )?;
         let row = row.ok_or_else(|| corrupt("count(*) returned no row"))?;
@@ -669,7 +730,7 @@ impl StoreTxn for PgTxn<'_> {
                 &bound(q.after_seq),
                 &q.peer.0,
                 &bound(q.resend_own_upto),
-                &bound(upto_seq),
+                &bound(upto_seq).min(self.seq_bound()?),
             ],
             "counting the changes a peer is owed",
         )?;

@@ -99,3 +99,70 @@ fn a_forward_cursor_never_skips_a_change_that_commits_late() {
         committed.len()
     );
 }
+
+/// A hub builds a packet by reading what a peer is owed and then the last
+/// sequence, which the packet then covers: acknowledging it acknowledges
+/// every change up to that sequence. If another process commits a change
+/// between the two reads, the last sequence must not move past what the
+/// reads showed, or that change is acknowledged without ever being sent
+/// (the divergence `multi_hub` found: one node missing another's report).
+#[test]
+fn the_last_sequence_a_reader_sees_covers_only_changes_its_reads_could_show() {
+    let mut reader = PgStore::connect(
+        &common::url(),
+        PgOptions::new()
+            .schema(cluster::unique_schema("seq"))
+            .temporary(true),
+    )
+    .expect("connect");
+    let mut writer = reader.reconnect().expect("a second process's connection");
+    let write = |store: &mut PgStore, i: u128| {
+        let mut txn = store.begin().expect("begin");
+        let version = entity(
+            key(REPORT, i),
+            record([("hours", Value::Int(i as i64))]),
+            t(i as i64),
+            node_id(1),
+        );
+        let seq = txn.put_entity(&version, node_id(1), t(0)).expect("put");
+        txn.commit().expect("commit");
+        seq
+    };
+    let first = write(&mut writer, 1);
+    let query = PendingQuery {
+        peer: node_id(99),
+        after_seq: 0,
+        resend_own_upto: 0,
+        limit: 100,
+    };
+    let txn = reader.begin().expect("begin");
+    let shown: Vec<u64> = txn
+        .pending(&query)
+        .expect("pending")
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(shown, [first]);
+    // Another hub process commits a change meanwhile.
+    let late = write(&mut writer, 2);
+    assert!(late > first);
+    assert_eq!(
+        txn.last_seq().expect("last sequence"),
+        first,
+        "the last sequence covers a change the transaction's read did not show"
+    );
+    let again: Vec<u64> = txn
+        .pending(&query)
+        .expect("pending")
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(again, [first], "the reads agree with the last sequence");
+    assert_eq!(txn.count_pending(&query).expect("count"), 1);
+    drop(txn);
+    // The next transaction sees the late change, and the last sequence
+    // moves on with it.
+    let txn = reader.begin().expect("begin");
+    assert_eq!(txn.last_seq().expect("last sequence"), late);
+    assert_eq!(txn.count_pending(&query).expect("count"), 2);
+}
