@@ -27,7 +27,7 @@ use sync_store_memory::MemoryStore;
 use crate::fixtures::{
     NOTE_SERVER_WINS, hub_id, hub_info, node_id, node_info, record, registry, t,
 };
-use crate::harness::synced_state;
+use crate::net::synced_state;
 use crate::hub::HubHandle;
 use crate::store_suite::values::noise;
 

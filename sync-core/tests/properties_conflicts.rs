@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::strategies::{all_kinds_type, arb_all_kinds_record};
@@ -170,7 +171,7 @@ fn run_conflict(kind: Kind, edits: &[Edit], order: &[usize]) -> Outcome {
     drain(&mut net.hub);
     let mut written = Vec::new();
     for edit in edits {
-        let engine = common::ops::engine(&mut net, edit.writer);
+        let engine = ops::engine(&mut net, edit.writer);
         engine
             .put(key.clone(), edit.fields.clone(), t(edit.clock))
             .unwrap();
@@ -242,6 +243,169 @@ proptest! {
         for node in out.net.nodes.iter_mut() {
             prop_assert!(node.audit_log().unwrap().is_empty(), "detected at the hub");
         }
+    }
+}
+
+/// One step of a causality run on the entity: a writer (0 is the hub,
+/// `i + 1` is node `i`) edits or deletes it, or node `i` syncs over the
+/// faulty link playing these faults.
+#[derive(Clone, Debug)]
+enum Act {
+    Edit(usize, Record),
+    Delete(usize),
+    Sync(usize, Vec<Fault>),
+}
+
+fn arb_acts() -> impl Strategy<Value = Vec<Act>> {
+    let act = prop_oneof![
+        3 => (0..=NODES, arb_all_kinds_record()).prop_map(|(w, f)| Act::Edit(w, f)),
+        2 => (0..=NODES).prop_map(Act::Delete),
+        3 => (0..NODES, prop::collection::vec(ops::arb_fault(), 0..6)).prop_map(|(i, f)| Act::Sync(i, f)),
+    ];
+    prop::collection::vec(act, 1..16)
+}
+
+/// Who had seen which writes when: the test's own model of causality. Each
+/// write gets a number; an engine's version of the entity includes the
+/// writes its holder had seen. A node's version reaches the hub when the
+/// node syncs after writing; it conflicts with the hub's version exactly
+/// when neither includes every write of the other, unless both are
+/// deletions. After a sync both sides hold every write either had seen.
+struct Causality {
+    /// Per engine (0 the hub, `i + 1` node `i`): the writes its version includes.
+    seen: Vec<BTreeSet<usize>>,
+    /// Per engine: whether its version is a deletion.
+    deleted: Vec<bool>,
+    /// Per node: whether it wrote since its last sync.
+    dirty: Vec<bool>,
+    /// Writes so far (the next write's number).
+    writes: usize,
+    /// The conflicts the hub must detect, as the peer that sent each.
+    conflicts: Vec<NodeId>,
+}
+
+impl Causality {
+    /// Every engine holds the hub's first version (write 0).
+    fn new() -> Self {
+        Causality {
+            seen: vec![BTreeSet::from([0]); NODES + 1],
+            deleted: vec![false; NODES + 1],
+            dirty: vec![false; NODES],
+            writes: 1,
+            conflicts: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, writer: usize, delete: bool) {
+        self.seen[writer].insert(self.writes);
+        self.writes += 1;
+        self.deleted[writer] = delete;
+        if writer > 0 {
+            self.dirty[writer - 1] = true;
+        }
+    }
+}
+
+impl Causality {
+    /// Node `i` is about to sync: whether the hub must see a conflict in
+    /// its version.
+    fn before_sync(&mut self, i: usize) {
+        if !self.dirty[i] {
+            return;
+        }
+        let (hub, node) = (&self.seen[0], &self.seen[i + 1]);
+        if !hub.is_subset(node) && !node.is_subset(hub) {
+            if !(self.deleted[0] && self.deleted[i + 1]) {
+                self.conflicts.push(node_id(i));
+            }
+        }
+        let both: BTreeSet<usize> = hub.union(node).copied().collect();
+        self.seen[0] = both;
+    }
+
+    /// Node `i` synced; `hub_deleted`: whether the hub's version is now a
+    /// deletion (the strategy's outcome, read from the engine).
+    fn after_sync(&mut self, i: usize, hub_deleted: bool) {
+        self.deleted[0] = hub_deleted;
+        self.seen[i + 1] = self.seen[0].clone();
+        self.deleted[i + 1] = hub_deleted;
+        self.dirty[i] = false;
+    }
+}
+
+/// Plays `acts` on a fresh net over one faulty link, then syncs every node
+/// twice around on a perfect network; the model follows every step.
+fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality) {
+    let registry = EntityRegistry::new().with(all_kinds_type("Doc").strategy(strategy(kind)));
+    let mut net = Net::new(NODES, registry);
+    let id = net.hub.insert("Doc", Record::new(), t(0)).unwrap();
+    let key = EntityKey::new("Doc", id);
+    net.sync_all(t(1)).unwrap();
+    drain(&mut net.hub);
+    let mut model = Causality::new();
+    let mut link = Link::new([]);
+    let mut now = t(10);
+    let sync = |net: &mut Net, model: &mut Causality, i: usize, link: &mut Link, now: Timestamp| {
+        model.before_sync(i);
+        let end = net.sync_faulty(i, now, link).unwrap();
+        let hub_deleted = net.hub.get(&key).unwrap().unwrap().is_deleted;
+        model.after_sync(i, hub_deleted);
+        end
+    };
+    for act in acts {
+        now = now.add_millis(1_000);
+        match act {
+            Act::Edit(w, fields) => {
+                ops::engine(&mut net, *w).put(key.clone(), fields.clone(), now).unwrap();
+                model.write(*w, false);
+            }
+            Act::Delete(w) => {
+                ops::engine(&mut net, *w).delete(key.clone(), now).unwrap();
+                model.write(*w, true);
+            }
+            Act::Sync(i, faults) => {
+                link.push(faults.iter().copied());
+                now = sync(&mut net, &mut model, *i, &mut link, now);
+            }
+        }
+    }
+    let mut perfect = Link::perfect();
+    now = now.add_millis(1_000);
+    for i in (0..NODES).chain(0..NODES) {
+        now = sync(&mut net, &mut model, i, &mut perfect, now);
+    }
+    (net, key, model)
+}
+
+// Feature: sync-system, Property 9: Conflict detection
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn conflicts_follow_causality_over_a_faulty_link(kind in arb_kind(), acts in arb_acts()) {
+        let (mut net, key, model) = run_causality(kind, &acts);
+        let events: Vec<ConflictEvent> = drain(&mut net.hub)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Conflict(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let peers: Vec<NodeId> = events.iter().map(|e| e.peer).collect();
+        prop_assert_eq!(&peers, &model.conflicts, "conflicts the hub detected, by sender");
+        prop_assert!(events.iter().all(|e| e.key == key));
+        prop_assert_eq!(net.hub.audit_log().unwrap().len(), model.conflicts.len());
+        for node in net.nodes.iter_mut() {
+            prop_assert!(node.audit_log().unwrap().is_empty(), "detected at the hub");
+        }
+        if model.conflicts.is_empty() {
+            // Concurrent deletions and causally ordered edits leave no trace.
+            prop_assert!(net.hub.versions(&key).unwrap().is_empty(), "no history entry");
+            for node in net.nodes.iter_mut() {
+                prop_assert!(node.versions(&key).unwrap().is_empty());
+            }
+        }
+        prop_assert!(net.converged());
+        prop_assert!(net.quiet());
     }
 }
 

@@ -754,7 +754,7 @@ fn absent_fields_round_trip_exactly() {
     let id = net.nodes[0]
         .insert(
             "DailyReport",
-            fields(&[("date", "2025-12-12".into())]),
+            record([("date", "2025-12-12".into())]),
             t(0),
         )
         .unwrap();

@@ -1,9 +1,11 @@
-//! Random local writes and random multi-node runs for property tests.
+//! Random local writes and random multi-node runs for property tests, on
+//! the report types of [`reports_registry`](crate::fixtures::reports_registry).
 
 use proptest::prelude::*;
-use sync_core::{EntityKey, Timestamp, Uuid};
+use sync_core::{Engine, EntityKey, Store, StoreTxn, Timestamp, Uuid};
 
-use super::{Fault, Link, MemEngine, Net, line, line_key, report, report_key};
+use crate::fixtures::{REPORT, line, line_key, report, report_key, t};
+use crate::net::{Fault, Link, Net};
 
 /// One local write. Indices pick among what the writing engine holds.
 #[derive(Clone, Debug)]
@@ -18,6 +20,7 @@ pub enum Op {
     Line(usize, f64),
 }
 
+/// Any [`Op`], inserts and updates more often than deletes.
 pub fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => any::<i16>().prop_map(|h| Op::Insert(h.into())),
@@ -31,7 +34,9 @@ pub fn arb_op() -> impl Strategy<Value = Op> {
 /// [`Op`]s have no conflicts.
 #[derive(Clone, Debug, Default)]
 pub struct Owned {
+    /// The reports it created.
     pub reports: Vec<Uuid>,
+    /// The lines it created.
     pub lines: Vec<Uuid>,
 }
 
@@ -46,7 +51,11 @@ impl Owned {
 
     /// Performs `op` on `engine` at `now` and returns the key it wrote. A
     /// write needing something that does not exist yet becomes an insert.
-    pub fn apply(&mut self, engine: &mut MemEngine, op: &Op, now: Timestamp) -> EntityKey {
+    ///
+    /// # Panics
+    ///
+    /// When the engine refuses the write (the test fails).
+    pub fn apply<S: Store>(&mut self, engine: &mut Engine<S>, op: &Op, now: Timestamp) -> EntityKey {
         match *op {
             Op::Update(pick, hours) if !self.reports.is_empty() => {
                 let key = report_key(self.reports[pick % self.reports.len()]);
@@ -64,25 +73,20 @@ impl Owned {
                 key
             }
             Op::Line(pick, qty) => {
-                let parents: Vec<Uuid> = engine
-                    .store()
-                    .all_entities()
-                    .filter(|s| s.entity.key.entity_type == "DailyReport")
-                    .map(|s| s.entity.key.id)
-                    .collect();
+                let parents = ids_of(engine, REPORT, true);
                 if parents.is_empty() {
                     return self.apply(engine, &Op::Insert(0), now);
                 }
                 let parent = parents[pick % parents.len()];
                 let id = engine
-                    .insert("DailyReportLine", line(parent, "task", qty), now)
+                    .insert(crate::fixtures::LINE, line(parent, "task", qty), now)
                     .expect("a line under an existing report is accepted");
                 self.lines.push(id);
                 line_key(id)
             }
             Op::Insert(hours) | Op::Update(_, hours) => {
                 let id = engine
-                    .insert("DailyReport", report("2025-12-12", hours), now)
+                    .insert(REPORT, report("2025-12-12", hours), now)
                     .expect("an insert succeeds");
                 self.reports.push(id);
                 report_key(id)
@@ -90,6 +94,22 @@ impl Owned {
             Op::Delete(_) => self.apply(engine, &Op::Insert(0), now),
         }
     }
+}
+
+/// The ids of the entities of `entity_type` that `engine` holds, in id
+/// order; tombstones too when `tombstones`.
+///
+/// # Panics
+///
+/// When the store fails a read (the test fails).
+pub fn ids_of<S: Store>(engine: &mut Engine<S>, entity_type: &str, tombstones: bool) -> Vec<Uuid> {
+    let txn = engine.store_mut().begin().expect("begin a read");
+    txn.entities(entity_type, None, usize::MAX)
+        .expect("entities")
+        .into_iter()
+        .filter(|s| tombstones || !s.entity.is_deleted)
+        .map(|s| s.entity.key.id)
+        .collect()
 }
 
 /// A fault for the link: mostly delivered.
@@ -111,6 +131,8 @@ pub enum Step {
     Sync(usize, Vec<Fault>),
 }
 
+/// Runs of `len` steps over a hub and `nodes` nodes: three writes to one
+/// sync, each sync with up to five faults.
 pub fn arb_steps(nodes: usize, len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         3 => (0..=nodes, arb_op()).prop_map(|(e, op)| Step::Write(e, op)),
@@ -120,7 +142,7 @@ pub fn arb_steps(nodes: usize, len: std::ops::Range<usize>) -> impl Strategy<Val
 }
 
 /// The engine a step names: 0 is the hub, `i + 1` is node `i`.
-pub fn engine(net: &mut Net, e: usize) -> &mut MemEngine {
+pub fn engine<S: Store>(net: &mut Net<S>, e: usize) -> &mut Engine<S> {
     if e == 0 {
         &mut net.hub
     } else {
@@ -132,9 +154,13 @@ pub fn engine(net: &mut Net, e: usize) -> &mut MemEngine {
 /// through its retry deadlines). Every message goes through `link` (the
 /// steps' faults are appended to its script). Returns what each engine
 /// wrote and the time at the end.
-pub fn run(net: &mut Net, steps: &[Step], link: &mut Link) -> (Vec<Owned>, Timestamp) {
+///
+/// # Panics
+///
+/// When a write or a sync fails (the test fails).
+pub fn run<S: Store>(net: &mut Net<S>, steps: &[Step], link: &mut Link<S>) -> (Vec<Owned>, Timestamp) {
     let mut owned = vec![Owned::default(); net.nodes.len() + 1];
-    let mut now = super::t(0);
+    let mut now = t(0);
     for step in steps {
         now = now.add_millis(1_000);
         match step {
