@@ -265,17 +265,19 @@ fn arb_acts() -> impl Strategy<Value = Vec<Act>> {
     prop::collection::vec(act, 1..16)
 }
 
-/// Who had seen which writes when: the test's own model of causality. Each
-/// write gets a number; an engine's version of the entity includes the
-/// writes its holder had seen. A node's version reaches the hub when the
-/// node syncs after writing; it conflicts with the hub's version exactly
-/// when neither includes every write of the other, unless both are
-/// deletions. After a sync both sides hold every write either had seen.
+/// Who had seen which writes when: the test's own model of causality.
+/// Each write gets a number; an engine's version of the entity includes
+/// the writes its holder had seen (`seen`) and carries the content of one
+/// of them (`head`). A node's version reaches the hub when the node syncs
+/// after writing. It conflicts with the hub's version exactly when neither
+/// was written knowing the other: neither includes the other's content
+/// write (a version made by resolving a conflict carries the winner's
+/// content and the loser is settled, so an edit on top of the winner is no
+/// new conflict), unless both are deletions. After a sync both sides hold
+/// every write either had seen.
 struct Causality {
-    /// Per engine (0 the hub, `i + 1` node `i`): the writes its version includes.
-    seen: Vec<BTreeSet<usize>>,
-    /// Per engine: whether its version is a deletion.
-    deleted: Vec<bool>,
+    /// Per engine (0 the hub, `i + 1` node `i`): its version.
+    versions: Vec<Version>,
     /// Per node: whether it wrote since its last sync.
     dirty: Vec<bool>,
     /// Writes so far (the next write's number).
@@ -284,12 +286,23 @@ struct Causality {
     conflicts: Vec<NodeId>,
 }
 
+#[derive(Clone, Debug)]
+struct Version {
+    seen: BTreeSet<usize>,
+    head: usize,
+    deleted: bool,
+}
+
 impl Causality {
     /// Every engine holds the hub's first version (write 0).
     fn new() -> Self {
+        let first = Version {
+            seen: BTreeSet::from([0]),
+            head: 0,
+            deleted: false,
+        };
         Causality {
-            seen: vec![BTreeSet::from([0]); NODES + 1],
-            deleted: vec![false; NODES + 1],
+            versions: vec![first; NODES + 1],
             dirty: vec![false; NODES],
             writes: 1,
             conflicts: Vec::new(),
@@ -297,45 +310,62 @@ impl Causality {
     }
 
     fn write(&mut self, writer: usize, delete: bool) {
-        self.seen[writer].insert(self.writes);
+        let v = &mut self.versions[writer];
+        v.seen.insert(self.writes);
+        v.head = self.writes;
+        v.deleted = delete;
         self.writes += 1;
-        self.deleted[writer] = delete;
         if writer > 0 {
             self.dirty[writer - 1] = true;
         }
     }
-}
 
-impl Causality {
     /// Node `i` is about to sync: whether the hub must see a conflict in
     /// its version.
-    fn before_sync(&mut self, i: usize) {
+    fn conflict_expected(&mut self, i: usize) -> bool {
         if !self.dirty[i] {
-            return;
+            return false;
         }
-        let (hub, node) = (&self.seen[0], &self.seen[i + 1]);
-        if !hub.is_subset(node) && !node.is_subset(hub) {
-            if !(self.deleted[0] && self.deleted[i + 1]) {
-                self.conflicts.push(node_id(i));
-            }
+        let (hub, node) = (&self.versions[0], &self.versions[i + 1]);
+        let knows = |a: &Version, b: &Version| a.seen.contains(&b.head);
+        let concurrent = !knows(hub, node) && !knows(node, hub);
+        let conflict = concurrent && !(hub.deleted && node.deleted);
+        if conflict {
+            self.conflicts.push(node_id(i));
         }
-        let both: BTreeSet<usize> = hub.union(node).copied().collect();
-        self.seen[0] = both;
+        conflict
     }
 
-    /// Node `i` synced; `hub_deleted`: whether the hub's version is now a
-    /// deletion (the strategy's outcome, read from the engine).
-    fn after_sync(&mut self, i: usize, hub_deleted: bool) {
-        self.deleted[0] = hub_deleted;
-        self.seen[i + 1] = self.seen[0].clone();
-        self.deleted[i + 1] = hub_deleted;
+    /// Node `i` synced. `winner`: who won the conflict the hub saw, and
+    /// `from_node`: whether the hub's version now carries the node's
+    /// content (both the strategy's outcome, read from the engine).
+    fn synced(&mut self, i: usize, winner: Option<ConflictSide>, from_node: bool, deleted: bool) {
+        if self.dirty[i] {
+            let node = self.versions[i + 1].clone();
+            let hub = &mut self.versions[0];
+            hub.seen.extend(node.seen.iter().copied());
+            match winner {
+                Some(ConflictSide::Merged) => {
+                    hub.seen.insert(self.writes);
+                    hub.head = self.writes;
+                    self.writes += 1;
+                }
+                Some(ConflictSide::Incoming) => hub.head = node.head,
+                Some(ConflictSide::Local) => {}
+                None if from_node => hub.head = node.head,
+                None => {}
+            }
+            hub.deleted = deleted;
+        }
+        self.versions[i + 1] = self.versions[0].clone();
         self.dirty[i] = false;
     }
 }
 
 /// Plays `acts` on a fresh net over one faulty link, then syncs every node
 /// twice around on a perfect network; the model follows every step.
-fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality) {
+/// Returns the conflicts the hub reported.
+fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality, Vec<ConflictEvent>) {
     let registry = EntityRegistry::new().with(all_kinds_type("Doc").strategy(strategy(kind)));
     let mut net = Net::new(NODES, registry);
     let id = net.hub.insert("Doc", Record::new(), t(0)).unwrap();
@@ -343,20 +373,28 @@ fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality) {
     net.sync_all(t(1)).unwrap();
     drain(&mut net.hub);
     let mut model = Causality::new();
+    let mut events = Vec::new();
     let mut link = Link::new([]);
     let mut now = t(10);
-    let sync = |net: &mut Net, model: &mut Causality, i: usize, link: &mut Link, now: Timestamp| {
-        model.before_sync(i);
+    let mut sync = |net: &mut Net, model: &mut Causality, i: usize, link: &mut Link, now: Timestamp| {
+        model.conflict_expected(i);
         let end = net.sync_faulty(i, now, link).unwrap();
-        let hub_deleted = net.hub.get(&key).unwrap().unwrap().is_deleted;
-        model.after_sync(i, hub_deleted);
+        let seen: Vec<ConflictEvent> = conflicts(drain(&mut net.hub));
+        let hub = net.hub.get(&key).unwrap().unwrap();
+        let winner = seen.iter().find(|e| e.key == key).map(|e| e.winner);
+        model.synced(i, winner, hub.origin == node_id(i), hub.is_deleted);
+        events.extend(seen);
         end
     };
     for act in acts {
         now = now.add_millis(1_000);
         match act {
             Act::Edit(w, fields) => {
-                ops::engine(&mut net, *w).put(key.clone(), fields.clone(), now).unwrap();
+                // Every edit's content is its own: equal content written
+                // twice is no disagreement to resolve.
+                let mut fields = fields.clone();
+                fields.insert("s".into(), format!("write {}", model.writes).into());
+                ops::engine(&mut net, *w).put(key.clone(), fields, now).unwrap();
                 model.write(*w, false);
             }
             Act::Delete(w) => {
@@ -374,7 +412,18 @@ fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality) {
     for i in (0..NODES).chain(0..NODES) {
         now = sync(&mut net, &mut model, i, &mut perfect, now);
     }
-    (net, key, model)
+    drop(sync);
+    (net, key, model, events)
+}
+
+fn conflicts(events: Vec<Event>) -> Vec<ConflictEvent> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Conflict(c) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 // Feature: sync-system, Property 9: Conflict detection
@@ -382,14 +431,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
     fn conflicts_follow_causality_over_a_faulty_link(kind in arb_kind(), acts in arb_acts()) {
-        let (mut net, key, model) = run_causality(kind, &acts);
-        let events: Vec<ConflictEvent> = drain(&mut net.hub)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Conflict(c) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let (mut net, key, model, events) = run_causality(kind, &acts);
         let peers: Vec<NodeId> = events.iter().map(|e| e.peer).collect();
         prop_assert_eq!(&peers, &model.conflicts, "conflicts the hub detected, by sender");
         prop_assert!(events.iter().all(|e| e.key == key));
