@@ -55,7 +55,12 @@ impl Owned {
     /// # Panics
     ///
     /// When the engine refuses the write (the test fails).
-    pub fn apply<S: Store>(&mut self, engine: &mut Engine<S>, op: &Op, now: Timestamp) -> EntityKey {
+    pub fn apply<S: Store>(
+        &mut self,
+        engine: &mut Engine<S>,
+        op: &Op,
+        now: Timestamp,
+    ) -> EntityKey {
         match *op {
             Op::Update(pick, hours) if !self.reports.is_empty() => {
                 let key = report_key(self.reports[pick % self.reports.len()]);
@@ -158,7 +163,11 @@ pub fn engine<S: Store>(net: &mut Net<S>, e: usize) -> &mut Engine<S> {
 /// # Panics
 ///
 /// When a write or a sync fails (the test fails).
-pub fn run<S: Store>(net: &mut Net<S>, steps: &[Step], link: &mut Link<S>) -> (Vec<Owned>, Timestamp) {
+pub fn run<S: Store>(
+    net: &mut Net<S>,
+    steps: &[Step],
+    link: &mut Link<S>,
+) -> (Vec<Owned>, Timestamp) {
     let mut owned = vec![Owned::default(); net.nodes.len() + 1];
     let mut now = t(0);
     for step in steps {

@@ -16,7 +16,8 @@ use sync_core::{ConflictStrategy, EntityKey, Value};
 /// edit, while the hub keeps the edit: the two diverge for good.
 #[test]
 fn late_duplicate_reply_does_not_revert_newer_local_edit() {
-    let mut net = Net::<sync_store_memory::MemoryStore>::new(1, registry(ConflictStrategy::ServerWins));
+    let mut net =
+        Net::<sync_store_memory::MemoryStore>::new(1, registry(ConflictStrategy::ServerWins));
     let title = |s: &str| record([("title", Value::from(s))]);
     let id = net
         .hub

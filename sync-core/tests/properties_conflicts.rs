@@ -376,16 +376,17 @@ fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality, Vec<Co
     let mut events = Vec::new();
     let mut link = Link::new([]);
     let mut now = t(10);
-    let mut sync = |net: &mut Net, model: &mut Causality, i: usize, link: &mut Link, now: Timestamp| {
-        model.conflict_expected(i);
-        let end = net.sync_faulty(i, now, link).unwrap();
-        let seen: Vec<ConflictEvent> = conflicts(drain(&mut net.hub));
-        let hub = net.hub.get(&key).unwrap().unwrap();
-        let winner = seen.iter().find(|e| e.key == key).map(|e| e.winner);
-        model.synced(i, winner, hub.origin == node_id(i), hub.is_deleted);
-        events.extend(seen);
-        end
-    };
+    let mut sync =
+        |net: &mut Net, model: &mut Causality, i: usize, link: &mut Link, now: Timestamp| {
+            model.conflict_expected(i);
+            let end = net.sync_faulty(i, now, link).unwrap();
+            let seen: Vec<ConflictEvent> = conflicts(drain(&mut net.hub));
+            let hub = net.hub.get(&key).unwrap().unwrap();
+            let winner = seen.iter().find(|e| e.key == key).map(|e| e.winner);
+            model.synced(i, winner, hub.origin == node_id(i), hub.is_deleted);
+            events.extend(seen);
+            end
+        };
     for act in acts {
         now = now.add_millis(1_000);
         match act {
@@ -394,7 +395,9 @@ fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality, Vec<Co
                 // twice is no disagreement to resolve.
                 let mut fields = fields.clone();
                 fields.insert("s".into(), format!("write {}", model.writes).into());
-                ops::engine(&mut net, *w).put(key.clone(), fields, now).unwrap();
+                ops::engine(&mut net, *w)
+                    .put(key.clone(), fields, now)
+                    .unwrap();
                 model.write(*w, false);
             }
             Act::Delete(w) => {

@@ -752,11 +752,7 @@ fn absent_fields_round_trip_exactly() {
     let mut net = Net::new(1, server_wins());
     // `brigade` and `hours` are declared but absent.
     let id = net.nodes[0]
-        .insert(
-            "DailyReport",
-            record([("date", "2025-12-12".into())]),
-            t(0),
-        )
+        .insert("DailyReport", record([("date", "2025-12-12".into())]), t(0))
         .unwrap();
     net.sync(0, t(1)).unwrap();
     let written = net.nodes[0].get(&report_key(id)).unwrap().unwrap();

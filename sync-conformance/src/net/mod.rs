@@ -231,7 +231,12 @@ impl<S: Store + Clone> Net<S> {
 /// # Panics
 ///
 /// When the store fails while the engine is set up (the test fails).
-pub fn engine<S: Store>(store: S, registry: EntityRegistry, info: NodeInfo, seed: u64) -> Engine<S> {
+pub fn engine<S: Store>(
+    store: S,
+    registry: EntityRegistry,
+    info: NodeInfo,
+    seed: u64,
+) -> Engine<S> {
     Engine::new(store, registry, EngineConfig::default().seed(seed), info).expect("engine")
 }
 

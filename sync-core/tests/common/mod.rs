@@ -31,6 +31,9 @@ pub type Link = sync_conformance::net::Link<MemoryStore>;
 
 /// The changes a hub on a memory store sends for `writes` (see
 /// [`sync_conformance::wire::changes_from_hub`]).
-pub fn changes_from_hub(registry: &EntityRegistry, writes: impl FnOnce(&mut MemEngine)) -> Vec<Change> {
+pub fn changes_from_hub(
+    registry: &EntityRegistry,
+    writes: impl FnOnce(&mut MemEngine),
+) -> Vec<Change> {
     sync_conformance::wire::changes_from_hub::<MemoryStore>(registry, writes)
 }
