@@ -415,7 +415,6 @@ fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality, Vec<Co
     for i in (0..NODES).chain(0..NODES) {
         now = sync(&mut net, &mut model, i, &mut perfect, now);
     }
-    drop(sync);
     (net, key, model, events)
 }
 
