@@ -162,13 +162,19 @@ fn writer_id(writer: usize) -> NodeId {
     }
 }
 
-fn run_conflict(kind: Kind, edits: &[Edit], order: &[usize]) -> Outcome {
+/// A hub and the nodes, all holding one empty `Doc` the hub created.
+fn doc_net(kind: Kind) -> (Net, EntityKey) {
     let registry = EntityRegistry::new().with(all_kinds_type("Doc").strategy(strategy(kind)));
     let mut net = Net::new(NODES, registry);
     let id = net.hub.insert("Doc", Record::new(), t(0)).unwrap();
     let key = EntityKey::new("Doc", id);
     net.sync_all(t(1)).unwrap();
     drain(&mut net.hub);
+    (net, key)
+}
+
+fn run_conflict(kind: Kind, edits: &[Edit], order: &[usize]) -> Outcome {
+    let (mut net, key) = doc_net(kind);
     let mut written = Vec::new();
     for edit in edits {
         let engine = ops::engine(&mut net, edit.writer);
@@ -366,12 +372,7 @@ impl Causality {
 /// twice around on a perfect network; the model follows every step.
 /// Returns the conflicts the hub reported.
 fn run_causality(kind: Kind, acts: &[Act]) -> (Net, EntityKey, Causality, Vec<ConflictEvent>) {
-    let registry = EntityRegistry::new().with(all_kinds_type("Doc").strategy(strategy(kind)));
-    let mut net = Net::new(NODES, registry);
-    let id = net.hub.insert("Doc", Record::new(), t(0)).unwrap();
-    let key = EntityKey::new("Doc", id);
-    net.sync_all(t(1)).unwrap();
-    drain(&mut net.hub);
+    let (mut net, key) = doc_net(kind);
     let mut model = Causality::new();
     let mut events = Vec::new();
     let mut link = Link::new([]);

@@ -118,14 +118,20 @@ impl<S: Store> Link<S> {
         self.script.pop_front().unwrap_or(Fault::Deliver)
     }
 
-    /// How many copies of the next message arrive (`None`: held back).
-    fn copies(&mut self) -> Option<usize> {
-        match self.next() {
-            Fault::Drop => Some(0),
-            Fault::Delay => None,
-            Fault::Deliver => Some(1),
-            Fault::Duplicate => Some(2),
-        }
+    /// How many copies of `message` arrive now, and its bytes; `None` when
+    /// the script holds it back for later.
+    fn arrive(&mut self, message: Held) -> Option<(usize, Bytes)> {
+        let copies = match self.next() {
+            Fault::Drop => 0,
+            Fault::Deliver => 1,
+            Fault::Duplicate => 2,
+            Fault::Delay => {
+                self.held.push(message);
+                return None;
+            }
+        };
+        let (Held::Request(bytes) | Held::Reply(bytes)) = message;
+        Some((copies, bytes))
     }
 
     fn request(
@@ -136,8 +142,7 @@ impl<S: Store> Link<S> {
         bytes: Bytes,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let Some(copies) = self.copies() else {
-            self.held.push(Held::Request(bytes));
+        let Some((copies, bytes)) = self.arrive(Held::Request(bytes)) else {
             return Ok(());
         };
         for _ in 0..copies {
@@ -155,8 +160,7 @@ impl<S: Store> Link<S> {
         bytes: Bytes,
         now: Timestamp,
     ) -> Result<(), SyncError> {
-        let Some(copies) = self.copies() else {
-            self.held.push(Held::Reply(bytes));
+        let Some((copies, bytes)) = self.arrive(Held::Reply(bytes)) else {
             return Ok(());
         };
         for _ in 0..copies {
