@@ -15,8 +15,9 @@ use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
 pub use sync_conformance::fixtures::{
     hub_id, hub_info, line as line_fields, node_id, node_info, report as report_fields, t,
 };
+pub use sync_conformance::integrity::live_children_of_deleted;
 pub use sync_conformance::net::lossy::{Faults, XorShift as Rng, sync_lossy as sync_faulty};
-pub use sync_conformance::net::{connect, engine, session as sync, settle, state};
+pub use sync_conformance::net::{connect, drain, engine, session as sync, settle, state};
 
 /// The application's own tables, before syncplan touches them.
 pub const APP_SCHEMA: &str = "
