@@ -2,9 +2,9 @@
 //! the report types of [`reports_registry`](crate::fixtures::reports_registry).
 
 use proptest::prelude::*;
-use sync_core::{Engine, EntityKey, Store, StoreTxn, Timestamp, Uuid};
+use sync_core::{Engine, EntityKey, LocalWrite, Store, StoreTxn, Timestamp, Uuid};
 
-use crate::fixtures::{REPORT, line, line_key, report, report_key, t};
+use crate::fixtures::{LINE, REPORT, line, line_key, report, report_key, t};
 use crate::net::{Fault, Link, Net};
 
 /// One local write. Indices pick among what the writing engine holds.
@@ -84,7 +84,7 @@ impl Owned {
                 }
                 let parent = parents[pick % parents.len()];
                 let id = engine
-                    .insert(crate::fixtures::LINE, line(parent, "task", qty), now)
+                    .insert(LINE, line(parent, "task", qty), now)
                     .expect("a line under an existing report is accepted");
                 self.lines.push(id);
                 line_key(id)
@@ -185,4 +185,118 @@ pub fn run<S: Store>(
         }
     }
     (owned, now)
+}
+
+/// A write an application makes on whatever it holds, synced or its own,
+/// so several engines edit and delete the same reports and lines
+/// concurrently. Indices pick among the writer's live entities. Deleting a
+/// report deletes its live lines with it in one batch (as `ON DELETE
+/// CASCADE` would); lines are only added under live reports.
+#[derive(Clone, Debug)]
+pub enum Shared {
+    /// A new report with these hours.
+    NewReport(i64),
+    /// A new version of a live report.
+    EditReport(usize, i64),
+    /// Deletes a live report and its live lines, in one batch.
+    DeleteReport(usize),
+    /// A new line under a live report.
+    NewLine(usize, f64),
+    /// A new version of a live line, under the same report.
+    EditLine(usize, f64),
+    /// Deletes a live line.
+    DeleteLine(usize),
+}
+
+/// One step of a run of [`Shared`] writes.
+#[derive(Clone, Debug)]
+pub enum SharedStep {
+    /// Engine `e` writes (0 is the hub, `i + 1` is node `i`).
+    Write(usize, Shared),
+    /// Node `i` syncs over the link playing these faults.
+    Sync(usize, Vec<Fault>),
+}
+
+/// Runs of up to 40 [`SharedStep`]s over a hub and three nodes.
+pub fn arb_shared_steps() -> impl Strategy<Value = Vec<SharedStep>> {
+    let op = prop_oneof![
+        2 => any::<i16>().prop_map(|h| Shared::NewReport(h.into())),
+        2 => (any::<usize>(), any::<i16>()).prop_map(|(p, h)| Shared::EditReport(p, h.into())),
+        1 => any::<usize>().prop_map(Shared::DeleteReport),
+        3 => (any::<usize>(), -400i32..400).prop_map(|(p, q)| Shared::NewLine(p, f64::from(q) / 4.0)),
+        2 => (any::<usize>(), -400i32..400).prop_map(|(p, q)| Shared::EditLine(p, f64::from(q) / 4.0)),
+        1 => any::<usize>().prop_map(Shared::DeleteLine),
+    ];
+    let step = prop_oneof![
+        3 => (0..=3usize, op).prop_map(|(e, op)| SharedStep::Write(e, op)),
+        2 => (0..3usize, prop::collection::vec(arb_fault(), 0..6)).prop_map(|(i, f)| SharedStep::Sync(i, f)),
+    ];
+    prop::collection::vec(step, 1..40)
+}
+
+/// Performs `op` on `engine`; a write on something the engine does not hold
+/// live does nothing.
+///
+/// # Panics
+///
+/// When the engine refuses the write (the test fails).
+pub fn shared_write<S: Store>(engine: &mut Engine<S>, op: &Shared, now: Timestamp) {
+    let reports = ids_of(engine, REPORT, false);
+    let lines = ids_of(engine, LINE, false);
+    let pick = |ids: &[Uuid], p: usize| (!ids.is_empty()).then(|| ids[p % ids.len()]);
+    match *op {
+        Shared::NewReport(hours) => {
+            engine
+                .insert("DailyReport", report("2025-12-12", hours), now)
+                .expect("a write on a live entity succeeds");
+        }
+        Shared::EditReport(p, hours) => {
+            if let Some(id) = pick(&reports, p) {
+                engine
+                    .put(report_key(id), report("2025-12-13", hours), now)
+                    .expect("a write on a live entity succeeds");
+            }
+        }
+        Shared::DeleteReport(p) => {
+            let Some(id) = pick(&reports, p) else { return };
+            let mut batch: Vec<LocalWrite> = lines
+                .iter()
+                .filter(|l| parent_of(engine, **l) == Some(id))
+                .map(|l| LocalWrite::Delete { key: line_key(*l) })
+                .collect();
+            batch.push(LocalWrite::Delete {
+                key: report_key(id),
+            });
+            engine
+                .write_batch(batch, now)
+                .expect("deleting live entities succeeds");
+        }
+        Shared::NewLine(p, qty) => {
+            if let Some(id) = pick(&reports, p) {
+                engine
+                    .insert("DailyReportLine", line(id, "task", qty), now)
+                    .expect("a write on a live entity succeeds");
+            }
+        }
+        Shared::EditLine(p, qty) => {
+            if let Some(id) = pick(&lines, p) {
+                let parent = parent_of(engine, id).expect("a line names its report");
+                engine
+                    .put(line_key(id), line(parent, "edited", qty), now)
+                    .expect("a write on a live entity succeeds");
+            }
+        }
+        Shared::DeleteLine(p) => {
+            if let Some(id) = pick(&lines, p) {
+                engine
+                    .delete(line_key(id), now)
+                    .expect("deleting a live line succeeds");
+            }
+        }
+    }
+}
+
+fn parent_of<S: Store>(engine: &mut Engine<S>, line: Uuid) -> Option<Uuid> {
+    let stored = engine.get(&line_key(line)).expect("the store reads")?;
+    stored.fields.get("report_id").and_then(|v| v.as_uuid())
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::ops::{self, arb_steps, run};
+use common::ops::{self, SharedStep, arb_shared_steps, arb_steps, run, shared_write};
 use common::strategies::{all_kinds_type, arb_all_kinds_record, arb_float, arb_value_of};
 use common::*;
 use proptest::prelude::*;
@@ -17,7 +17,7 @@ use sync_core::packet::Codec;
 use sync_core::serde_bridge;
 use sync_core::{
     ConflictStrategy, EntityKey, EntityRegistry, EntityType, ErrorCode, Event, FieldKind,
-    LocalWrite, Operation, Record, SchemaVersion, SecurityKind, SyncError, Timestamp, Uuid,
+    Operation, Record, SchemaVersion, SecurityKind, SyncError, Timestamp, Uuid,
 };
 
 // Feature: sync-system, Property 3: Data integrity preservation
@@ -46,104 +46,6 @@ proptest! {
             }
         }
     }
-}
-
-/// A write an application makes on whatever it holds, synced or its own,
-/// so several engines edit and delete the same reports and lines
-/// concurrently. Indices pick among the writer's live entities. Deleting a
-/// report deletes its live lines with it in one batch (as `ON DELETE
-/// CASCADE` would); lines are only added under live reports.
-#[derive(Clone, Debug)]
-enum Shared {
-    NewReport(i64),
-    EditReport(usize, i64),
-    DeleteReport(usize),
-    NewLine(usize, f64),
-    EditLine(usize, f64),
-    DeleteLine(usize),
-}
-
-#[derive(Clone, Debug)]
-enum SharedStep {
-    /// Engine `e` writes (0 is the hub, `i + 1` is node `i`).
-    Write(usize, Shared),
-    /// Node `i` syncs over the link playing these faults.
-    Sync(usize, Vec<Fault>),
-}
-
-fn arb_shared_steps() -> impl Strategy<Value = Vec<SharedStep>> {
-    let op = prop_oneof![
-        2 => any::<i16>().prop_map(|h| Shared::NewReport(h.into())),
-        2 => (any::<usize>(), any::<i16>()).prop_map(|(p, h)| Shared::EditReport(p, h.into())),
-        1 => any::<usize>().prop_map(Shared::DeleteReport),
-        3 => (any::<usize>(), -400i32..400).prop_map(|(p, q)| Shared::NewLine(p, f64::from(q) / 4.0)),
-        2 => (any::<usize>(), -400i32..400).prop_map(|(p, q)| Shared::EditLine(p, f64::from(q) / 4.0)),
-        1 => any::<usize>().prop_map(Shared::DeleteLine),
-    ];
-    let step = prop_oneof![
-        3 => (0..=3usize, op).prop_map(|(e, op)| SharedStep::Write(e, op)),
-        2 => (0..3usize, prop::collection::vec(ops::arb_fault(), 0..6)).prop_map(|(i, f)| SharedStep::Sync(i, f)),
-    ];
-    prop::collection::vec(step, 1..40)
-}
-
-/// Performs `op` on `engine`; a write on something the engine does not hold
-/// live does nothing.
-fn shared_write(engine: &mut MemEngine, op: &Shared, now: Timestamp) {
-    let reports = ops::ids_of(engine, "DailyReport", false);
-    let lines = ops::ids_of(engine, "DailyReportLine", false);
-    let pick = |ids: &[Uuid], p: usize| (!ids.is_empty()).then(|| ids[p % ids.len()]);
-    match *op {
-        Shared::NewReport(hours) => {
-            engine
-                .insert("DailyReport", report("2025-12-12", hours), now)
-                .unwrap();
-        }
-        Shared::EditReport(p, hours) => {
-            if let Some(id) = pick(&reports, p) {
-                engine
-                    .put(report_key(id), report("2025-12-13", hours), now)
-                    .unwrap();
-            }
-        }
-        Shared::DeleteReport(p) => {
-            let Some(id) = pick(&reports, p) else { return };
-            let mut batch: Vec<LocalWrite> = lines
-                .iter()
-                .filter(|l| parent_of(engine, **l) == Some(id))
-                .map(|l| LocalWrite::Delete { key: line_key(*l) })
-                .collect();
-            batch.push(LocalWrite::Delete {
-                key: report_key(id),
-            });
-            engine.write_batch(batch, now).unwrap();
-        }
-        Shared::NewLine(p, qty) => {
-            if let Some(id) = pick(&reports, p) {
-                engine
-                    .insert("DailyReportLine", line(id, "task", qty), now)
-                    .unwrap();
-            }
-        }
-        Shared::EditLine(p, qty) => {
-            if let Some(id) = pick(&lines, p) {
-                let parent = parent_of(engine, id).expect("a line names its report");
-                engine
-                    .put(line_key(id), line(parent, "edited", qty), now)
-                    .unwrap();
-            }
-        }
-        Shared::DeleteLine(p) => {
-            if let Some(id) = pick(&lines, p) {
-                engine.delete(line_key(id), now).unwrap();
-            }
-        }
-    }
-}
-
-fn parent_of(engine: &mut MemEngine, line: Uuid) -> Option<Uuid> {
-    let stored = engine.get(&line_key(line)).unwrap()?;
-    stored.fields.get("report_id").and_then(|v| v.as_uuid())
 }
 
 /// The keys some engine reported a conflict on.
