@@ -14,7 +14,7 @@ use std::path::Path;
 use arbitrary::Arbitrary;
 use prost::Message;
 use sync_conformance::fixtures::{self, hub_info, node_info, t};
-use sync_conformance::harness::Net;
+use sync_conformance::net::Net;
 use sync_core::codec::sha256;
 use sync_core::serde_bridge;
 use sync_core::{
@@ -195,7 +195,7 @@ pub(crate) fn node_sessions(codec: Codec, batch: usize) -> Vec<Vec<Exchange>> {
 /// report; the second one's session brings the hub's version back.
 fn conflict_replies() -> Vec<Vec<u8>> {
     let registry = fixtures::registry(ConflictStrategy::ServerWins);
-    let mut net = Net::new(2, registry, MemoryStore::new);
+    let mut net = Net::<MemoryStore>::new(2, registry);
     let r = net.nodes[0]
         .insert(fixtures::REPORT, report(1), t(1))
         .expect("insert");

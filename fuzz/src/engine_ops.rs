@@ -26,7 +26,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use sync_conformance::fixtures::{self, hub_id, hub_info, node_info, t};
-use sync_conformance::harness::{self, synced_state};
+use sync_conformance::net::{self, synced_state};
 
 use sync_conformance::sim::checks::{Checks, Traces};
 use sync_conformance::sim::scheduler::Who;
@@ -351,7 +351,7 @@ impl OpsWorld {
     fn observe(&mut self, i: usize) {
         let at = sim_time(self.now);
         let who = self.actors[i].who;
-        let events = harness::drain(self.actors[i].engine());
+        let events = net::drain(self.actors[i].engine());
         let mut reinitialized = BTreeSet::<NodeId>::new();
         for event in &events {
             match event {
@@ -571,7 +571,7 @@ impl OpsWorld {
             for i in 0..2 {
                 self.now = self.now.add_millis(10);
                 let (hub, nodes) = self.actors.split_at_mut(1);
-                let result = harness::session(nodes[i].engine(), hub[0].engine(), self.now);
+                let result = net::session(nodes[i].engine(), hub[0].engine(), self.now);
                 if let Err(e) = result {
                     panic!("node {i}'s session after healing failed: {e}");
                 }

@@ -16,7 +16,7 @@
 //!   write reaches the hub, and it ends holding exactly the hub's entities.
 
 use sync_conformance::fixtures::{self, hub_info, node_info, t};
-use sync_conformance::harness::{self, synced_state};
+use sync_conformance::net::{self, synced_state};
 use sync_core::codec::{self, Limits};
 use sync_core::{
     ConflictStrategy, Engine, EngineConfig, Entity, EntityKey, EntityRegistry, NodeId, NodeInfo,
@@ -96,7 +96,7 @@ pub fn run(data: &[u8]) {
         if let Err(e) = codec::decode_envelope(&reply, &limits) {
             panic!("the hub's reply to packet {i} does not decode: {e}");
         }
-        harness::drain(&mut hub);
+        net::drain(&mut hub);
     }
     probe_session(&mut hub);
 }
@@ -117,7 +117,7 @@ pub fn probe_session(hub: &mut Engine<MemoryStore>) {
         .insert(fixtures::NOTE_SERVER_WINS, fields, t(100))
         .expect("probe write");
     for round in 0..2 {
-        if let Err(e) = harness::session(&mut probe, hub, t(101 + round)) {
+        if let Err(e) = net::session(&mut probe, hub, t(101 + round)) {
             panic!("the probe's session with the hub failed after the input: {e}");
         }
     }

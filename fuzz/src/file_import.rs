@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sync_conformance::fixtures::{hub_info, node_info, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::codec::{Limits, sha256};
 use sync_core::{Engine, SyncError};
 use sync_store_memory::MemoryStore;
@@ -206,7 +206,7 @@ pub fn run(data: &[u8]) {
         preview.as_ref().err(),
         imported.as_ref().err()
     );
-    sync_conformance::harness::drain(&mut hub);
+    sync_conformance::net::drain(&mut hub);
     probe_session(&mut hub);
 }
 

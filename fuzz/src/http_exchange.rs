@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sync_conformance::fixtures::{self, hub_info, node_info, t};
-use sync_conformance::harness::{self, synced_state};
+use sync_conformance::net::{self, synced_state};
 use sync_core::token::SigningKey;
 use sync_core::{Engine, EngineConfig, Entity, EntityKey, NodeInfo, Record, Timestamp, Value};
 use sync_store_memory::MemoryStore;
@@ -234,7 +234,7 @@ fn probe_session(hub: &mut Engine<MemoryStore>) {
         .insert(fixtures::NOTE_SERVER_WINS, fields, t(2_000))
         .expect("probe write");
     for round in 0..2 {
-        if let Err(e) = harness::session(&mut probe, hub, t(2_001 + round)) {
+        if let Err(e) = net::session(&mut probe, hub, t(2_001 + round)) {
             panic!("the probe's session with the hub failed after the input: {e}");
         }
     }

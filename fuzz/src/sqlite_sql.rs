@@ -22,7 +22,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use rusqlite::Connection;
 use sync_conformance::fixtures::{hub_id, hub_info, node_info, t};
-use sync_conformance::harness;
+use sync_conformance::net;
 use sync_core::{Engine, EngineConfig, EntityRegistry, NodeInfo, Timestamp};
 use sync_store_sqlite::{SqliteOptions, SqliteStore, TrackOptions};
 
@@ -270,9 +270,9 @@ impl SqlWorld {
     fn sync(&mut self, i: usize) -> Result<(), String> {
         let now = self.now;
         let (hub, nodes) = self.engines.split_at_mut(1);
-        let result = harness::session(&mut nodes[i], &mut hub[0], now);
-        harness::drain(&mut hub[0]);
-        harness::drain(&mut nodes[i]);
+        let result = net::session(&mut nodes[i], &mut hub[0], now);
+        net::drain(&mut hub[0]);
+        net::drain(&mut nodes[i]);
         result
             .map(|_| ())
             .map_err(|e| format!("node {i}'s sync session with the hub failed: {e}"))

@@ -78,36 +78,85 @@ pub fn record<const N: usize>(pairs: [(&str, Value); N]) -> Record {
         .collect()
 }
 
+/// A report's fields: `date`, brigade `B-7`, `hours`.
+pub fn report(date: &str, hours: i64) -> Record {
+    record([
+        ("date", date.into()),
+        ("brigade", "B-7".into()),
+        ("hours", hours.into()),
+    ])
+}
+
+/// A report line's fields: under the report `report_id`.
+pub fn line(report_id: Uuid, text: &str, qty: f64) -> Record {
+    record([
+        ("report_id", Value::Uuid(report_id)),
+        ("text", text.into()),
+        ("qty", qty.into()),
+    ])
+}
+
+/// The key of the report `id`.
+pub fn report_key(id: Uuid) -> EntityKey {
+    EntityKey::new(REPORT, id)
+}
+
+/// The key of the report line `id`.
+pub fn line_key(id: Uuid) -> EntityKey {
+    EntityKey::new(LINE, id)
+}
+
 /// A live entity version.
 pub fn entity(key: EntityKey, fields: Record, updated_at: Timestamp, origin: NodeId) -> Entity {
     Entity::new_version(key, updated_at, false, origin, fields)
 }
 
-/// A registry with the report types (both resolved by `report_strategy`) and
-/// one note type per strategy.
+/// A registry with the report types (both resolved by `report_strategy`,
+/// each with a `rev` marker field) and one note type per strategy.
 pub fn registry(report_strategy: ConflictStrategy) -> EntityRegistry {
-    let mut registry = EntityRegistry::new()
-        .with(
-            EntityType::new(REPORT)
-                .field("date", FieldKind::Text)
-                .field("brigade", FieldKind::Text)
-                .field("hours", FieldKind::Int)
-                .field("rev", FieldKind::Text)
-                .excluded_field("local_note", FieldKind::Text)
-                .strategy(report_strategy.clone()),
-        )
-        .with(
-            EntityType::new(LINE)
-                .reference("report_id", REPORT)
-                .field("text", FieldKind::Text)
-                .field("qty", FieldKind::Float)
-                .field("rev", FieldKind::Text)
-                .strategy(report_strategy),
-        );
-    for ty in note_types() {
+    let mut registry = EntityRegistry::new();
+    for ty in report_types(report_strategy, true)
+        .into_iter()
+        .chain(note_types())
+    {
         registry.register(ty);
     }
     registry
+}
+
+/// Just the two report types, both resolved by `strategy`: a report with
+/// `date`, `brigade`, `hours` and an excluded `local_note`, and its lines
+/// (`report_id`, `text`, `qty`). Every field of [`report`] and [`line`] is
+/// declared and nothing else, so a version written with them arrives whole
+/// (no explicit nulls for fields the writer left out).
+pub fn reports_registry(strategy: ConflictStrategy) -> EntityRegistry {
+    let mut registry = EntityRegistry::new();
+    for ty in report_types(strategy, false) {
+        registry.register(ty);
+    }
+    registry
+}
+
+/// The report and line types, with a `rev` text field when `rev`.
+fn report_types(strategy: ConflictStrategy, rev: bool) -> [EntityType; 2] {
+    let with_rev = |ty: EntityType| match rev {
+        true => ty.field("rev", FieldKind::Text),
+        false => ty,
+    };
+    let report = EntityType::new(REPORT)
+        .field("date", FieldKind::Text)
+        .field("brigade", FieldKind::Text)
+        .field("hours", FieldKind::Int);
+    let line = EntityType::new(LINE)
+        .reference("report_id", REPORT)
+        .field("text", FieldKind::Text)
+        .field("qty", FieldKind::Float);
+    [
+        with_rev(report)
+            .excluded_field("local_note", FieldKind::Text)
+            .strategy(strategy.clone()),
+        with_rev(line).strategy(strategy),
+    ]
 }
 
 /// The note types: every value kind, one type per conflict strategy.

@@ -19,6 +19,14 @@
 //!   applied twice, counter monotonicity, and determinism. Run it with
 //!   `cargo run --release -p sync-conformance --bin simulate -- --seeds 1000`.
 //!
+//! - The test harness the engine's and the stores' integration tests share:
+//!   [`fixtures`] (identities, registries, records, fixture time), [`net`]
+//!   (a hub and nodes on any store in one process, on a perfect network, a
+//!   scripted faulty [`net::Link`] or a seeded [`net::lossy`] exchange),
+//!   [`wire`] (decoding, corrupting and forging packets), [`integrity`]
+//!   (children without parents), and with the `proptest` feature `ops`
+//!   (random writes and multi-node runs) and `strategies` (random values).
+//!
 //! The suites panic (through `assert!`) on a contract violation; the
 //! simulator reports violations with the seed and the command to replay it.
 //!
@@ -30,6 +38,7 @@
 //!   store implementation takes the crate with `default-features = false`;
 //!   then it depends on `sync-core` only, and [`sim::run_with`] runs the
 //!   simulator on the implementation's own stores.
+//! - `proptest`: the `ops` and `strategies` modules for property tests.
 //!
 //! ## Example
 //!
@@ -52,12 +61,18 @@
 
 pub mod crash;
 pub mod fixtures;
-pub mod harness;
 #[cfg(feature = "memory")]
 pub mod hub;
+pub mod integrity;
 #[cfg(feature = "memory")]
 pub mod loopback;
+pub mod net;
+#[cfg(feature = "proptest")]
+pub mod ops;
 pub mod sim;
 pub mod store_suite;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 #[cfg(feature = "memory")]
 pub mod transport_suite;
+pub mod wire;

@@ -27,8 +27,8 @@ use sync_store_memory::MemoryStore;
 use crate::fixtures::{
     NOTE_SERVER_WINS, hub_id, hub_info, node_id, node_info, record, registry, t,
 };
-use crate::harness::synced_state;
 use crate::hub::HubHandle;
+use crate::net::synced_state;
 use crate::store_suite::values::noise;
 
 /// Stamps out the transport suite: one `#[test]` per case in a module

@@ -3,7 +3,7 @@
 //! by hand).
 
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record, registry, t};
-use sync_conformance::harness::{Net, synced_state};
+use sync_conformance::net::{Net, synced_state};
 use sync_core::{ConflictStrategy, EntityKey, Value};
 
 /// Found by `simulate --seed 1` (and seeds 31, 93, 118, 254, 298): a node
@@ -16,11 +16,8 @@ use sync_core::{ConflictStrategy, EntityKey, Value};
 /// edit, while the hub keeps the edit: the two diverge for good.
 #[test]
 fn late_duplicate_reply_does_not_revert_newer_local_edit() {
-    let mut net = Net::new(
-        1,
-        registry(ConflictStrategy::ServerWins),
-        sync_store_memory::MemoryStore::new,
-    );
+    let mut net =
+        Net::<sync_store_memory::MemoryStore>::new(1, registry(ConflictStrategy::ServerWins));
     let title = |s: &str| record([("title", Value::from(s))]);
     let id = net
         .hub

@@ -27,7 +27,7 @@ fn merged_registry(fallback: FieldFallback) -> EntityRegistry {
 }
 
 fn card(title: &str, body: &str, due: i64) -> sync_core::Record {
-    fields(&[
+    record([
         ("title", Value::from(title)),
         ("body", Value::from(body)),
         ("due", Value::Int(due)),

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::ops::{self, arb_steps, run};
+use common::ops::{self, SharedStep, arb_shared_steps, arb_steps, run, shared_write};
 use common::strategies::{all_kinds_type, arb_all_kinds_record, arb_float, arb_value_of};
 use common::*;
 use proptest::prelude::*;
@@ -44,6 +44,74 @@ proptest! {
                 let written = ops::engine(&mut net, e).get(&line_key(*id)).unwrap();
                 prop_assert_eq!(net.hub.get(&line_key(*id)).unwrap(), written);
             }
+        }
+    }
+}
+
+/// The keys some engine reported a conflict on.
+fn conflicted(events: &[Event]) -> BTreeSet<EntityKey> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Conflict(c) => Some(c.key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// Feature: sync-system, Property 3: Data integrity preservation
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    /// Concurrent edits and deletions of the same reports and lines from the
+    /// hub and three nodes, over a faulty link. A deleted report counts as
+    /// absent: at the end no live line names a deleted report, unless the
+    /// line itself won a conflict (an edit of it against its deletion, which
+    /// the type's strategy decides). While running, no engine ever holds a
+    /// line whose report it does not hold at all (lines wait, parked).
+    #[test]
+    #[ignore = "open: a line added on one node while another deletes its report stays live under the deleted report everywhere (no documented rule yet; a hub-side orphan rule was tried on 2026-12-02 and lost writes in the simulator, seeds 6952 and 1456)"]
+    fn no_live_child_of_a_deleted_parent_under_conflicts(
+        lww in any::<bool>(),
+        steps in arb_shared_steps(),
+    ) {
+        let strategy = if lww { ConflictStrategy::LastWriterWins } else { ConflictStrategy::ServerWins };
+        let mut net = Net::new(3, registry(strategy));
+        let mut link = Link::new([]);
+        link.check = Some(assert_no_dangling);
+        let mut now = t(0);
+        let mut events = Vec::new();
+        for step in &steps {
+            now = now.add_millis(1_000);
+            match step {
+                SharedStep::Write(e, op) => shared_write(ops::engine(&mut net, *e), op, now),
+                SharedStep::Sync(i, faults) => {
+                    link.push(faults.iter().copied());
+                    now = net.sync_faulty(*i, now, &mut link).unwrap();
+                }
+            }
+            for e in 0..4 {
+                events.extend(drain(ops::engine(&mut net, e)));
+            }
+        }
+        let mut clean = Link::perfect();
+        clean.check = Some(assert_no_dangling);
+        for i in (0..3).chain(0..3) {
+            now = net.sync_faulty(i, now, &mut clean).unwrap();
+        }
+        for e in 0..4 {
+            events.extend(drain(ops::engine(&mut net, e)));
+        }
+        prop_assert!(net.converged());
+        prop_assert!(net.quiet());
+        let won = conflicted(&events);
+        for e in 0..4 {
+            let engine = ops::engine(&mut net, e);
+            assert_no_dangling(engine);
+            let unexplained: Vec<EntityKey> = live_children_of_deleted(engine)
+                .into_iter()
+                .filter(|k| !won.contains(k))
+                .collect();
+            prop_assert!(unexplained.is_empty(), "engine {}: live lines of deleted reports: {:?}", e, unexplained);
         }
     }
 }

@@ -531,7 +531,7 @@ fn a_train_whose_packet_is_lost_resends_from_the_acknowledgement() {
         }
     }
     assert_eq!(
-        Net::state(&mut net.hub).len(),
+        state(&mut net.hub).len(),
         2,
         "only the first packet applied"
     );
@@ -539,7 +539,7 @@ fn a_train_whose_packet_is_lost_resends_from_the_acknowledgement() {
     let mut link = Link::perfect();
     net.sync_faulty(0, t(100), &mut link).unwrap();
     assert!(net.converged());
-    assert_eq!(Net::state(&mut net.hub).len(), 8);
+    assert_eq!(state(&mut net.hub).len(), 8);
 }
 
 #[test]
@@ -897,11 +897,7 @@ fn absent_fields_round_trip_exactly() {
     let mut net = Net::new(1, server_wins());
     // `brigade` and `hours` are declared but absent.
     let id = net.nodes[0]
-        .insert(
-            "DailyReport",
-            fields(&[("date", "2025-12-12".into())]),
-            t(0),
-        )
+        .insert("DailyReport", record([("date", "2025-12-12".into())]), t(0))
         .unwrap();
     net.sync(0, t(1)).unwrap();
     let written = net.nodes[0].get(&report_key(id)).unwrap().unwrap();

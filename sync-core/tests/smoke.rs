@@ -15,7 +15,7 @@ fn three_nodes_converge_with_conflict() {
     let line = net.nodes[0]
         .insert(
             "DailyReportLine",
-            fields(&[
+            record([
                 ("report_id", Value::Uuid(r)),
                 ("text", "dig".into()),
                 ("qty", 2.0.into()),
@@ -59,7 +59,7 @@ fn a_type_registered_on_a_running_engine_syncs() {
     net.hub.register_type(late.clone());
     net.nodes[0].register_type(late);
     let id = net.nodes[0]
-        .insert("Photo", fields(&[("caption", "site at dusk".into())]), t(0))
+        .insert("Photo", record([("caption", "site at dusk".into())]), t(0))
         .unwrap();
     net.sync(0, t(1)).unwrap();
     assert!(net.hub.get(&EntityKey::new("Photo", id)).unwrap().is_some());

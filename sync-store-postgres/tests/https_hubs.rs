@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sync_conformance::fixtures::{REPORT, hub_id, hub_info, key, node_info, record, registry};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{ConflictStrategy, Engine, EngineConfig, Timestamp, Transport, Value};
 use sync_store_memory::MemoryStore;
 use sync_store_postgres::{PgOptions, PgStore, cluster};

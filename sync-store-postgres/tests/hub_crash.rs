@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sync_conformance::fixtures::{REPORT, hub_info, key, node_info, record, registry, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{ConflictStrategy, Engine, EngineConfig, Timestamp, Value};
 use sync_store_memory::MemoryStore;
 use sync_store_postgres::{PgOptions, PgStore, cluster};

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sync_conformance::fixtures::{REPORT, hub_info, key, node_info, record, registry, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{ConflictStrategy, Engine, EngineConfig, Timestamp, Value};
 use sync_store_memory::MemoryStore;
 use sync_store_postgres::{PgOptions, PgStore, cluster};

@@ -5,7 +5,7 @@
 mod common;
 
 use sync_conformance::fixtures::{hub_info, node_info};
-use sync_conformance::harness::session;
+use sync_conformance::net::session;
 use sync_core::{
     ConflictStrategy, Engine, EngineConfig, EntityKey, EntityRegistry, EntityType, FieldKind,
     Record, Timestamp, Uuid, Value,

@@ -129,8 +129,15 @@ fn app_write(store: &SqliteStore, op: &Op) {
         }
         Op::SoftDeleteReport { report, .. } => {
             if let Some((id, _)) = pick(store, "daily_report", report) {
-                conn.execute("UPDATE daily_report SET is_deleted = 1 WHERE id = ?1", [id])
-                    .unwrap();
+                // The application deletes the report's lines with it.
+                conn.execute_batch(&format!(
+                    "BEGIN;
+                     UPDATE daily_report_line SET is_deleted = 1
+                         WHERE report_id = {id} AND is_deleted = 0;
+                     UPDATE daily_report SET is_deleted = 1 WHERE id = {id};
+                     COMMIT;"
+                ))
+                .unwrap();
             }
         }
         Op::HardDeleteReport { report, .. } => {
@@ -264,6 +271,33 @@ impl<H: Store> World<H> {
         self.nodes[i] = Engine::open(store, self.registry.clone(), config).unwrap();
     }
 
+    /// Fails when an engine holds a live line whose report is deleted and
+    /// no engine reported a conflict on that line.
+    fn no_live_line_of_a_deleted_report(&mut self) -> Result<(), TestCaseError> {
+        let mut conflicted = std::collections::BTreeSet::new();
+        let mut events = drain(&mut self.hub);
+        for node in &mut self.nodes {
+            events.extend(drain(node));
+        }
+        for e in events {
+            if let sync_core::Event::Conflict(c) = e {
+                conflicted.insert(c.key);
+            }
+        }
+        let mut found = Vec::new();
+        found.extend(live_children_of_deleted(&mut self.hub));
+        for node in &mut self.nodes {
+            found.extend(live_children_of_deleted(node));
+        }
+        found.retain(|k| !conflicted.contains(k));
+        prop_assert!(
+            found.is_empty(),
+            "live lines of deleted reports: {:?}",
+            found
+        );
+        Ok(())
+    }
+
     fn check_converged(&mut self) -> Result<(), TestCaseError> {
         settle(
             &mut self.nodes,
@@ -311,6 +345,21 @@ proptest! {
         if let Err(e) = references_hold(&mut world.hub) {
             return Err(TestCaseError::fail(format!("hub: {e}")));
         }
+    }
+
+    // Feature: sync-system, Property 3: Data integrity preservation
+    #[test]
+    #[ignore = "open: a line added on one node while another deletes its report stays live under the deleted report everywhere (no documented rule yet; a hub-side orphan rule was tried on 2026-12-02 and lost writes in the simulator, seeds 6952 and 1456)"]
+    fn no_live_line_names_a_deleted_report(ops in proptest::collection::vec(app_op(2), 1..30), seed in any::<u64>()) {
+        let (hub_store, _) = memory_sqlite();
+        let mut world = World::new(hub_store, 2, seed);
+        for op in &ops {
+            world.step(op);
+        }
+        world.check_converged()?;
+        // A deleted report counts as absent: no live line names one, unless
+        // the line itself won a conflict (its strategy decided).
+        world.no_live_line_of_a_deleted_report()?;
     }
 
     // Feature: sync-system, Property 15: Hierarchical data support

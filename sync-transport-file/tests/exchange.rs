@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{ConflictSide, ConflictStrategy, EntityKey, Transport, Value};
 use sync_transport_file::{
     ExportOptions, FileKind, FileRejection, FolderEndpoint, FolderOptions, FolderPaths,

@@ -14,7 +14,7 @@ use hyper::StatusCode;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sync_conformance::fixtures::{record, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_conformance::transport_suite::node_with;
 use sync_core::codec::{self, Limits};
 use sync_core::packet::{Codec, Envelope};

@@ -9,7 +9,7 @@ use super::stores::SimStores;
 use super::workload::{FIELD_MERGED, REFUSED_TITLE};
 use super::world::{Fnv, World};
 use crate::fixtures::{hub_id, node_id};
-use crate::harness::synced_entities;
+use crate::net::synced_entities;
 
 /// Convergence must be reached within this many rounds after healing and
 /// draining (a round: every node, in turn, runs one sync session to

@@ -12,7 +12,7 @@ use crate::fixtures::{
     LINE, NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS,
     NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, REPORT, hub_id, node_id, record, registry, t,
 };
-use crate::harness::{Net, drain, session, synced_state};
+use crate::net::{Net, drain, session, synced_state};
 
 fn report_fields(hours: i64) -> Record {
     record([
@@ -28,7 +28,7 @@ fn note(title: &str) -> Record {
 }
 
 fn net<S: Store>(n: usize, make: impl Fn() -> S) -> Net<S> {
-    Net::new(n, registry(ConflictStrategy::ServerWins), make)
+    Net::with_stores(n, registry(ConflictStrategy::ServerWins), make, |c| c)
 }
 
 /// Node 0 writes an entity, everyone syncs, then nodes 1 and 2 edit it
@@ -91,7 +91,7 @@ pub fn engine_hub_and_nodes_converge<S: Store>(make: impl Fn() -> S) {
 /// peer states after reopening the stores.
 pub fn engine_packet_numbers_and_acks_persist<S: Store>(make: impl Fn() -> S) {
     // One packet per message, so each message is one number.
-    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+    let mut net = Net::with_stores(1, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(3, 1 << 20).pipeline(1)
     });
     for n in 0..10 {
@@ -185,7 +185,7 @@ pub fn engine_duplicate_packet_changes_nothing<S: Store>(make: impl Fn() -> S) {
 /// parks it), and once the parent arrives the child is applied and nothing
 /// stays parked.
 pub fn engine_parents_travel_before_children<S: Store>(make: impl Fn() -> S) {
-    let mut net = Net::with_config(2, registry(ConflictStrategy::ServerWins), make, |c| {
+    let mut net = Net::with_stores(2, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(1, 1 << 20)
     });
     let report = net.nodes[0]
@@ -235,7 +235,7 @@ pub fn engine_children_deleted_with_a_losing_parent_come_back<S: Store>(make: im
             true => ConflictStrategy::ServerWins,
             false => ConflictStrategy::LastWriterWins,
         };
-        let mut net = Net::new(2, registry(strategy), &make);
+        let mut net = Net::with_stores(2, registry(strategy), &make, |c| c);
         let report = EntityKey::new(
             REPORT,
             net.nodes[0]
@@ -614,7 +614,7 @@ pub fn engine_crash_at_every_point_of_build<S: Store>(make: impl Fn() -> S) {
 /// Engines rebuilt from their stores in the middle of a multi-packet
 /// session finish it.
 pub fn engine_restart_resumes_sync<S: Store>(make: impl Fn() -> S) {
-    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+    let mut net = Net::with_stores(1, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(2, 1 << 20)
     });
     for n in 0..7 {
@@ -745,9 +745,12 @@ fn refuse_refused(entity: &sync_core::Entity) -> Option<String> {
 /// state back (here: none), nothing is sent again, and the hub can retry it
 /// (refused again: the reason comes back) or discard it to the history.
 pub fn engine_refused_change_is_quarantined<S: Store>(make: impl Fn() -> S) {
-    let mut net = Net::new(2, registry(ConflictStrategy::ServerWins), || {
-        CrashingStore::new(make())
-    });
+    let mut net = Net::with_stores(
+        2,
+        registry(ConflictStrategy::ServerWins),
+        || CrashingStore::new(make()),
+        |c| c,
+    );
     net.hub.store_mut().refuse_when(refuse_refused);
     let kept = net.nodes[0]
         .insert(NOTE_SERVER_WINS, note("kept"), t(1))
@@ -814,9 +817,12 @@ pub fn engine_refused_change_is_quarantined<S: Store>(make: impl Fn() -> S) {
 /// change, applies the rest, and tells the hub, which keeps its version; a
 /// retry once the cause is gone applies it.
 pub fn engine_node_refusal_is_reported_to_the_hub<S: Store>(make: impl Fn() -> S) {
-    let mut net = Net::new(2, registry(ConflictStrategy::ServerWins), || {
-        CrashingStore::new(make())
-    });
+    let mut net = Net::with_stores(
+        2,
+        registry(ConflictStrategy::ServerWins),
+        || CrashingStore::new(make()),
+        |c| c,
+    );
     net.nodes[1].store_mut().refuse_when(refuse_refused);
     let refused = net.nodes[0]
         .insert(NOTE_SERVER_WINS, note("refused"), t(1))
@@ -867,7 +873,7 @@ pub fn engine_node_refusal_is_reported_to_the_hub<S: Store>(make: impl Fn() -> S
 pub fn engine_parked_change_is_visible_and_expires<S: Store>(make: impl Fn() -> S) {
     // One change per packet and one packet per message: the line arrives
     // in a message of its own.
-    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+    let mut net = Net::with_stores(1, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(1, usize::MAX).pipeline(1).max_park_ms(60_000)
     });
     let report = net.nodes[0]
@@ -1012,7 +1018,7 @@ pub fn engine_selected_packet_leaves_the_rest_pending<S: Store>(make: impl Fn() 
 /// first packet is the whole backlog (the count kept up to date between
 /// packets agrees with a full count).
 pub fn engine_catch_up_progress_counts_down<S: Store>(make: impl Fn() -> S) {
-    let mut net = Net::with_config(1, registry(ConflictStrategy::ServerWins), make, |c| {
+    let mut net = Net::with_stores(1, registry(ConflictStrategy::ServerWins), make, |c| {
         c.batch(7, usize::MAX)
     });
     for i in 0..50 {

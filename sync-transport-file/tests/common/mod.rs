@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, hub_info, node_info, record, registry};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{
     ConflictStrategy, Engine, EngineConfig, Entity, NodeId, PeerState, Record, Timestamp,
 };

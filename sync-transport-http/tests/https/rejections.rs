@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::StatusCode;
 use rustls::pki_types::ServerName;
 use sync_conformance::fixtures::{record, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_conformance::transport_suite::node_with;
 use sync_core::codec::{self, Limits};
 use sync_core::packet::Envelope;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use sync_conformance::fixtures::{record, t};
-use sync_conformance::harness::synced_state;
+use sync_conformance::net::synced_state;
 use sync_core::{EntityKey, Transport, Uuid, Value};
 use sync_transport_http::{
     ClientConfig, EngineHub, HttpTransport, HubServer, ManualClock, ServerConfig, TlsIdentity,

@@ -16,14 +16,17 @@ pub fn arb_float() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Short texts: any characters, lowercase words, or empty.
 pub fn arb_text() -> impl Strategy<Value = String> {
     prop_oneof![".{0,12}", "[a-z]{0,6}", Just(String::new())]
 }
 
+/// Any UUID.
 pub fn arb_uuid() -> impl Strategy<Value = Uuid> {
     any::<u128>().prop_map(Uuid::from_u128)
 }
 
+/// Any timestamp, and ones in a plausible range more often.
 pub fn arb_timestamp() -> impl Strategy<Value = Timestamp> {
     prop_oneof![
         any::<i64>().prop_map(Timestamp::from_micros),
