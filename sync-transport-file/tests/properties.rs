@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use common::*;
 use proptest::prelude::*;
 use sync_conformance::fixtures::{NOTE_SERVER_WINS, hub_id, record};
-use sync_core::codec::{self, Limits};
-use sync_core::packet::{Change, Envelope};
+use sync_core::packet::Change;
 use sync_core::{EntityKey, Uuid, Value};
 use sync_transport_file::{ExportOptions, answer, export, import, open_files};
 
@@ -60,16 +59,7 @@ fn apply_write(engine: &mut Mem, write: &Write, now: sync_core::Timestamp) {
 fn changes_in(w: &mut World, files: &[PathBuf]) -> Vec<Change> {
     let opened = open_files(&mut w.hub, files).expect("the export opens");
     assert_eq!(opened.len(), 1);
-    let limits = Limits::default();
-    let envelope = codec::decode_envelope(&opened[0].envelope, &limits).expect("envelope");
-    if let Envelope::Error(e) = &envelope {
-        panic!("a refusal: {e:?}");
-    }
-    envelope
-        .packets()
-        .iter()
-        .flat_map(|p| codec::decode_body(&p.header, &p.body, &limits).expect("body"))
-        .collect()
+    sync_conformance::wire::body(&opened[0].envelope)
 }
 
 fn part_size(choice: u8) -> ExportOptions {

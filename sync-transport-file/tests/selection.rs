@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 use common::*;
 use proptest::prelude::*;
 use sync_conformance::fixtures::{NOTE_LAST_WRITER_WINS, NOTE_SERVER_WINS, hub_id};
-use sync_core::codec::{self, Limits};
-use sync_core::packet::Envelope;
 use sync_core::{EntityKey, Selection};
 use sync_transport_file::{ExportOptions, answer, export_selected, import, open_files};
 
@@ -18,17 +16,7 @@ use sync_transport_file::{ExportOptions, answer, export_selected, import, open_f
 fn keys_in(w: &mut World, files: &[std::path::PathBuf]) -> BTreeSet<EntityKey> {
     let opened = open_files(&mut w.hub, files).expect("the export opens");
     assert_eq!(opened.len(), 1);
-    let limits = Limits::default();
-    let envelope = codec::decode_envelope(&opened[0].envelope, &limits).expect("envelope");
-    if let Envelope::Error(e) = &envelope {
-        panic!("a refusal: {e:?}");
-    }
-    envelope
-        .packets()
-        .iter()
-        .flat_map(|p| codec::decode_body(&p.header, &p.body, &limits).expect("body"))
-        .map(|c| c.entity.key)
-        .collect()
+    sync_conformance::wire::keys_in(&opened[0].envelope)
 }
 
 // Feature: sync-system, Property 35: File export completeness

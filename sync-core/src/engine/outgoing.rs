@@ -318,17 +318,15 @@ fn build_one<T: StoreTxn>(
     };
     let (body, body_raw_len) =
         codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
+    let carried = changes.len() as u64;
     let (pending_total, counted) = match after {
-        Some(a) => (a.pending_after.max(changes.len() as u64), None),
-        None if batch.more && selection.is_all() => {
+        _ if !batch.more => (carried, None),
+        Some(a) => (a.pending_after.max(carried), None),
+        None if selection.is_all() => {
             let counted = count_pending(txn, state, counted)?;
-            (counted.total.max(changes.len() as u64), Some(counted))
+            (counted.total.max(carried), Some(counted))
         }
-        None => (changes.len() as u64, None),
-    };
-    let pending_total = match batch.more {
-        true => pending_total,
-        false => changes.len() as u64,
+        None => (carried, None),
     };
     let header = PacketHeader {
         sender: ctx.local.id,
