@@ -75,6 +75,23 @@ pub enum Event {
         /// The parent whose deletion lost.
         parent: crate::entity::EntityKey,
     },
+    /// The hub deleted a live child whose parent is deleted: an orphan,
+    /// typically written on one node while another deleted the parent (see
+    /// [`crate::engine::cascade`]). The child's live version is kept in its
+    /// version history and linked to the parent, so it comes back if the
+    /// parent's deletion later loses a conflict. The deletion travels to
+    /// every node as the hub's own write.
+    Orphaned {
+        /// The child deleted.
+        key: crate::entity::EntityKey,
+        /// Its deleted parent.
+        parent: crate::entity::EntityKey,
+        /// The child's live version that the deletion replaced (also in
+        /// its version history when the type keeps one).
+        live: Box<crate::entity::Entity>,
+        /// The hub's deletion of the child.
+        deletion: Box<crate::entity::Entity>,
+    },
     /// A sync session finished: nothing pending either way, all acknowledged.
     SyncComplete {
         /// The peer.

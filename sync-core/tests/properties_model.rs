@@ -69,7 +69,6 @@ proptest! {
     /// the type's strategy decides). While running, no engine ever holds a
     /// line whose report it does not hold at all (lines wait, parked).
     #[test]
-    #[ignore = "open: a line added on one node while another deletes its report stays live under the deleted report everywhere (no documented rule yet; a hub-side orphan rule was tried on 2026-12-02 and lost writes in the simulator, seeds 6952 and 1456)"]
     fn no_live_child_of_a_deleted_parent_under_conflicts(
         lww in any::<bool>(),
         steps in arb_shared_steps(),

@@ -256,16 +256,22 @@ proptest! {
         let (built, packet) = &sent[which];
         let reply = net.hub.respond(&packet.bytes, t(100)).unwrap();
         net.nodes[0].handle_incoming(&reply, t(100)).unwrap();
+        // A version the reply carries (the hub's deletion of a line whose
+        // report this node deleted: the orphan rule) settles that entity
+        // by its conflict strategy instead: left out of the comparison.
+        let answered: BTreeSet<Uuid> = keys_in(&reply).into_iter().map(|k| k.id).collect();
         let still: BTreeSet<Uuid> = net.nodes[0]
             .sync_changes(hub_id(), usize::MAX)
             .unwrap()
             .into_iter()
             .map(|c| c.entity_uuid)
+            .filter(|id| !answered.contains(id))
             .collect();
         let expected: BTreeSet<Uuid> = last_write
             .iter()
             .filter(|(_, s)| which + window < sent.len() || **s > *built)
             .map(|(k, _)| k.id)
+            .filter(|id| !answered.contains(id))
             .collect();
         prop_assert_eq!(still, expected);
     }

@@ -43,6 +43,9 @@ pub enum ViolationKind {
     /// Under per-field merge, a field edit that no other write changed
     /// concurrently or after it did not survive.
     LostFieldEdit,
+    /// After quiescence the hub holds a live child under a deleted parent:
+    /// the orphan rule did not settle it.
+    LiveOrphan,
 }
 
 /// One violated invariant.

@@ -141,6 +141,9 @@ pub struct SimStats {
     /// Children left parked because their parent was lost to a restore
     /// before it reached the hub (allowed: the parent is gone everywhere).
     pub orphans: u64,
+    /// Live children the hub deleted because their parent was deleted
+    /// concurrently (the orphan rule of `sync_core::engine::cascade`).
+    pub orphaned: u64,
     /// Versions the hub's store refused, kept as rejected changes.
     pub rejected: u64,
     /// What the network did.

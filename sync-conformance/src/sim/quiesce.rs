@@ -2,7 +2,9 @@
 //! rounds until all agree (bounded), then check convergence, quiescence and
 //! that no write was lost, and hash the final state.
 
-use sync_core::{ParkedChange, Store, StoreTxn, Value};
+use std::collections::HashMap;
+
+use sync_core::{Entity, EntityKey, ParkedChange, Store, StoreTxn, Value};
 
 use super::checks::{Traces, ViolationKind};
 use super::stores::SimStores;
@@ -177,6 +179,37 @@ impl<B: SimStores> World<B> {
         self.checks
             .field_edits(&FIELD_MERGED, &hub_state, &refused, at);
         self.check_rejections();
+        self.check_orphans(&hub_state);
+    }
+
+    /// No live child under a deleted parent at the hub (the nodes hold the
+    /// same, checked by convergence).
+    fn check_orphans(&mut self, hub_state: &[Entity]) {
+        let by_key: HashMap<&EntityKey, &Entity> = hub_state.iter().map(|e| (&e.key, e)).collect();
+        let mut found = Vec::new();
+        for child in hub_state.iter().filter(|e| !e.is_deleted) {
+            let Some(ty) = self.registry.get(&child.key.entity_type) else {
+                continue;
+            };
+            for (field, target) in ty.references() {
+                let Some(id) = child.fields.get(field).and_then(Value::as_uuid) else {
+                    continue;
+                };
+                let parent = EntityKey::new(target, id);
+                if let Some(p) = by_key
+                    .get(&parent)
+                    .filter(|p| p.is_deleted && p.key != child.key)
+                {
+                    found.push(format!(
+                        "{} (origin {}) is live under {} deleted by {}",
+                        child.key, child.origin, parent, p.origin
+                    ));
+                }
+            }
+        }
+        for detail in found {
+            self.violation(ViolationKind::LiveOrphan, detail);
+        }
     }
 
     /// Every refused change's writer was told: after quiescence no notice

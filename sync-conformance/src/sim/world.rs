@@ -496,6 +496,12 @@ impl<B: SimStores> World<B> {
                 Event::Applied(change) if who == Who::Hub => {
                     self.checks.hub_applied(&self.registry, &change.entity)
                 }
+                // The hub's deletion of an orphan is a write of its own,
+                // made knowing the child's live version.
+                Event::Orphaned { live, deletion, .. } => {
+                    self.stats.orphaned += 1;
+                    self.checks.write(who, &self.registry, deletion, &[live]);
+                }
                 Event::PairReinitialized { peer, .. } => {
                     reinitialized.insert(*peer);
                     self.stats.reinitialized += 1;

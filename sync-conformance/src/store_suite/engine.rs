@@ -311,6 +311,95 @@ pub fn engine_children_deleted_with_a_losing_parent_come_back<S: Store>(make: im
     }
 }
 
+/// A line added on node 0 while node 1 deletes its report (either reaching
+/// the hub first) is an orphan: the hub deletes it as its own write, keeps
+/// the line in its version history and reports [`Event::Orphaned`]; the
+/// nodes take the deletion. Node 2 edited the report before it saw the
+/// deletion, later (last-writer-wins): when that edit arrives and wins, the
+/// report lives again and the orphaned line comes back with it, everywhere.
+pub fn engine_orphaned_child_is_deleted_and_comes_back_with_its_parent<S: Store>(
+    make: impl Fn() -> S,
+) {
+    for deletion_first in [true, false] {
+        let case = format!("deletion first: {deletion_first}");
+        let registry = registry(ConflictStrategy::LastWriterWins);
+        let mut net = Net::with_stores(3, registry, &make, |c| c);
+        let report = EntityKey::new(
+            REPORT,
+            net.hub
+                .insert(REPORT, report_fields(1), t(0))
+                .expect("insert"),
+        );
+        net.sync_all(t(1)).expect("sync");
+        drain(&mut net.hub);
+        net.nodes[1].delete(report.clone(), t(10)).expect("delete");
+        let fields = record([
+            ("report_id", Value::Uuid(report.id)),
+            ("text", "dig".into()),
+        ]);
+        let line = EntityKey::new(
+            LINE,
+            net.nodes[0].insert(LINE, fields, t(11)).expect("line"),
+        );
+        net.nodes[2]
+            .put(report.clone(), report_fields(9), t(15))
+            .expect("edit");
+        let order = if deletion_first { [1, 0] } else { [0, 1] };
+        for i in order {
+            net.sync(i, t(20)).expect("sync");
+        }
+        let orphaned: Vec<Event> = drain(&mut net.hub)
+            .into_iter()
+            .filter(|e| matches!(e, Event::Orphaned { .. }))
+            .collect();
+        let [
+            Event::Orphaned {
+                key,
+                parent,
+                live,
+                deletion,
+            },
+        ] = &orphaned[..]
+        else {
+            panic!("{case}: one orphan expected, got {orphaned:?}");
+        };
+        assert_eq!((key, parent), (&line, &report), "{case}");
+        assert!(!live.is_deleted && deletion.is_deleted, "{case}");
+        assert_eq!(deletion.origin, hub_id(), "{case}: the hub's own write");
+        let kept = net.hub.versions(&line).expect("versions");
+        assert_eq!(kept.len(), 1, "{case}: {kept:?}");
+        assert!(kept[0].resolution.starts_with("orphaned"), "{case}");
+        assert_eq!(kept[0].data.fields["text"], Value::from("dig"), "{case}");
+        for i in [0, 1] {
+            net.sync(i, t(25)).expect("sync");
+        }
+        for engine in std::iter::once(&mut net.hub).chain(net.nodes.iter_mut().take(2)) {
+            let held = engine.get(&line).expect("get").expect("line");
+            assert!(
+                held.is_deleted,
+                "{case}: no live line under a deleted report"
+            );
+        }
+
+        net.sync(2, t(30)).expect("sync");
+        let restored = drain(&mut net.hub)
+            .into_iter()
+            .filter(|e| matches!(e, Event::Restored { key, .. } if *key == line))
+            .count();
+        assert_eq!(restored, 1, "{case}: the line comes back with its report");
+        net.sync_all(t(40)).expect("sync");
+        net.sync_all(t(41)).expect("sync");
+        assert!(net.converged(), "{case}");
+        for engine in std::iter::once(&mut net.hub).chain(net.nodes.iter_mut()) {
+            let kept = engine.get(&report).expect("get").expect("report");
+            assert!(!kept.is_deleted, "{case}: the later edit won");
+            let back = engine.get(&line).expect("get").expect("line");
+            assert!(!back.is_deleted, "{case}: the line is back");
+            assert_eq!(back.fields["text"], Value::from("dig"), "{case}");
+        }
+    }
+}
+
 /// Server-wins: the hub's version stands everywhere; the loser is in the
 /// hub's version history and the audit log.
 pub fn engine_server_wins<S: Store>(make: impl Fn() -> S) {

@@ -122,6 +122,7 @@ macro_rules! store_suite {
                 engine::engine_duplicate_packet_changes_nothing,
                 engine::engine_parents_travel_before_children,
                 engine::engine_children_deleted_with_a_losing_parent_come_back,
+                engine::engine_orphaned_child_is_deleted_and_comes_back_with_its_parent,
                 engine::engine_server_wins,
                 engine::engine_last_writer_wins_with_skewed_clocks,
                 engine::engine_keep_both_keeps_loser_copy,

@@ -252,6 +252,7 @@ fn apply_one<T: StoreTxn>(
             }
         },
     }
+    super::cascade::touched(ctx, &key);
     release_parked(txn, ctx, &key, now)
 }
 
@@ -844,6 +845,7 @@ fn keep_copy<T: StoreTxn>(
             ..loser.clone()
         };
         put(txn, ctx, &copy, ctx.local.id, ctx.now)?;
+        super::cascade::touched(ctx, &copy.key);
     }
     Ok(id)
 }

@@ -18,6 +18,29 @@
 //!   (a descendant of the deletion everywhere, so every node takes them
 //!   plainly), and [`crate::Event::Restored`] reports each.
 //!
+//! **Orphans.** The hub never keeps a live entity under a deleted parent.
+//! A child added or edited on one node while another node deleted its
+//! parent (the two reach the hub in either order), a child whose parent
+//! the hub's own application deletes, or a keep-both copy made under a
+//! deleted parent is an *orphan*. At the end of the transaction that
+//! stores either version (so a deleter's own deletions of the children,
+//! which travel beside the parent's, are taken first), the hub:
+//!
+//! - deletes the orphan as its own write (a descendant of the child's live
+//!   version, so every node, the child's writer included, takes it
+//!   plainly), and its own live children in turn;
+//! - keeps the child's live version in the version history (resolution
+//!   `orphaned: …`) and links it under the parent as above, so it comes
+//!   back if the parent's deletion later loses a conflict;
+//! - reports [`crate::Event::Orphaned`] with the live version and the
+//!   deletion.
+//!
+//! This is `ON DELETE CASCADE` settled at the one place that sees both
+//! writes: nothing is dropped without a record, and every node ends with
+//! the same state. An application that wants the child kept re-creates the
+//! parent (or points the child at another one) and writes the child again
+//! from its version history.
+//!
 //! A store that removes children itself while applying a parent's removal
 //! (the SQLite store's own cascade) records the same links, so those
 //! children come back too. A child deleted by the same writer in the same
@@ -89,6 +112,9 @@ pub(crate) struct Cascades {
     /// Parents whose deletion lost a conflict to a live version, with the
     /// writer of the losing deletion.
     revived: BTreeMap<EntityKey, NodeId>,
+    /// At the hub: entities that got a new version, checked for orphans
+    /// once the packet is in.
+    touched: Vec<EntityKey>,
 }
 
 /// Notes that an incoming deletion `tombstone` is about to replace the live
@@ -125,7 +151,11 @@ pub(crate) fn parent_revived(ctx: &mut Ctx<'_>, parent: EntityKey, deleted_by: N
 /// children in turn), and links the children whose parent stays deleted by
 /// the writer that deleted them.
 pub(crate) fn finish<T: StoreTxn>(txn: &mut T, ctx: &mut Ctx<'_>) -> Result<(), SyncError> {
-    let Cascades { deleted, revived } = std::mem::take(&mut ctx.cascades);
+    let Cascades {
+        deleted,
+        revived,
+        touched,
+    } = std::mem::take(&mut ctx.cascades);
     let mut by_parent: BTreeMap<EntityKey, Vec<(Entity, NodeId)>> = BTreeMap::new();
     for (parent, child, deleted_by) in deleted {
         by_parent
@@ -161,7 +191,11 @@ pub(crate) fn finish<T: StoreTxn>(txn: &mut T, ctx: &mut Ctx<'_>) -> Result<(), 
             }
         }
     }
-    Ok(())
+    // Restored children are checked too: a child of two parents may come
+    // back under one that is still deleted.
+    let mut touched = touched;
+    touched.append(&mut ctx.cascades.touched);
+    settle_orphans(txn, ctx, touched)
 }
 
 /// Writes `live` back as this node's new version of a child that is still
@@ -213,9 +247,173 @@ fn restore<T: StoreTxn>(
         })?;
     }
     txn.put_entity(&restored, ctx.local.id, ctx.now)?;
+    touched(ctx, &restored.key);
     ctx.events.push(Event::Restored {
         key: restored.key,
         parent: parent.clone(),
     });
     Ok(true)
+}
+
+/// Children read per page when looking for the orphans of a deleted parent.
+const ORPHAN_PAGE: usize = 1_000;
+
+/// Notes, at the hub, that `key` got a new version in this packet: the end
+/// of the packet checks it for orphans (see the module docs).
+pub(crate) fn touched(ctx: &mut Ctx<'_>, key: &EntityKey) {
+    if ctx.is_hub() {
+        ctx.cascades.touched.push(key.clone());
+    }
+}
+
+/// At the end of a packet, at the hub: settles the orphans that the
+/// packet's versions make. A live child whose parent is deleted here is
+/// deleted; a deleted parent's live children here are deleted, and their
+/// own children in turn. Run once the whole packet is in, so that a
+/// deleter's own deletions of the children, which travel beside the
+/// parent's, are seen first.
+fn settle_orphans<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    touched: Vec<EntityKey>,
+) -> Result<(), SyncError> {
+    let mut deleted_parents: Vec<Entity> = Vec::new();
+    for key in touched {
+        let Some(stored) = txn.entity(&key)? else {
+            continue;
+        };
+        let entity = stored.entity;
+        if entity.is_deleted {
+            deleted_parents.push(entity);
+            continue;
+        }
+        if let Some(parent) = deleted_parent_of(txn, ctx, &entity)? {
+            if let Some(tombstone) = orphan(txn, ctx, &parent, entity)? {
+                deleted_parents.push(tombstone);
+            }
+        }
+    }
+    // Each orphan turns a live child deleted, so the queue runs dry.
+    while let Some(parent) = deleted_parents.pop() {
+        for child in live_children(txn, ctx, &parent.key)? {
+            if let Some(tombstone) = orphan(txn, ctx, &parent, child)? {
+                deleted_parents.push(tombstone);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first parent of `entity` that is deleted in this store.
+fn deleted_parent_of<T: StoreTxn>(
+    txn: &T,
+    ctx: &Ctx<'_>,
+    entity: &Entity,
+) -> Result<Option<Entity>, SyncError> {
+    let Some(ty) = ctx.registry.get(&entity.key.entity_type) else {
+        return Ok(None);
+    };
+    for (field, target) in ty.references() {
+        let Some(parent_id) = entity.fields.get(field).and_then(|v| v.as_uuid()) else {
+            continue;
+        };
+        let parent_key = EntityKey::new(target, parent_id);
+        if parent_key == entity.key {
+            continue;
+        }
+        if let Some(parent) = txn.entity(&parent_key)?.filter(|p| p.entity.is_deleted) {
+            return Ok(Some(parent.entity));
+        }
+    }
+    Ok(None)
+}
+
+/// The live entities that reference `parent` through any reference field
+/// of any type. The store contract has no reference index, so this reads
+/// the referencing types' entities in pages; it runs only for parents
+/// deleted at the hub.
+fn live_children<T: StoreTxn>(
+    txn: &T,
+    ctx: &Ctx<'_>,
+    parent: &EntityKey,
+) -> Result<Vec<Entity>, SyncError> {
+    let mut found = Vec::new();
+    for ty in ctx.registry.types() {
+        let fields: Vec<&str> = ty
+            .references()
+            .filter(|(_, target)| *target == parent.entity_type)
+            .map(|(field, _)| field)
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let mut after = None;
+        loop {
+            let page = txn.entities(ty.name(), after, ORPHAN_PAGE)?;
+            after = page.last().map(|c| c.entity.key.id);
+            let full = page.len() == ORPHAN_PAGE;
+            found.extend(page.into_iter().map(|c| c.entity).filter(|child| {
+                !child.is_deleted
+                    && child.key != *parent
+                    && fields
+                        .iter()
+                        .any(|f| child.fields.get(*f).and_then(|v| v.as_uuid()) == Some(parent.id))
+            }));
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes the live `child` of the deleted `parent` as this node's write
+/// and returns the deletion, or `None` when the child is no orphan.
+fn orphan<T: StoreTxn>(
+    txn: &mut T,
+    ctx: &mut Ctx<'_>,
+    parent: &Entity,
+    child: Entity,
+) -> Result<Option<Entity>, SyncError> {
+    if ctx.quarantine.contains_key(&child.key) {
+        // The store refused this child's deletion in an earlier attempt at
+        // this packet: it stays as it is rather than block the packet.
+        return Ok(None);
+    }
+    let ty = ctx.registry.require(&child.key.entity_type)?;
+    let mut tombstone = Entity {
+        key: child.key.clone(),
+        updated_at: super::local::after(&child, ctx.now),
+        is_deleted: true,
+        origin: ctx.local.id,
+        fields: child.fields.clone(),
+        clock: VersionVector::new(),
+        field_stamps: FieldStamps::new(),
+    };
+    super::local::stamp_as_write(ty, ctx.local.writer, Some(&child), &mut tombstone);
+    if ty.versioning_enabled() {
+        txn.add_version(&VersionRecord {
+            id: Ctx::record_id("orphan", &child.key, ctx.now, &[&child]),
+            key: child.key.clone(),
+            source_node: child.origin,
+            arrival_time: ctx.now,
+            data: child.clone(),
+            resolution: format!(
+                "orphaned: written concurrently with the deletion of its parent {}; deleted by the hub, and restored if that deletion loses",
+                parent.key
+            ),
+        })?;
+    }
+    txn.put_meta(
+        &link_key(&parent.key, &child.key),
+        Some(&encode_link(parent.origin, &child)),
+    )?;
+    txn.put_entity(&tombstone, ctx.local.id, ctx.now)?;
+    ctx.events.push(Event::Orphaned {
+        key: child.key.clone(),
+        parent: parent.key.clone(),
+        live: Box::new(child),
+        deletion: Box::new(tombstone.clone()),
+    });
+    Ok(Some(tombstone))
 }

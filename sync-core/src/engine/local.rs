@@ -131,6 +131,7 @@ impl<S: Store> Engine<S> {
         for write in writes {
             local_write(&mut txn, &mut ctx, write, now)?;
         }
+        super::cascade::finish(&mut txn, &mut ctx)?;
         txn.commit()?;
         let events = ctx.events;
         self.emit_all(events);
@@ -162,7 +163,7 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
     ) -> Result<(), SyncError> {
         let moving = self.prepare_writer(now);
-        let (store, ctx) = self.parts(now);
+        let (store, mut ctx) = self.parts(now);
         let mut txn = store.begin()?;
         if moving {
             txn.set_local_node(ctx.local)?;
@@ -211,6 +212,8 @@ impl<S: Store> Engine<S> {
         let previous = current.as_ref().map(|c| &c.entity);
         field_stamps::stamp_write(ty, previous, &mut decided);
         txn.put_entity(&decided, ctx.local.id, now)?;
+        super::cascade::touched(&mut ctx, &decided.key);
+        super::cascade::finish(&mut txn, &mut ctx)?;
         let audit = AuditRecord {
             id: Ctx::record_id(
                 "manual-resolution",
@@ -281,6 +284,7 @@ pub(crate) fn local_write<T: StoreTxn>(
     let ty = ctx.registry.require(&entity.key.entity_type)?;
     stamp_as_write(ty, ctx.local.writer, previous.as_ref(), &mut entity);
     txn.put_entity(&entity, ctx.local.id, now)?;
+    super::cascade::touched(ctx, &entity.key);
     apply::release_parked(txn, ctx, &entity.key, now)
 }
 

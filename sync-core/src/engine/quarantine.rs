@@ -250,6 +250,7 @@ impl<S: Store> Engine<S> {
                 local::local_write(&mut txn, &mut ctx, rewrite(record.entity), now)?;
             }
         }
+        super::cascade::finish(&mut txn, &mut ctx)?;
         txn.commit()?;
         let events = ctx.events;
         self.emit_all(events);
