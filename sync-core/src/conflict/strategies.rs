@@ -137,7 +137,32 @@ pub(crate) fn last_writer(local: &Entity, incoming: &Entity) -> ConflictSide {
 
 /// A merged version that is identical whichever side computes it: the later
 /// timestamp and the larger writer id of the two, and both histories.
+///
+/// A merge that comes out with one side's content (a resolver that unites
+/// fields one side already holds) is that side's version, with both
+/// histories: it keeps that write's timestamp and writer, so a version
+/// written on that write is recognised as knowing it and follows it plainly
+/// rather than conflicting with the merge. When both sides hold the same
+/// content the last-writer rank picks which one stands.
 pub(crate) fn merged_version(local: &Entity, incoming: &Entity, fields: Record) -> Entity {
+    let is_deleted = local.is_deleted && incoming.is_deleted;
+    let same = |side: &Entity| side.is_deleted == is_deleted && side.fields == fields;
+    let standing = match (same(local), same(incoming)) {
+        (true, true) => match last_writer(local, incoming) {
+            ConflictSide::Incoming => Some(incoming),
+            _ => Some(local),
+        },
+        (true, false) => Some(local),
+        (false, true) => Some(incoming),
+        (false, false) => None,
+    };
+    if let Some(side) = standing {
+        return Entity {
+            clock: local.clock.merged(&incoming.clock),
+            field_stamps: crate::entity::FieldStamps::new(),
+            ..side.clone()
+        };
+    }
     Entity {
         key: local.key.clone(),
         updated_at: local.updated_at.max(incoming.updated_at),
