@@ -9,6 +9,11 @@
 //!   the count of the whole backlog that every packet used to pay.
 //! - `exchange/idle`: a node with nothing to send exchanges with a hub with
 //!   nothing to send: one request, one reply, one commit at each end.
+//! - `orphans/delete_parent`: the hub deletes a report that has no lines
+//!   while it holds 0, 10,000 or 100,000 lines of another report. The
+//!   orphan rule looks for the deleted report's live lines; the store
+//!   contract has no reference index, so that read grows with the lines
+//!   held.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sync_core::{
@@ -143,5 +148,57 @@ fn idle_exchange(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, catch_up, idle_exchange);
+const LINES: &str = "CREATE TABLE report_line(id INTEGER PRIMARY KEY,
+    report_id INTEGER NOT NULL REFERENCES daily_report(id) ON DELETE CASCADE, qty REAL);";
+
+fn orphans(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("orphans");
+    group.sample_size(10);
+    for lines in [0usize, 10_000, 100_000] {
+        let (mut store, registry) = open(&dir.path().join(format!("orphans-{lines}.db")));
+        store.connection().execute_batch(LINES).expect("lines");
+        let line = store
+            .track_table("report_line", TrackOptions::new().entity_type_name("Line"))
+            .expect("track");
+        store
+            .connection()
+            .execute_batch(&format!(
+                "INSERT INTO daily_report(id, date, brigade, hours, qty) VALUES (1, '2025-12-12', 'B-1', 8, 1.0);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {lines})
+                 INSERT INTO report_line(id, report_id, qty) SELECT i, 1, i * 0.5 FROM n WHERE {lines} > 0;"
+            ))
+            .expect("rows");
+        let mut hub = Engine::new(
+            store,
+            registry.with(line),
+            EngineConfig::default().seed(1),
+            hub_info(),
+        )
+        .expect("hub");
+        let report = |hours: i64| {
+            sync_core::Record::from([
+                ("date".to_owned(), sync_core::Value::from("2025-12-13")),
+                ("brigade".to_owned(), sync_core::Value::from("B-2")),
+                ("hours".to_owned(), sync_core::Value::Int(hours)),
+            ])
+        };
+        group.bench_function(format!("delete_parent/{lines}"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let id = hub.insert("DailyReport", report(1), now()).expect("insert");
+                    let key = sync_core::EntityKey::new("DailyReport", id);
+                    let started = std::time::Instant::now();
+                    hub.delete(key, now()).expect("delete");
+                    spent += started.elapsed();
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, catch_up, idle_exchange, orphans);
 criterion_main!(benches);
