@@ -263,6 +263,16 @@ impl<T: StoreTxn> StoreTxn for CrashingTxn<'_, T> {
         self.inner.entities(entity_type, after, limit)
     }
 
+    fn referencing(
+        &self,
+        entity_type: &str,
+        field: &str,
+        parent: Uuid,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        self.fuse.tick()?;
+        self.inner.referencing(entity_type, field, parent)
+    }
+
     fn add_version(&mut self, record: &VersionRecord) -> Result<(), StoreError> {
         self.fuse.tick()?;
         self.inner.add_version(record)

@@ -193,6 +193,20 @@ pub trait StoreTxn {
         limit: usize,
     ) -> Result<Vec<StoredEntity>, StoreError>;
 
+    /// The entities of `entity_type` (tombstones included) whose reference
+    /// field `field` names `parent`: a parent's children, which the hub's
+    /// orphan rule looks for when the parent is deleted. The default reads
+    /// every entity of the type in pages; a store that can look children up
+    /// by the reference (an index, a foreign-key column) should.
+    fn referencing(
+        &self,
+        entity_type: &str,
+        field: &str,
+        parent: Uuid,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        referencing_by_scan(self, entity_type, field, parent)
+    }
+
     // --- conflicts -----------------------------------------------------
 
     /// Appends to the object version history.
@@ -262,4 +276,30 @@ pub trait StoreTxn {
     fn put_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
     /// Every key that starts with `prefix`, in key order, with its value.
     fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// [`StoreTxn::referencing`] by reading every entity of `entity_type` in
+/// pages: the default, and the fallback of stores that can look children up
+/// only for some fields.
+pub fn referencing_by_scan<T: StoreTxn + ?Sized>(
+    txn: &T,
+    entity_type: &str,
+    field: &str,
+    parent: Uuid,
+) -> Result<Vec<StoredEntity>, StoreError> {
+    const PAGE: usize = 1_000;
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let page = txn.entities(entity_type, after, PAGE)?;
+        after = page.last().map(|c| c.entity.key.id);
+        let full = page.len() == PAGE;
+        found.extend(
+            page.into_iter()
+                .filter(|c| c.entity.fields.get(field).and_then(|v| v.as_uuid()) == Some(parent)),
+        );
+        if !full {
+            return Ok(found);
+        }
+    }
 }

@@ -226,6 +226,52 @@ fn is_key_conflict(e: &rusqlite::Error) -> bool {
 
 /// Writes a live version into its row: an insert when the entity is new
 /// here (`known` false), else an update (or an insert when its row is gone).
+/// The sync keys of the rows of `table` whose foreign-key column `column`
+/// points at the parent row with sync key `parent` (one join in SQL, no
+/// entity decoded), or `None` when `column` is no foreign key.
+pub(crate) fn referencing(
+    conn: &Connection,
+    table: &TrackedTable,
+    column: &str,
+    parent: Uuid,
+) -> Result<Option<Vec<Uuid>>, StoreError> {
+    let Some(Column {
+        kind: ColumnKind::ForeignKey(fk),
+        ..
+    }) = table.column(column)
+    else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT t.{key} FROM {child} t JOIN {parent} p ON p.{to} = t.{col} WHERE p.{parent_key} = ?1",
+        key = quote(&table.key),
+        child = quote(&table.table),
+        parent = quote(&fk.parent_table),
+        to = quote(&fk.parent_column),
+        col = quote(column),
+        parent_key = quote(&fk.parent_key),
+    );
+    let failed =
+        |e| StoreError::backend(format!("reading the children in table {}", table.table), e);
+    let mut stmt = conn.prepare_cached(&sql).map_err(failed)?;
+    let keys = stmt
+        .query_map([key_text(parent)], |r| r.get::<_, String>(0))
+        .map_err(failed)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(failed)?;
+    keys.iter()
+        .map(|k| {
+            Uuid::parse_str(k).map_err(|_| StoreError::Corrupt {
+                detail: format!(
+                    "table {} holds the sync key {k:?}, which is no UUID",
+                    table.table
+                ),
+            })
+        })
+        .collect::<Result<Vec<Uuid>, _>>()
+        .map(Some)
+}
+
 pub(crate) fn write_live(
     conn: &Connection,
     table: &TrackedTable,

@@ -557,6 +557,32 @@ impl StoreTxn for SqliteTxn<'_> {
         self.load_entries(entries, false)
     }
 
+    fn referencing(
+        &self,
+        entity_type: &str,
+        field: &str,
+        parent: Uuid,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        let Some(ty) = self.store.types.by_name(entity_type) else {
+            return Ok(Vec::new());
+        };
+        let keys = match &ty.table {
+            Some(table) => crate::rows::referencing(self.conn(), table, field, parent)?,
+            None => None,
+        };
+        let Some(keys) = keys else {
+            // Not a foreign-key column: read the type's entities.
+            return sync_core::store::referencing_by_scan(self, entity_type, field, parent);
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        for id in keys {
+            if let Some(child) = self.entity(&EntityKey::new(entity_type, id))? {
+                found.push(child);
+            }
+        }
+        Ok(found)
+    }
+
     fn add_version(&mut self, record: &VersionRecord) -> Result<(), StoreError> {
         self.write("adding to the version history", |c| {
             records::add_version(c, record)

@@ -272,6 +272,14 @@ impl<T: StoreTxn> StoreTxn for RollbackTxn<T> {
     ) -> Result<Vec<StoredEntity>, StoreError> {
         self.inner.entities(entity_type, after, limit)
     }
+    fn referencing(
+        &self,
+        entity_type: &str,
+        field: &str,
+        parent: Uuid,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        self.inner.referencing(entity_type, field, parent)
+    }
     fn add_version(&mut self, record: &VersionRecord) -> Result<(), StoreError> {
         self.inner.add_version(record)
     }

@@ -255,9 +255,6 @@ fn restore<T: StoreTxn>(
     Ok(true)
 }
 
-/// Children read per page when looking for the orphans of a deleted parent.
-const ORPHAN_PAGE: usize = 1_000;
-
 /// Notes, at the hub, that `key` got a new version in this packet: the end
 /// of the packet checks it for orphans (see the module docs).
 pub(crate) fn touched(ctx: &mut Ctx<'_>, key: &EntityKey) {
@@ -329,42 +326,28 @@ fn deleted_parent_of<T: StoreTxn>(
 }
 
 /// The live entities that reference `parent` through any reference field
-/// of any type. The store contract has no reference index, so this reads
-/// the referencing types' entities in pages; it runs only for parents
-/// deleted at the hub.
+/// of any type, looked up through the store ([`StoreTxn::referencing`]).
 fn live_children<T: StoreTxn>(
     txn: &T,
     ctx: &Ctx<'_>,
     parent: &EntityKey,
 ) -> Result<Vec<Entity>, SyncError> {
-    let mut found = Vec::new();
+    // By key: a child that names the parent in two fields is one child.
+    let mut found = BTreeMap::new();
     for ty in ctx.registry.types() {
-        let fields: Vec<&str> = ty
+        for (field, _) in ty
             .references()
             .filter(|(_, target)| *target == parent.entity_type)
-            .map(|(field, _)| field)
-            .collect();
-        if fields.is_empty() {
-            continue;
-        }
-        let mut after = None;
-        loop {
-            let page = txn.entities(ty.name(), after, ORPHAN_PAGE)?;
-            after = page.last().map(|c| c.entity.key.id);
-            let full = page.len() == ORPHAN_PAGE;
-            found.extend(page.into_iter().map(|c| c.entity).filter(|child| {
-                !child.is_deleted
-                    && child.key != *parent
-                    && fields
-                        .iter()
-                        .any(|f| child.fields.get(*f).and_then(|v| v.as_uuid()) == Some(parent.id))
-            }));
-            if !full {
-                break;
+        {
+            for child in txn.referencing(ty.name(), field, parent.id)? {
+                let child = child.entity;
+                if !child.is_deleted && child.key != *parent {
+                    found.insert(child.key.clone(), child);
+                }
             }
         }
     }
-    Ok(found)
+    Ok(found.into_values().collect())
 }
 
 /// Deletes the live `child` of the deleted `parent` as this node's write
