@@ -962,3 +962,54 @@ fn records_that_reference_each_other_arrive_on_a_fresh_node() {
     assert!(fleet.nodes[1].parked().unwrap().is_empty());
     assert!(fleet.hub.parked().unwrap().is_empty());
 }
+
+/// A parent's children are looked up through the foreign-key column of a
+/// tracked table (rows written with plain SQL), the same entities a scan of
+/// the child type finds.
+#[test]
+fn children_are_found_through_the_foreign_key_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    let mut store = open_tracked_with(&path, "", None);
+    store
+        .connection()
+        .execute_batch(
+            "INSERT INTO customer(id, email, name) VALUES (1, 'a@example.com', 'A'), (2, 'b@example.com', 'B');
+             INSERT INTO purchase(customer_id, item) VALUES (1, 'lamp'), (2, 'desk'), (1, 'chair');",
+        )
+        .unwrap();
+    let uuid = |store: &SqliteStore, sql: &str| -> Uuid {
+        let text: String = store.connection().query_row(sql, [], |r| r.get(0)).unwrap();
+        text.parse().unwrap()
+    };
+    let a = uuid(&store, "SELECT sync_uuid FROM customer WHERE id = 1");
+    let txn = store.begin().unwrap();
+    let mut items: Vec<String> = txn
+        .referencing("Purchase", "customer_id", a)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.entity.fields["item"].as_text().unwrap().to_owned())
+        .collect();
+    items.sort();
+    assert_eq!(items, ["chair", "lamp"]);
+    let mut scanned: Vec<Uuid> =
+        sync_core::store::referencing_by_scan(&txn, "Purchase", "customer_id", a)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.entity.key.id)
+            .collect();
+    let mut joined: Vec<Uuid> = txn
+        .referencing("Purchase", "customer_id", a)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.entity.key.id)
+        .collect();
+    scanned.sort();
+    joined.sort();
+    assert_eq!(joined, scanned);
+    assert!(
+        txn.referencing("Purchase", "customer_id", Uuid::from_u128(7))
+            .unwrap()
+            .is_empty()
+    );
+}

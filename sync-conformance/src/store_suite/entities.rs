@@ -7,7 +7,7 @@ use sync_core::{
 };
 
 use super::{abandon, read, write};
-use crate::fixtures::{REPORT, entity, hub_id, key, node_id, record, t};
+use crate::fixtures::{LINE, REPORT, entity, hub_id, key, node_id, record, t};
 
 /// A small report version numbered `n`.
 pub fn report(id: u128, n: i64) -> Entity {
@@ -436,4 +436,55 @@ pub fn many_entity_types<S: Store>(make: impl Fn() -> S) {
     });
     assert_eq!(all.len(), 150);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+/// `referencing` finds exactly the entities of a type whose reference field
+/// names the parent, tombstones included, whatever else the store holds.
+pub fn referencing_finds_a_parents_children<S: Store>(make: impl Fn() -> S) {
+    let mut store = make();
+    put(&mut store, &report(1, 1), node_id(0));
+    put(&mut store, &report(2, 1), node_id(0));
+    let line = |id: u128, parent: u128, deleted: bool| {
+        let mut e = entity(
+            key(LINE, id),
+            record([
+                ("report_id", Value::Uuid(Uuid::from_u128(parent))),
+                ("text", format!("line {id}").into()),
+            ]),
+            t(2),
+            node_id(0),
+        );
+        e.is_deleted = deleted;
+        e
+    };
+    for (id, parent, deleted) in [
+        (10, 1, false),
+        (11, 2, false),
+        (12, 1, false),
+        (13, 1, true),
+    ] {
+        put(&mut store, &line(id, parent, deleted), node_id(0));
+    }
+    let children = |store: &mut S, parent: u128| {
+        let mut found: Vec<(u128, bool)> = read(store, |txn| {
+            txn.referencing(LINE, "report_id", Uuid::from_u128(parent))
+                .expect("referencing")
+        })
+        .into_iter()
+        .map(|c| (c.entity.key.id.as_u128(), c.entity.is_deleted))
+        .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        children(&mut store, 1),
+        [(10, false), (12, false), (13, true)]
+    );
+    assert_eq!(children(&mut store, 2), [(11, false)]);
+    assert!(children(&mut store, 3).is_empty());
+    let none = read(&mut store, |txn| {
+        txn.referencing(LINE, "text", Uuid::from_u128(1))
+            .expect("referencing")
+    });
+    assert!(none.is_empty(), "a field that names no parent");
 }

@@ -44,6 +44,7 @@ macro_rules! store_suite {
                 registry::dropped_txn_discards_meta,
                 entities::empty_store_has_last_seq_zero,
                 entities::missing_entity_is_none,
+                entities::referencing_finds_a_parents_children,
                 entities::put_entity_assigns_increasing_seq,
                 entities::put_entity_returns_stored_seq,
                 entities::put_entity_sets_created_seq_on_insert,
