@@ -358,6 +358,18 @@ fn a_nodes_typed_rows_land_as_plain_rows_parents_first() {
     assert!(!row.get::<_, bool>(3));
     assert_eq!(row.get::<_, i16>(4), 2);
     assert_eq!(hub.pending_count(node_info(0).id).expect("pending"), 0);
+
+    // A node's delete is a soft delete: the row stays, flagged.
+    node.delete(bill.clone(), now()).expect("delete");
+    session(&mut node, &mut hub, now()).expect("sync");
+    let flagged: bool = app
+        .query_one(
+            &format!("SELECT is_deleted FROM {invoice} WHERE sync_uuid = $1"),
+            &[&bill.id],
+        )
+        .expect("the row stays")
+        .get(0);
+    assert!(flagged, "the node's delete reached the row");
 }
 
 #[test]
