@@ -423,3 +423,43 @@ fn a_row_the_table_refuses_is_rejected_and_the_rest_of_the_packet_lands() {
         "nothing of it kept live: {kept:?}"
     );
 }
+
+#[test]
+fn a_child_whose_parent_row_is_gone_is_kept_without_a_row() {
+    let mut store = common::fresh();
+    let (customer, invoice, registry) = typed_schema(&mut store);
+    let (mut hub, mut node) = hub_and_node(store, &registry);
+    let mut app = postgres::Client::connect(&common::url(), postgres::NoTls).expect("connect");
+    app.execute(&format!("INSERT INTO {customer}(name) VALUES ('Bo')"), &[])
+        .expect("insert");
+    session(&mut node, &mut hub, now()).expect("sync");
+    let bo = all_of(&mut node, CUSTOMER).remove(0);
+
+    // The application deletes the customer on the server while the node,
+    // not synced since, bills it.
+    app.execute(&format!("DELETE FROM {customer}"), &[])
+        .expect("delete");
+    let bill = EntityKey::new(INVOICE, Uuid::from_u128(0xb0));
+    let mut line = Record::new();
+    line.insert("customer_id".into(), Value::Uuid(bo.key.id));
+    line.insert("paid".into(), Value::Bool(false));
+    node.put(bill.clone(), line, now()).expect("write");
+    session(&mut node, &mut hub, now()).expect("sync");
+
+    let rows: i64 = app
+        .query_one(&format!("SELECT count(*) FROM {invoice}"), &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "no row refers to a customer that has none");
+    assert!(
+        hub.rejected().expect("rejected").is_empty(),
+        "not refused: kept in the sync tables or parked"
+    );
+    let kept = hub.get(&bill).expect("read").is_some();
+    let parked = hub
+        .parked()
+        .expect("parked")
+        .iter()
+        .any(|p| format!("{p:?}").contains(&bill.id.to_string()));
+    assert!(kept || parked, "the node's invoice is kept on the hub");
+}
