@@ -98,12 +98,27 @@
 //!   so it is not captured back. A constraint that refuses the row refuses
 //!   the version ([`StoreError::Refused`]). Fields without a column stay in
 //!   the version kept in `_sync_changes`.
-//! - Data columns are the table's columns other than those three and its
-//!   primary key (a local row id, which does not travel). Values travel as
-//!   JSON does: integers, floats, text, booleans; other column types as
-//!   their JSON text. Not handled yet: references between tracked tables
-//!   (foreign keys travel as plain values), `bytea` and timestamp columns as
-//!   typed values, a table in another schema than the store's.
+//! - Data columns are the table's columns other than those three, generated
+//!   columns and a primary key that fills itself (`serial`, identity: a
+//!   local row id, which does not travel). Each maps to a typed field:
+//!   booleans, integers, floats, `bytea` as bytes, `timestamptz` and
+//!   `timestamp` as timestamps (microseconds), `uuid` as a UUID, and any
+//!   other type (`numeric`, `text`, `date`, `jsonb`...) as its exact text
+//!   form, cast back to the column's type when written (the table in the
+//!   `tracking` module's notes; [`PgStore::track_table`] returns the
+//!   entity type).
+//! - A single-column foreign key to another tracked table is a reference:
+//!   it travels as the parent row's `sync_uuid` and is written back as the
+//!   parent's key here. The engine applies a parent before its children, so
+//!   rows land in foreign-key order. A version whose parent has no row here
+//!   (only a tombstone) is kept in the sync tables and its row is not
+//!   written. A removal that a foreign key without a cascade refuses (rows
+//!   here still refer to it) soft-deletes the row instead; the rows that an
+//!   `ON DELETE CASCADE` or `SET NULL` changes because of a node's removal
+//!   are captured and sent to the nodes as this hub's own writes.
+//! - A row the table refuses (a constraint, a value its column cannot
+//!   hold) refuses the version, inside a savepoint: the rest of the packet
+//!   applies. Not handled: a table in another schema than the store's.
 //!
 //! [`cluster`] starts a throwaway PostgreSQL server for tests.
 
@@ -120,7 +135,7 @@ mod txn;
 use std::collections::HashMap;
 
 use postgres::{Client, NoTls, Statement};
-use sync_core::{Store, StoreError, StoreTxn};
+use sync_core::{EntityType, Store, StoreError, StoreTxn};
 
 pub use error::OpenError;
 
@@ -166,7 +181,7 @@ impl PgOptions {
 
 /// A store in one schema of a PostgreSQL database, over one connection.
 pub struct PgStore {
-    client: Client,
+    client: Conn,
     url: String,
     schema: String,
     temporary: bool,
@@ -213,7 +228,7 @@ impl PgStore {
             .batch_execute(&format!("SET search_path TO {}", options.schema))
             .map_err(OpenError::pg("selecting the store's schema"))?;
         let mut store = PgStore {
-            client,
+            client: Conn(Some(client)),
             url: url.to_owned(),
             schema: options.schema,
             temporary: options.temporary,
@@ -224,34 +239,83 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Reads the tracked tables and their data columns.
+    /// Reads the tracked tables and maps their data columns.
     fn load_tracked(&mut self) -> Result<(), OpenError> {
-        let rows = self
+        let tables = self
             .client
             .query(
-                "SELECT t.entity_type, t.table_name,
-                     array(SELECT a.attname::text FROM pg_attribute a
-                           WHERE a.attrelid = to_regclass(n.nspname || '.' || t.table_name)
-                             AND a.attnum > 0 AND NOT a.attisdropped
-                             AND a.attname NOT IN ('sync_uuid', 'updated_at', 'is_deleted')
-                             AND NOT EXISTS (SELECT 1 FROM pg_index i
-                                             WHERE i.indrelid = a.attrelid AND i.indisprimary
-                                               AND a.attnum = ANY(i.indkey))
-                           ORDER BY a.attnum)
-                 FROM _sync_tracked t, pg_namespace n
-                 WHERE n.nspname = current_schema()
-                 ORDER BY t.entity_type",
+                "SELECT entity_type, table_name FROM _sync_tracked ORDER BY entity_type",
                 &[],
             )
             .map_err(OpenError::pg("reading the tracked tables"))?;
-        self.tracked = rows
-            .iter()
-            .map(|row| tracking::Tracked {
-                entity_type: row.get(0),
-                table: format!("{}.{}", self.schema, row.get::<_, String>(1)),
-                columns: row.get(2),
-            })
-            .collect();
+        let mut tracked = Vec::with_capacity(tables.len());
+        for table in &tables {
+            let entity_type: String = table.get(0);
+            let name: String = table.get(1);
+            let qualified = format!("{}.{name}", self.schema);
+            // Data columns: not the three sync columns, not generated, not a
+            // primary key column that fills itself (a local row id).
+            let columns = self
+                .client
+                .query(
+                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                         CASE WHEN ty.typtype = 'd' THEN bt.typname ELSE ty.typname END::text,
+                         (SELECT tr.entity_type || chr(31) || pc.relname || chr(31) || pa.attname
+                          FROM pg_constraint c
+                          JOIN pg_class pc ON pc.oid = c.confrelid
+                          JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                          JOIN pg_attribute pa ON pa.attrelid = c.confrelid
+                                              AND pa.attnum = c.confkey[1]
+                          JOIN _sync_tracked tr ON tr.table_name = pc.relname::text
+                          WHERE c.contype = 'f' AND c.conrelid = a.attrelid
+                            AND c.conkey = ARRAY[a.attnum]
+                            AND pn.nspname = current_schema()
+                          LIMIT 1)
+                     FROM pg_attribute a
+                     JOIN pg_type ty ON ty.oid = a.atttypid
+                     LEFT JOIN pg_type bt ON bt.oid = ty.typbasetype
+                     WHERE a.attrelid = to_regclass($1)
+                       AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                       AND a.attname NOT IN ('sync_uuid', 'updated_at', 'is_deleted')
+                       AND NOT ((a.atthasdef OR a.attidentity <> '')
+                                AND EXISTS (SELECT 1 FROM pg_index i
+                                            WHERE i.indrelid = a.attrelid AND i.indisprimary
+                                              AND a.attnum = ANY(i.indkey)))
+                     ORDER BY a.attnum",
+                    &[&qualified],
+                )
+                .map_err(OpenError::pg("reading a tracked table's columns"))?;
+            let columns = columns
+                .iter()
+                .map(|row| {
+                    let reference: Option<String> = row.get(3);
+                    let kind = match reference.as_deref().map(|r| r.split('\u{1f}')) {
+                        Some(mut parts) => match (parts.next(), parts.next(), parts.next()) {
+                            (Some(target), Some(parent), Some(column)) => {
+                                tracking::ColumnKind::Reference {
+                                    target: target.to_owned(),
+                                    parent_table: format!("{}.{parent}", self.schema),
+                                    parent_column: column.to_owned(),
+                                }
+                            }
+                            _ => tracking::ColumnKind::of_type(row.get(2)),
+                        },
+                        None => tracking::ColumnKind::of_type(row.get(2)),
+                    };
+                    tracking::Column {
+                        name: row.get(0),
+                        sql_type: row.get(1),
+                        kind,
+                    }
+                })
+                .collect();
+            tracked.push(tracking::Tracked {
+                entity_type,
+                table: qualified,
+                columns,
+            });
+        }
+        self.tracked = tracked;
         Ok(())
     }
 
@@ -261,9 +325,12 @@ impl PgStore {
     /// versions land in it as plain rows (see the `tracking` notes in the
     /// crate docs). Adds `sync_uuid`, `updated_at` and `is_deleted` when
     /// missing; rows already there are sent once. Register `entity_type`
-    /// in the engine's registry with a field per data column. Calling it
-    /// again (after adding a column) picks the new columns up.
-    pub fn track_table(&mut self, table: &str, entity_type: &str) -> Result<(), OpenError> {
+    /// in the engine's registry: the returned type has a field per data
+    /// column, typed after the column (see the `tracking` notes; a foreign
+    /// key to a table tracked before this one is a reference). Calling it
+    /// again (after adding a column, or tracking a parent) picks the changes
+    /// up.
+    pub fn track_table(&mut self, table: &str, entity_type: &str) -> Result<EntityType, OpenError> {
         if !valid_schema(table) {
             return Err(OpenError::NoSuchTable {
                 table: table.to_owned(),
@@ -323,7 +390,21 @@ impl PgStore {
         }
         txn.commit()
             .map_err(OpenError::pg("committing the tracking"))?;
-        self.load_tracked()
+        self.load_tracked()?;
+        self.tracked_type(entity_type)
+            .ok_or_else(|| OpenError::NoSuchTable {
+                table: table.to_owned(),
+                schema: self.schema.clone(),
+            })
+    }
+
+    /// The entity type of a tracked table as its columns describe it now
+    /// (`None`: no table is tracked as `entity_type`).
+    pub fn tracked_type(&self, entity_type: &str) -> Option<EntityType> {
+        self.tracked
+            .iter()
+            .find(|t| t.entity_type == entity_type)
+            .map(tracking::Tracked::entity_type)
     }
 
     /// The schema holding this store's tables.
@@ -479,13 +560,58 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), OpenError> {
         .map_err(OpenError::pg("committing the migration"))
 }
 
+/// The store's connection. It is `None` only while the store is dropped.
+struct Conn(Option<Client>);
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        match &self.0 {
+            Some(client) => client,
+            None => unreachable!("the connection is taken only when the store is dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        match &mut self.0 {
+            Some(client) => client,
+            None => unreachable!("the connection is taken only when the store is dropped"),
+        }
+    }
+}
+
 impl Drop for PgStore {
+    /// Closes the connection (dropping a temporary store's schema first) on
+    /// a thread of its own, joined before `drop` returns: the blocking
+    /// client runs a runtime of its own, which may neither run nor be
+    /// dropped on a thread of an async runtime (a tokio worker), where a
+    /// hub's engine often ends.
     fn drop(&mut self) {
-        if self.temporary && !self.client.is_closed() {
-            // Best effort: a failure leaves a schema behind, nothing worse.
-            let _ = self
-                .client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        let Some(mut client) = self.client.0.take() else {
+            return;
+        };
+        let drop_schema = self
+            .temporary
+            .then(|| format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        let close = move || {
+            if let Some(sql) = drop_schema
+                && !client.is_closed()
+            {
+                // Best effort: a failure leaves a schema behind, nothing worse.
+                let _ = client.batch_execute(&sql);
+            }
+            drop(client);
+        };
+        // A thread that cannot start drops the connection here, with
+        // the closure (an async worker then panics, as without this).
+        if let Ok(thread) = std::thread::Builder::new()
+            .name("syncplan-pg-close".into())
+            .spawn(close)
+        {
+            let _ = thread.join();
         }
     }
 }

@@ -163,19 +163,15 @@ impl<'a> PgTxn<'a> {
                 fields.insert(REMOVED_FIELD.to_owned(), Value::Bool(true));
                 Entity::new_version(key.clone(), at, true, local.writer, fields)
             } else {
-                let sql = format!(
-                    "SELECT to_jsonb(t)::text, t.is_deleted FROM {} t WHERE sync_uuid = $1",
-                    tracked.table
-                );
                 let row = self
                     .txn
                     .borrow_mut()
-                    .query_opt(&sql, &[&key.id])
+                    .query_opt(&tracked.select_sql(), &[&key.id])
                     .map_err(backend("reading a tracked row"))?;
                 // Gone since: its deletion is logged after this write.
                 let Some(row) = row else { continue };
-                let fields = tracking::fields_from_json(tracked, get(&row, 0, w)?)?;
-                Entity::new_version(key.clone(), at, get(&row, 1, w)?, local.writer, fields)
+                let (is_deleted, fields) = tracked.fields_from_row(&row)?;
+                Entity::new_version(key.clone(), at, is_deleted, local.writer, fields)
             };
             if let Some(previous) = &previous {
                 if previous.entity.same_content(&version) {
@@ -188,54 +184,75 @@ impl<'a> PgTxn<'a> {
         Ok(())
     }
 
-    /// Writes a version of a tracked type to its row.
+    /// Writes a version of a tracked type to its row, inside a savepoint:
+    /// a row the table refuses leaves nothing of the version behind (the
+    /// caller's entity write included) and the transaction usable.
     fn write_row(&self, tracked: &Tracked, entity: &Entity) -> Result<(), StoreError> {
         let key = &entity.key;
         let mut txn = self.txn.borrow_mut();
         txn.execute("SELECT set_config('syncplan.applying', 'on', true)", &[])
             .map_err(backend("switching capture off"))?;
-        let result = if tracking::is_removal(&entity.fields) {
-            let sql = format!("DELETE FROM {} WHERE sync_uuid = $1", tracked.table);
-            txn.execute(&sql, &[&key.id])
-        } else {
-            let mut columns = vec![
-                "sync_uuid".to_owned(),
-                "updated_at".to_owned(),
-                "is_deleted".to_owned(),
-            ];
-            columns.extend(tracked.columns.iter().map(|c| tracking::quote(c)));
-            let list = columns.join(", ");
-            let updates = columns[1..]
-                .iter()
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO {table} ({list})
-                 SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::text::jsonb)
-                 ON CONFLICT (sync_uuid) DO UPDATE SET {updates}",
-                table = tracked.table
-            );
-            let json = tracking::row_json(
-                tracked,
-                key.id,
-                entity.updated_at.as_micros(),
-                entity.is_deleted,
-                &entity.fields,
-            );
-            txn.execute(&sql, &[&json])
-        };
-        let refused = |e: &postgres::Error| {
+        let is_refusal = |e: &postgres::Error| {
             e.code()
                 .is_some_and(|c| c.code().starts_with("23") || c.code().starts_with("22"))
         };
-        result.map(drop).map_err(|e| {
-            if refused(&e) {
+        let fail = |e: postgres::Error| {
+            if is_refusal(&e) {
                 tracking::refused(key, &tracked.table, &e)
             } else {
                 StoreError::backend("writing a tracked row", e)
             }
-        })
+        };
+        if tracking::is_removal(&entity.fields) {
+            let sql = format!("DELETE FROM {} WHERE sync_uuid = $1", tracked.table);
+            txn.batch_execute("SAVEPOINT _sync_row")
+                .map_err(backend("writing a tracked row"))?;
+            match txn.execute(&sql, &[&key.id]) {
+                Ok(_) => {}
+                // Rows of this node's still refer to it (a foreign key
+                // without a cascade): it stays, soft-deleted.
+                Err(e) if e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+                    txn.batch_execute("ROLLBACK TO SAVEPOINT _sync_row")
+                        .map_err(backend("writing a tracked row"))?;
+                    let sql = format!(
+                        "UPDATE {} SET is_deleted = true, updated_at = $2 WHERE sync_uuid = $1",
+                        tracked.table
+                    );
+                    txn.execute(&sql, &[&key.id, &entity.updated_at.as_micros()])
+                        .map_err(fail)?;
+                }
+                Err(e) => return Err(fail(e)),
+            }
+            return txn
+                .batch_execute("RELEASE SAVEPOINT _sync_row")
+                .map_err(backend("writing a tracked row"));
+        }
+        // A parent whose row is gone here (only its tombstone is left): the
+        // version is kept whole in the sync tables, the row waits for a
+        // version whose parents have rows.
+        for (parent, id) in tracked.references(&entity.fields) {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {parent} WHERE sync_uuid = $1)");
+            let found: bool = txn
+                .query_one(&sql, &[&id])
+                .map_err(backend("looking for a parent row"))?
+                .get(0);
+            if !found {
+                return Ok(());
+            }
+        }
+        let (sql, params) = tracked
+            .upsert(
+                key.id,
+                entity.updated_at.as_micros(),
+                entity.is_deleted,
+                &entity.fields,
+            )
+            .map_err(|reason| StoreError::Refused {
+                key: key.clone(),
+                reason: format!("table {} cannot hold the version: {reason}", tracked.table),
+            })?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p).collect();
+        txn.execute(&sql, &params).map(drop).map_err(fail)
     }
 
     /// The prepared statement for `sql` (prepared once per connection).
@@ -361,6 +378,51 @@ impl PgTxn<'_> {
         to_row: bool,
     ) -> Result<u64, StoreError> {
         let seq = self.next_seq()?;
+        let tracked = if to_row {
+            self.tracked
+                .iter()
+                .find(|t| t.entity_type == entity.key.entity_type)
+        } else {
+            None
+        };
+        let Some(tracked) = tracked else {
+            return self.store_entity(entity, seq, source, stored_at);
+        };
+        // After the counter lock (a rolled-back savepoint keeps it): a row
+        // the table refuses takes the entity's write with it.
+        self.txn
+            .borrow_mut()
+            .batch_execute("SAVEPOINT _sync_put")
+            .map_err(backend("storing an entity"))?;
+        let seen_before = self.seen.borrow().get(&entity.key).copied();
+        let stored = self
+            .store_entity(entity, seq, source, stored_at)
+            .and_then(|seq| self.write_row(tracked, entity).map(|()| seq));
+        let end = if stored.is_ok() {
+            "RELEASE SAVEPOINT _sync_put"
+        } else {
+            let mut seen = self.seen.borrow_mut();
+            match seen_before {
+                Some(before) => seen.insert(entity.key.clone(), before),
+                None => seen.remove(&entity.key),
+            };
+            "ROLLBACK TO SAVEPOINT _sync_put"
+        };
+        self.txn
+            .borrow_mut()
+            .batch_execute(end)
+            .map_err(backend("storing an entity"))?;
+        stored
+    }
+
+    /// Writes `entity` to the change registry as sequence `seq`.
+    fn store_entity(
+        &self,
+        entity: &Entity,
+        seq: u64,
+        source: NodeId,
+        stored_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         let key = &entity.key;
         // A fresh statement after the counter lock: it sees every commit of
         // the writers this transaction waited for.
@@ -403,15 +465,6 @@ impl PgTxn<'_> {
             ));
         }
         seen.insert(key.clone(), Some(seq));
-        drop(seen);
-        if to_row
-            && let Some(tracked) = self
-                .tracked
-                .iter()
-                .find(|t| t.entity_type == key.entity_type)
-        {
-            self.write_row(tracked, entity)?;
-        }
         Ok(seq)
     }
 }

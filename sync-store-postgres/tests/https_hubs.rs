@@ -75,10 +75,9 @@ fn https_hub_child() {
         .enable_all()
         .build()
         .expect("a runtime");
-    // Dropped after the runtime: the store's blocking client must not be
-    // dropped on an async thread.
-    let hub = EngineHub::new(engine);
-    let serving = hub.clone();
+    // The engine ends inside the runtime, with the server: the store closes
+    // its connection off the async threads itself.
+    let serving = EngineHub::new(engine);
     runtime.block_on(async {
         let server = HubServer::bind(
             "127.0.0.1:0".parse().expect("an address"),
@@ -100,8 +99,6 @@ fn https_hub_child() {
         .expect("wait for the parent");
         server.shutdown().await;
     });
-    drop(runtime);
-    drop(hub);
 }
 
 /// A running hub process.

@@ -96,3 +96,7 @@ pub use sync_transport_http as http;
 /// [`file::FolderTransport`] for syncing through a folder.
 #[cfg(feature = "file")]
 pub use sync_transport_file as file;
+
+/// The PostgreSQL hub store: several hub processes on one database.
+#[cfg(feature = "postgres")]
+pub use sync_store_postgres as postgres;

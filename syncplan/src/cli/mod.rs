@@ -289,7 +289,7 @@ enum HubCommand {
     },
     /// Serve the hub over HTTPS until Ctrl-C.
     #[command(
-        after_help = "Example:\n  syncplan hub serve hub\n  syncplan hub serve hub --listen 0.0.0.0:8443"
+        after_help = "Example:\n  syncplan hub serve hub\n  syncplan hub serve hub --listen 0.0.0.0:8443\n  syncplan hub serve hub --postgres 'host=db.internal user=syncplan dbname=syncplan'"
     )]
     Serve {
         /// The hub's directory.
@@ -297,6 +297,24 @@ enum HubCommand {
         /// The address to listen on, instead of the configured one (port 0: any free port).
         #[arg(long, value_name = "IP:PORT")]
         listen: Option<String>,
+        /// Keep the hub's sync state in PostgreSQL instead of the directory's
+        /// SQLite database: a libpq connection string (`host=... user=...
+        /// dbname=...`) or a postgresql:// URL. The directory still holds the
+        /// hub's identity, TLS certificate and the nodes (`node add`): each
+        /// start registers the nodes and signing keys PostgreSQL lacks.
+        /// Several processes may serve the same database and schema.
+        #[cfg(feature = "postgres")]
+        #[arg(long, value_name = "CONNINFO")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema holding the sync tables.
+        #[cfg(feature = "postgres")]
+        #[arg(
+            long,
+            value_name = "SCHEMA",
+            default_value = "syncplan",
+            requires = "postgres"
+        )]
+        schema: String,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -504,7 +522,25 @@ fn run(command: Command) -> Result<()> {
             },
             &json.output(),
         ),
-        Command::Hub(HubCommand::Serve { dir, listen, json }) => {
+        Command::Hub(HubCommand::Serve {
+            dir,
+            listen,
+            #[cfg(feature = "postgres")]
+            postgres,
+            #[cfg(feature = "postgres")]
+            schema,
+            json,
+        }) => {
+            #[cfg(feature = "postgres")]
+            if let Some(conninfo) = postgres {
+                return runtime()?.block_on(serve::serve_postgres(
+                    &dir,
+                    listen.as_deref(),
+                    conninfo,
+                    schema,
+                    &json.output(),
+                ));
+            }
             runtime()?.block_on(serve::serve(&dir, listen.as_deref(), &json.output()))
         }
         Command::Hub(HubCommand::RotateKey { dir, json }) => {

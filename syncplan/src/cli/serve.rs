@@ -17,7 +17,96 @@ use super::output::Output;
 /// until Ctrl-C or SIGTERM.
 pub async fn serve(dir: &Path, listen: Option<&str>, out: &Output) -> Result<()> {
     let opened = Opened::open(dir)?;
+    let code = opened.config.code.clone();
     let settings = opened.config.hub_settings(dir)?.clone();
+    run_server(dir, &settings, listen, &code, opened.engine, out).await
+}
+
+/// Serves the hub in `dir` as [`serve`] does, its sync state in schema
+/// `schema` of the PostgreSQL database at `conninfo`. The directory keeps
+/// the hub's identity, certificate and nodes: the nodes and token signing
+/// keys it holds that PostgreSQL lacks are copied there first (so `node
+/// add` and `hub rotate-key` on the directory take effect at the next
+/// start of every process).
+#[cfg(feature = "postgres")]
+pub async fn serve_postgres(
+    dir: &Path,
+    listen: Option<&str>,
+    conninfo: String,
+    schema: String,
+    out: &Output,
+) -> Result<()> {
+    let opened = Opened::open(dir)?;
+    let code = opened.config.code.clone();
+    let settings = opened.config.hub_settings(dir)?.clone();
+    // The PostgreSQL client blocks: off the async threads.
+    let engine = tokio::task::spawn_blocking(move || open_postgres(opened, &conninfo, &schema))
+        .await
+        .map_err(|e| Failure::msg(format!("opening the PostgreSQL hub failed: {e}")))??;
+    run_server(dir, &settings, listen, &code, engine, out).await
+}
+
+/// The hub of `opened` on PostgreSQL, with the directory's nodes and
+/// signing keys.
+#[cfg(feature = "postgres")]
+fn open_postgres(
+    mut opened: Opened,
+    conninfo: &str,
+    schema: &str,
+) -> Result<syncplan::Engine<syncplan::postgres::PgStore>> {
+    use syncplan::postgres::{PgOptions, PgStore};
+    let store = PgStore::connect(conninfo, PgOptions::new().schema(schema))
+        .with_context(|| format!("connecting to PostgreSQL (schema {schema})"))?;
+    let mut engine = syncplan::Engine::new(
+        store,
+        opened.engine.registry().clone(),
+        super::layout::engine_config(),
+        opened.engine.local_node().clone(),
+    )
+    .context("opening the hub's sync state in PostgreSQL")?;
+    let peers = opened.engine.peers().context("reading the hub's nodes")?;
+    for peer in peers {
+        let id = peer.info.id;
+        let known = engine.peer(id).ok();
+        if known.is_none() {
+            engine
+                .register_peer(peer.info.clone())
+                .with_context(|| format!("registering node {} in PostgreSQL", peer.info.code))?;
+        }
+        if peer.revoked && !known.is_some_and(|k| k.revoked) {
+            engine
+                .revoke_peer(id)
+                .with_context(|| format!("revoking node {} in PostgreSQL", peer.info.code))?;
+        }
+    }
+    let meta = opened
+        .engine
+        .meta_with_prefix("http/")
+        .context("reading the hub's signing keys")?;
+    for (key, value) in meta {
+        if engine
+            .meta(&key)
+            .context("reading PostgreSQL's signing keys")?
+            .is_none()
+        {
+            engine
+                .put_meta(&key, Some(&value))
+                .context("copying a signing key to PostgreSQL")?;
+        }
+    }
+    Ok(engine)
+}
+
+/// Serves `engine` with the directory's TLS identity until Ctrl-C or
+/// SIGTERM.
+async fn run_server<S: syncplan::Store + Send + 'static>(
+    dir: &Path,
+    settings: &super::layout::HubSettings,
+    listen: Option<&str>,
+    code: &str,
+    engine: syncplan::Engine<S>,
+    out: &Output,
+) -> Result<()> {
     let identity = read_identity(dir, &settings.tls_cert, &settings.tls_key)?;
     let tls = identity.server_config().context("setting up TLS")?;
     let listen = listen.unwrap_or(&settings.listen);
@@ -26,8 +115,7 @@ pub async fn serve(dir: &Path, listen: Option<&str>, out: &Output) -> Result<()>
             "{listen:?} is not an address to listen on; write IP:PORT, e.g. 127.0.0.1:8443 or 0.0.0.0:8443"
         ))
     })?;
-    let code = opened.config.code.clone();
-    let hub = EngineHub::new(opened.engine);
+    let hub = EngineHub::new(engine);
     let server = HubServer::bind(address, tls, hub, ServerConfig::default())
         .await
         .with_context(|| format!("starting the hub server on {address}"))?;

@@ -123,8 +123,14 @@ impl Workspace {
 
     /// Starts `syncplan hub serve DIR` and waits until it listens.
     pub fn serve(&mut self, dir: &str) {
+        self.serve_with(dir, &[]);
+    }
+
+    /// Starts `syncplan hub serve DIR ARGS...` and waits until it listens.
+    pub fn serve_with(&mut self, dir: &str, args: &[&str]) {
         let mut child = Command::new(BIN)
             .args(["hub", "serve", dir])
+            .args(args)
             .current_dir(self.root.path())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
