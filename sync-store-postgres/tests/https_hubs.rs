@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sync_conformance::fixtures::{REPORT, hub_id, hub_info, key, node_info, record, registry};
+use sync_conformance::fixtures::{REPORT, hub_id, key, node_info, record, registry};
 use sync_conformance::net::synced_state;
 use sync_core::{ConflictStrategy, Engine, EngineConfig, Timestamp, Transport, Value};
 use sync_store_memory::MemoryStore;
@@ -262,13 +262,7 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
     // drops the schema at the end.
     let store =
         PgStore::connect(&url, PgOptions::new().schema(&schema).temporary(true)).expect("connect");
-    let mut hub = Engine::new(
-        store,
-        registry.clone(),
-        EngineConfig::default().seed(1),
-        hub_info(),
-    )
-    .expect("hub");
+    let mut hub = common::hub_on(store, &registry);
     let policy = TokenPolicy::default();
     let tokens: Vec<String> = (0..NODES)
         .map(|i| {
@@ -310,14 +304,7 @@ fn three_https_hub_processes_on_one_database_survive_a_sigkill() {
                         .enable_all()
                         .build()
                         .expect("a runtime");
-                    let mut node = Engine::new(
-                        MemoryStore::new(),
-                        registry.clone(),
-                        EngineConfig::default().seed(100 + i as u64),
-                        node_info(i),
-                    )
-                    .expect("node");
-                    node.register_peer(hub_info()).expect("register the hub");
+                    let mut node = common::memory_node(registry, i);
                     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((i as u64 + 1) << 32);
                     let mut applied = Vec::new();
                     for round in 0..ROUNDS {

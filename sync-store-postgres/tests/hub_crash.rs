@@ -141,13 +141,7 @@ fn a_hub_process_killed_mid_exchange_loses_nothing_acknowledged() {
     let registry = registry(ConflictStrategy::LastWriterWins);
     let store =
         PgStore::connect(&url, PgOptions::new().schema(&schema).temporary(true)).expect("connect");
-    let mut hub = Engine::new(
-        store,
-        registry.clone(),
-        EngineConfig::default().seed(1),
-        hub_info(),
-    )
-    .expect("hub");
+    let mut hub = common::hub_on(store, &registry);
     let mut nodes: Vec<_> = (0..NODES)
         .map(|i| {
             hub.register_peer(node_info(i)).expect("register a node");

@@ -61,14 +61,7 @@ fn three_hubs_on_one_database_serve_nodes_round_robin_and_converge() {
             .map(|i| {
                 let (hubs, failed, served, registry) = (&hubs, &failed, &served, &registry);
                 scope.spawn(move || {
-                    let mut node = Engine::new(
-                        MemoryStore::new(),
-                        registry.clone(),
-                        EngineConfig::default().seed(100 + i as u64),
-                        node_info(i),
-                    )
-                    .expect("node");
-                    node.register_peer(hub_info()).expect("register the hub");
+                    let mut node = common::memory_node(registry, i);
                     let mut now = t(0);
                     let mut turn = i;
                     for round in 0..ROUNDS {

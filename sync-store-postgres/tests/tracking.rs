@@ -49,13 +49,7 @@ fn plain_sql_rows_reach_the_nodes_and_node_changes_land_as_rows() {
             .field("hours", FieldKind::Int)
             .strategy(ConflictStrategy::LastWriterWins),
     );
-    let mut hub = Engine::new(
-        store,
-        registry.clone(),
-        EngineConfig::default().seed(1),
-        hub_info(),
-    )
-    .expect("hub");
+    let mut hub = common::hub_on(store, &registry);
     hub.register_peer(node_info(0)).expect("register the node");
     let mut node = Engine::new(
         MemoryStore::new(),
@@ -131,13 +125,7 @@ fn hub_and_node(
     store: sync_store_postgres::PgStore,
     registry: &EntityRegistry,
 ) -> (Engine<sync_store_postgres::PgStore>, Engine<MemoryStore>) {
-    let mut hub = Engine::new(
-        store,
-        registry.clone(),
-        EngineConfig::default().seed(1),
-        hub_info(),
-    )
-    .expect("hub");
+    let mut hub = common::hub_on(store, registry);
     hub.register_peer(node_info(0)).expect("register the node");
     let mut node = Engine::new(
         MemoryStore::new(),

@@ -257,10 +257,23 @@ fn restore<T: StoreTxn>(
 
 /// Notes, at the hub, that `key` got a new version in this packet: the end
 /// of the packet checks it for orphans (see the module docs).
+/// Types that neither reference nor are referenced cannot make orphans and
+/// are not noted (no read at the end of the packet for them).
 pub(crate) fn touched(ctx: &mut Ctx<'_>, key: &EntityKey) {
-    if ctx.is_hub() {
+    if ctx.is_hub() && in_a_reference(ctx, &key.entity_type) {
         ctx.cascades.touched.push(key.clone());
     }
+}
+
+/// Whether `entity_type` has a reference field or is the target of one.
+fn in_a_reference(ctx: &Ctx<'_>, entity_type: &str) -> bool {
+    let registry = ctx.registry;
+    registry
+        .get(entity_type)
+        .is_some_and(|ty| ty.references().next().is_some())
+        || registry
+            .types()
+            .any(|ty| ty.references().any(|(_, target)| target == entity_type))
 }
 
 /// At the end of a packet, at the hub: settles the orphans that the

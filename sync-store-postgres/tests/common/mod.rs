@@ -64,3 +64,31 @@ pub fn drive<S: Store>(
     }
     drove
 }
+
+use sync_conformance::fixtures::{hub_info, node_info};
+use sync_core::{EngineConfig, EntityRegistry};
+use sync_store_memory::MemoryStore;
+
+/// A hub engine (seed 1) on `store`.
+pub fn hub_on(store: PgStore, registry: &EntityRegistry) -> Engine<PgStore> {
+    Engine::new(
+        store,
+        registry.clone(),
+        EngineConfig::default().seed(1),
+        hub_info(),
+    )
+    .expect("hub")
+}
+
+/// Node `i` on a memory store (seed `100 + i`), with the hub registered.
+pub fn memory_node(registry: &EntityRegistry, i: usize) -> Engine<MemoryStore> {
+    let mut node = Engine::new(
+        MemoryStore::new(),
+        registry.clone(),
+        EngineConfig::default().seed(100 + i as u64),
+        node_info(i),
+    )
+    .expect("node");
+    node.register_peer(hub_info()).expect("register the hub");
+    node
+}
