@@ -323,26 +323,28 @@ fn seeds_97_and_152_trains_outran_the_sent_history() {
     passes(152);
 }
 
-// --- open: found by the 10,000-seed run of 2026-12-02 on c6a662c ----------
+// --- found by the 10,000-seed run of 2026-12-02 on c6a662c ---------------
 
-/// A node restored from a backup that predates one of its own lines; the
-/// hub holds the line (applied from the node before the restore) and, as
-/// the node's own change, never sends it back, so after healing the node
-/// lacks a line every other store holds. The same seed also diverges on the
-/// code before the orphan rule (327af0a). Open.
+/// A node's line reached the hub while its parent did not, and waited there
+/// (parked); the node was then restored from a backup that predates both,
+/// and the pair re-initialized. Applied later, the line still named the
+/// node as its source, so the hub never sent it back and after healing the
+/// node lacked a line every other store held. Fixed: a parked change
+/// applied late is the hub's own to send, its sender included (see
+/// `a_restored_node_gets_back_its_own_change_the_hub_applied_late`).
 #[test]
-#[ignore = "open: divergence after a node restore, the hub never returns the node's own lost write (seed 7018, found 2026-12-02)"]
-fn seed_7018_restored_node_never_gets_its_own_lost_line_back() {
+fn seed_7018_restored_node_gets_its_own_parked_line_back() {
     passes(7018);
 }
 
-/// Per-field merge (last-writer-wins fallback) under clock skew and a node
-/// restore: a field the hub removed last comes back with a value the
-/// oracle traces to no later or concurrent write. It passes on 327af0a,
-/// whose run takes another course; whether the engine or the oracle is
-/// wrong is not settled yet. Open.
+/// Per-field merge (last-writer-wins fallback): a merge whose two sides
+/// held the same value of a field (both without `flag`, one because the hub
+/// had just removed it) kept the dot of the earlier write; the next merge,
+/// with a version that still had `flag` from before the hub's removal,
+/// took that version's value as the later one and `flag` came back. Fixed:
+/// an equal value keeps the dot of the write the other side has not seen
+/// (see `a_field_set_back_after_an_edit_stays_through_later_merges`).
 #[test]
-#[ignore = "open: LostFieldEdit under per-field merge with clock skew (seed 6573, found 2026-12-02)"]
-fn seed_6573_field_removed_at_the_hub_comes_back() {
+fn seed_6573_field_removed_at_the_hub_stays_removed() {
     passes(6573);
 }

@@ -198,3 +198,47 @@ fn a_deletion_against_an_edit_is_decided_by_the_fallback() {
     assert_eq!(audit[0].winner, ConflictSide::Local);
     assert!(audit[0].detail.contains("deletion"), "{}", audit[0].detail);
 }
+
+/// Regression (simulator seed 6573): a merge whose two sides hold the same
+/// value of a field kept the dot of the earlier write, so a later merge
+/// took that write as the field's last change and brought back a value the
+/// hub had replaced after seeing it. Here the hub sets `body` back to its
+/// first value after node 0 changed it; node 1's concurrent title edit
+/// (still holding the first value) merges with that, and node 0's later
+/// edit of `due` (still holding its own body) must not undo the hub's.
+#[test]
+fn a_field_set_back_after_an_edit_stays_through_later_merges() {
+    let mut net = Net::new(2, merged_registry(FieldFallback::LastWriterWins));
+    let id = net.nodes[0]
+        .insert("Card", card("t", "b", 1), t(0))
+        .expect("insert");
+    let key = EntityKey::new("Card", id);
+    net.sync(0, t(1)).expect("sync");
+    net.sync(1, t(2)).expect("sync");
+    net.nodes[0]
+        .put(key.clone(), card("t", "b2", 1), t(3))
+        .expect("node 0 edits the body");
+    net.sync(0, t(4)).expect("sync");
+    net.hub
+        .put(key.clone(), card("t", "b", 1), t(5))
+        .expect("the hub sets it back");
+    net.nodes[0]
+        .put(key.clone(), card("t", "b2", 2), t(6))
+        .expect("node 0 edits due, before it sees the hub's write");
+    net.nodes[1]
+        .put(key.clone(), card("t1", "b", 1), t(7))
+        .expect("node 1 edits the title");
+    net.sync(1, t(8)).expect("sync");
+    net.sync(0, t(9)).expect("sync");
+    net.sync_all(t(10)).expect("sync");
+    net.sync_all(t(11)).expect("sync");
+    assert!(net.converged());
+    let held = net.hub.get(&key).expect("get").expect("present");
+    assert_eq!(
+        held.fields["body"],
+        Value::from("b"),
+        "the hub's later write"
+    );
+    assert_eq!(held.fields["title"], Value::from("t1"));
+    assert_eq!(held.fields["due"], Value::Int(2));
+}

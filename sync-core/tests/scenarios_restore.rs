@@ -172,6 +172,65 @@ fn a_restored_node_whose_first_packet_is_lost_is_detected() {
     assert!(net.converged());
 }
 
+/// Regression (simulator seed 7018): a change the hub parked for its parent
+/// and applied only after the sender was restored from an older backup was
+/// never sent back to that sender, which had lost it in the restore: the
+/// re-initialization resends only what the hub held at that moment, and the
+/// late version still named the sender as its source. Both ways a parked
+/// change is applied late are checked: its parent arrives, or it expires.
+#[test]
+fn a_restored_node_gets_back_its_own_change_the_hub_applied_late() {
+    for parent_comes in [true, false] {
+        let mut net = Net::with_config(1, server_wins(), |c| {
+            c.batch(1, usize::MAX).pipeline(1).max_park_ms(60_000)
+        });
+        let backup = net.snapshot_node(0);
+        let r = net.nodes[0]
+            .insert("DailyReport", report("2025-12-01", 1), t(1))
+            .unwrap();
+        let l = net.nodes[0]
+            .insert("DailyReportLine", line(r, "first", 1.0), t(2))
+            .unwrap();
+        // The report is edited after its line: the line travels first.
+        net.nodes[0]
+            .put(report_key(r), report("2025-12-01", 2), t(3))
+            .unwrap();
+        net.nodes[0].start_sync(hub_id()).unwrap();
+        let first = net.nodes[0].poll_transmit(t(4)).unwrap().unwrap();
+        let reply = net.hub.respond(&first.bytes, t(4)).unwrap();
+        net.nodes[0].handle_incoming(&reply, t(4)).unwrap();
+        assert_eq!(net.hub.parked().unwrap().len(), 1, "the line waits");
+
+        // Node 0 loses both in a restore, and the pair is re-initialized.
+        net.restore_node(0, backup.clone());
+        net.sync(0, t(5)).unwrap();
+        net.sync(0, t(6)).unwrap();
+        assert!(net.nodes[0].get(&line_key(l)).unwrap().is_none());
+        if parent_comes {
+            // The report is written again on node 0 under the same id.
+            net.nodes[0]
+                .put(report_key(r), report("2025-12-01", 3), t(7))
+                .unwrap();
+            net.sync(0, t(8)).unwrap();
+        } else {
+            // The hub applies it without its parent; node 0 parks it in
+            // turn, and applies it once that wait expires too.
+            net.sync(0, t(4 + 61)).unwrap();
+            net.sync(0, t(70)).unwrap();
+            assert_eq!(net.nodes[0].parked().unwrap().len(), 1);
+        }
+        net.sync(0, t(200)).unwrap();
+        assert!(net.hub.parked().unwrap().is_empty(), "{parent_comes}");
+        assert!(net.hub.get(&line_key(l)).unwrap().is_some());
+        assert!(
+            net.nodes[0].get(&line_key(l)).unwrap().is_some(),
+            "node 0 never gets back its own line (parent comes: {parent_comes})"
+        );
+        assert!(net.converged(), "{parent_comes}");
+        assert!(net.quiet(), "{parent_comes}");
+    }
+}
+
 #[test]
 fn a_hub_restored_from_an_old_backup_is_detected_and_gets_everything_back() {
     let mut net = Net::new(2, server_wins());

@@ -3,6 +3,10 @@
 //! restores and pair re-initializations, for diagnosing a failing seed.
 //! `simulate --seed S --watch <id prefix>` turns it on.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
 use sync_core::codec::{self, Limits};
 use sync_core::{Entity, EntityKey, Event, Incoming, PeerState, Value};
 
@@ -12,6 +16,9 @@ use super::scheduler::{SimTime, Who};
 #[derive(Clone, Debug)]
 pub struct Watch {
     prefix: String,
+    /// What each participant's store last held for each watched key seen
+    /// so far, so that any change of it shows, whatever caused it.
+    held: Rc<RefCell<BTreeMap<EntityKey, BTreeMap<Who, String>>>>,
 }
 
 impl Watch {
@@ -19,6 +26,29 @@ impl Watch {
     pub fn new(prefix: impl Into<String>) -> Self {
         Watch {
             prefix: prefix.into(),
+            held: Rc::default(),
+        }
+    }
+
+    /// The watched keys seen so far (in writes and packets).
+    pub fn keys(&self) -> Vec<EntityKey> {
+        self.held.borrow().keys().cloned().collect()
+    }
+
+    fn seen(&self, key: &EntityKey) {
+        self.held.borrow_mut().entry(key.clone()).or_default();
+    }
+
+    /// What `who`'s store holds now for `key` (`None`: nothing); printed
+    /// when it differs from what it held after the previous action.
+    pub fn holds(&self, at: SimTime, who: Who, key: &EntityKey, now: Option<&Entity>) {
+        let text = now.map(detailed).unwrap_or_else(|| "nothing".into());
+        let mut held = self.held.borrow_mut();
+        let per_who = held.entry(key.clone()).or_default();
+        let before = per_who.get(&who).map(String::as_str).unwrap_or("nothing");
+        if before != text {
+            eprintln!("{} {who} now HOLDS {key}: {text}", time(at));
+            per_who.insert(who, text);
         }
     }
 
@@ -29,6 +59,7 @@ impl Watch {
     /// A committed local write.
     pub fn write(&self, at: SimTime, who: Who, after: &Entity, replaced: &[&Entity]) {
         if self.matches(&after.key) {
+            self.seen(&after.key);
             let replaced: Vec<String> = replaced.iter().map(|e| short(e)).collect();
             eprintln!(
                 "{} {who} WRITES {} replacing [{}]",
@@ -97,6 +128,7 @@ impl Watch {
             }
             let changes = codec::decode_body(h, &packet.body, &limits).unwrap_or_default();
             for change in changes.iter().filter(|c| self.matches(&c.entity.key)) {
+                self.seen(&change.entity.key);
                 eprintln!(
                     "{} {receiver} receives packet {}{train} (ack {}) from {}: duplicate {}, skipped {}, carrying {}",
                     time(at),
@@ -148,5 +180,16 @@ fn short(entity: &Entity) -> String {
         if entity.is_deleted { " (deleted)" } else { "" },
         entity.origin,
         entity.updated_at
+    )
+}
+
+/// A version in full: its identity, fields, clock and field stamps.
+fn detailed(entity: &Entity) -> String {
+    format!(
+        "{}\n      fields {:?}\n      clock {:?}\n      field stamps {:?}",
+        short(entity),
+        entity.fields,
+        entity.clock,
+        entity.field_stamps
     )
 }

@@ -219,6 +219,7 @@ impl<B: SimStores> World<B> {
                 return true;
             }
             self.step(action);
+            self.watch_stores();
         }
         self.sched.is_empty()
     }
@@ -238,6 +239,20 @@ impl<B: SimStores> World<B> {
             Some(format!("runaway: {} bytes sent", self.net.stats.bytes))
         } else {
             None
+        }
+    }
+
+    /// With a watch on: prints any change of a watched entity in any store.
+    fn watch_stores(&mut self) {
+        let Some(watch) = self.watch.clone() else {
+            return;
+        };
+        let now = self.sched.now();
+        for key in watch.keys() {
+            for who in self.everyone() {
+                let held = self.actor(who).peek(|txn| txn.entity(&key));
+                watch.holds(now, who, &key, held.as_ref().map(|s| &s.entity));
+            }
         }
     }
 

@@ -146,9 +146,17 @@ pub(crate) fn merge_fields(
         let local_changed = !dl.is_some_and(|d| incoming.clock.includes_dot(&d));
         let incoming_changed = !di.is_some_and(|d| local.clock.includes_dot(&d));
         let take_incoming = if vl == vi {
-            // The same value either way: keep the greater dot, so both
+            // The same value either way. Keep the dot of the later write
+            // (the one the other side has not seen): a later merge must
+            // see that write as what set the field. Kept the earlier, a
+            // field cleared after a value was seen would lose to that
+            // value. Two unseen (or two seen) dots: the greater, so both
             // sides record the same one.
-            di > dl
+            match (local_changed, incoming_changed) {
+                (true, false) => false,
+                (false, true) => true,
+                _ => di > dl,
+            }
         } else {
             match (local_changed, incoming_changed) {
                 (true, false) => false,

@@ -123,9 +123,27 @@ pub(crate) fn expire_parked<T: StoreTxn>(
             key: parked.entity.key.clone(),
             waiting_for: parked.waiting_for.clone(),
         });
-        apply_checked(txn, ctx, peer, parked.entity, now, stats, false)?;
+        deferred(ctx, |ctx| {
+            apply_checked(txn, ctx, peer, parked.entity, now, stats, false)
+        })?;
     }
     Ok(())
+}
+
+/// Runs `apply` for a change applied after the packet that brought it (a
+/// parked change released or expired).
+///
+/// At the hub such a version is stored as the hub's own to send, so that it
+/// reaches its sender too: the sender may have been restored from an older
+/// copy of its store since, and the copy it sent is then gone from it. The
+/// hub's re-initialization of the pair resends only what the hub held at
+/// that moment. A sender that still holds the version sees it again as old
+/// news, a no-op.
+fn deferred<R>(ctx: &mut Ctx<'_>, apply: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+    let outer = std::mem::replace(&mut ctx.deferred, true);
+    let result = apply(ctx);
+    ctx.deferred = outer;
+    result
 }
 
 /// Stores a version on behalf of the incoming change being applied: a
@@ -285,7 +303,9 @@ pub(crate) fn release_parked<T: StoreTxn>(
             continue;
         };
         let mut stats = ApplyStats::default();
-        apply_change(txn, ctx, &peer, child.entity, now, &mut stats)?;
+        deferred(ctx, |ctx| {
+            apply_change(txn, ctx, &peer, child.entity, now, &mut stats)
+        })?;
     }
     Ok(())
 }
@@ -363,7 +383,13 @@ fn store_incoming<T: StoreTxn>(
     kind: ChangeKind,
     stats: &mut ApplyStats,
 ) -> Result<(), SyncError> {
-    put(txn, ctx, &entity, from, ctx.now)?;
+    // A deferred version at the hub is the hub's to send, its sender
+    // included (see `deferred`).
+    let source = match ctx.deferred && ctx.is_hub() {
+        true => ctx.local.id,
+        false => from,
+    };
+    put(txn, ctx, &entity, source, ctx.now)?;
     applied(ctx, from, entity, kind, stats);
     Ok(())
 }

@@ -105,6 +105,9 @@ pub(crate) struct Ctx<'a> {
     pub written: BTreeMap<EntityKey, EntityKey>,
     /// Deletions with parents seen while applying (see [`cascade`]).
     pub cascades: cascade::Cascades,
+    /// Set while a parked change is applied after the packet that brought it
+    /// (see [`apply::release_parked`]).
+    pub deferred: bool,
 }
 
 impl Ctx<'_> {
@@ -556,6 +559,7 @@ impl<S: Store> Engine<S> {
                 applying: Vec::new(),
                 written: BTreeMap::new(),
                 cascades: cascade::Cascades::default(),
+                deferred: false,
             },
         )
     }
