@@ -175,8 +175,36 @@ pub fn encode_body_with(
     registry: &EntityRegistry,
     codec: Codec,
 ) -> (Vec<u8>, u64) {
+    encode_parts(changes, rejections, &[], registry, codec)
+}
+
+/// Encodes a whole [`Body`]: changes, rejection notices and evictions.
+pub fn encode_full_body(body: &Body, registry: &EntityRegistry, codec: Codec) -> (Vec<u8>, u64) {
+    encode_parts(
+        &body.changes,
+        &body.rejections,
+        &body.evictions,
+        registry,
+        codec,
+    )
+}
+
+fn encode_parts(
+    changes: &[Change],
+    rejections: &[Rejection],
+    evictions: &[EntityKey],
+    registry: &EntityRegistry,
+    codec: Codec,
+) -> (Vec<u8>, u64) {
     let mut pb_body = body_to_pb(changes, registry);
     pb_body.rejections = rejections.iter().map(rejection_to_pb).collect();
+    pb_body.evictions = evictions
+        .iter()
+        .map(|key| pb::Eviction {
+            entity_type: key.entity_type.clone(),
+            uuid: key.id.as_bytes().to_vec(),
+        })
+        .collect();
     let raw = pb_body.encode_to_vec();
     let raw_len = raw.len() as u64;
     (compress(codec, &raw), raw_len)
@@ -192,13 +220,17 @@ pub fn decode_body(
     decode_body_with(header, body, limits).map(|body| body.changes)
 }
 
-/// A decoded packet body: the changes and the rejection notices.
+/// A decoded packet body: the changes, the rejection notices and the
+/// evictions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Body {
     /// The changes, parents before children.
     pub changes: Vec<Change>,
     /// The sender's refusals of the recipient's changes.
     pub rejections: Vec<Rejection>,
+    /// From the hub: entities that left the recipient's scope, children
+    /// before parents (see [`crate::scope`]).
+    pub evictions: Vec<EntityKey>,
 }
 
 /// Like [`decode_body`], keeping the rejection notices too.
@@ -229,6 +261,21 @@ pub fn decode_body_with(
         .into_iter()
         .map(|r| rejection_from_pb(r, header.sender))
         .collect::<Result<Vec<_>, _>>()?;
+    if pb_body.evictions.len() > limits.max_entities as usize {
+        return Err(PeerError::TooLarge {
+            what: "packet's eviction count",
+            size: pb_body.evictions.len() as u64,
+            limit: u64::from(limits.max_entities),
+        });
+    }
+    let evictions = std::mem::take(&mut pb_body.evictions)
+        .into_iter()
+        .map(|e| {
+            let id = uuid_from(&e.uuid)
+                .ok_or_else(|| malformed(header.sender, "evicted entity uuid is not 16 bytes"))?;
+            Ok(EntityKey::new(e.entity_type, id))
+        })
+        .collect::<Result<Vec<_>, PeerError>>()?;
     let changes = body_from_pb(pb_body, header.sender)?;
     if changes.len() != header.entity_count as usize {
         return Err(malformed(
@@ -243,6 +290,7 @@ pub fn decode_body_with(
     Ok(Body {
         changes,
         rejections,
+        evictions,
     })
 }
 
@@ -751,6 +799,7 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
         changes,
         clock_nodes: clock_nodes.ids,
         rejections: Vec::new(),
+        evictions: Vec::new(),
     }
 }
 

@@ -60,6 +60,9 @@ pub enum SyncError {
         "conflict {0} is not open (already resolved, or never existed); list open conflicts to pick one"
     )]
     ConflictNotFound(Uuid),
+    /// A setting that only the hub keeps was asked of a node.
+    #[error("{0} are kept and decided at the hub; call this on the hub's engine")]
+    HubOnly(&'static str),
 }
 
 impl SyncError {

@@ -46,6 +46,14 @@ pub enum Event {
         /// The store's reason.
         reason: String,
     },
+    /// An entity left this node's scope at the hub (`peer`) and was removed
+    /// here, locally only (see [`crate::scope`]).
+    LeftScope {
+        /// The hub.
+        peer: NodeId,
+        /// The entity removed.
+        key: crate::entity::EntityKey,
+    },
     /// A change from `peer` references a parent this node does not hold yet:
     /// it waits ([`crate::Engine::parked`]) until the parent arrives, or
     /// until [`crate::EngineConfig::max_park_ms`] has passed.

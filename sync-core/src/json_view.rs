@@ -36,8 +36,29 @@ pub fn envelope_to_json(bytes: &[u8], limits: &Limits) -> Result<Json, PeerError
 fn packet_to_json(p: &crate::packet::Packet, limits: &Limits) -> Result<Json, PeerError> {
     let h = &p.header;
     let body_ok = codec::sha256(&p.body) == h.body_sha256;
+    let body = match body_ok {
+        true => codec::decode_body_with(h, &p.body, limits)?,
+        false => codec::Body::default(),
+    };
+    let rejections: Vec<Json> = body
+        .rejections
+        .iter()
+        .map(|r| {
+            json!({
+                "type": r.key.entity_type,
+                "uuid": r.key.id.to_string(),
+                "reason": r.reason,
+                "hub_has_none": r.hub_has_none,
+            })
+        })
+        .collect();
+    let evictions: Vec<Json> = body
+        .evictions
+        .iter()
+        .map(|key| json!({ "type": key.entity_type, "uuid": key.id.to_string() }))
+        .collect();
     let entities: Vec<Json> = if body_ok {
-        codec::decode_body(h, &p.body, limits)?
+        body.changes
                     .into_iter()
                     .map(|c| {
                         json!({
@@ -67,7 +88,7 @@ fn packet_to_json(p: &crate::packet::Packet, limits: &Limits) -> Result<Json, Pe
             "continues": h.continues,
             "body_hash_ok": body_ok,
         },
-        "body": { "entities": entities },
+        "body": { "entities": entities, "rejections": rejections, "evictions": evictions },
     }))
 }
 

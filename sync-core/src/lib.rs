@@ -57,6 +57,7 @@ pub mod packet;
 pub mod rejected;
 pub mod rng;
 pub mod schema_version;
+pub mod scope;
 pub mod serde_bridge;
 pub mod store;
 pub mod store_blob;

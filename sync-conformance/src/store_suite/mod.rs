@@ -18,6 +18,7 @@ pub mod history;
 pub mod parked;
 pub mod pending;
 pub mod registry;
+pub mod scopes;
 pub mod values;
 
 use sync_core::{Store, StoreTxn};
@@ -142,6 +143,7 @@ macro_rules! store_suite {
                 engine::engine_selected_packet_leaves_the_rest_pending,
                 engine::engine_catch_up_progress_counts_down,
                 engine::engine_idle_exchange_commits_once_at_the_hub,
+                scopes::engine_scopes_move_entities_in_and_out,
             }
         }
     };

@@ -225,6 +225,9 @@ fn apply_one<T: StoreTxn>(
         return Ok(());
     }
     txn.unpark(&incoming.key)?;
+    if let Some(reason) = super::scopes::refuse_incoming(txn, ctx, peer, &incoming)? {
+        return super::quarantine::reject_incoming(txn, ctx, peer.id(), incoming, reason, stats);
+    }
     let local = txn.entity(&incoming.key)?;
     let incoming = keep_local_excluded(ty, incoming, local.as_ref());
     let key = incoming.key.clone();

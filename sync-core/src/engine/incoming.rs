@@ -676,7 +676,7 @@ impl<S: Store> Engine<S> {
             None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
         };
         check_changes(&ctx, header.sender, &body.changes)?;
-        let told = !body.rejections.is_empty();
+        let told = !body.rejections.is_empty() || !body.evictions.is_empty();
         let ack = process_ack(&mut peer, header);
         quarantine::delivered(&mut txn, header.sender, header.ack_packet_no)?;
         if let Some(reason) = &ack.restore {
@@ -701,6 +701,7 @@ impl<S: Store> Engine<S> {
             }
             apply_change(&mut txn, &mut ctx, &peer, change.entity, now, &mut stats)?;
         }
+        super::scopes::evict(&mut txn, &mut ctx, &peer, body.evictions)?;
         super::apply::expire_parked(&mut txn, &mut ctx, &peer, now, &mut stats)?;
         super::cascade::finish(&mut txn, &mut ctx)?;
         peer.received_packet_no = header.packet_no;

@@ -12,6 +12,7 @@ mod incoming;
 mod local;
 mod outgoing;
 mod quarantine;
+mod scopes;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -108,6 +109,9 @@ pub(crate) struct Ctx<'a> {
     /// Set while a parked change is applied after the packet that brought it
     /// (see [`apply::release_parked`]).
     pub deferred: bool,
+    /// The scope of the node whose changes are being applied, read once per
+    /// transaction (hub only; see [`crate::scope`]).
+    pub scope: Option<(crate::ids::NodeId, crate::scope::NodeScope)>,
 }
 
 impl Ctx<'_> {
@@ -560,6 +564,7 @@ impl<S: Store> Engine<S> {
                 written: BTreeMap::new(),
                 cascades: cascade::Cascades::default(),
                 deferred: false,
+                scope: None,
             },
         )
     }

@@ -8,11 +8,12 @@ use bytes::Bytes;
 
 use super::{Ctx, Engine};
 use crate::codec::{self, sha256};
-use crate::entity::StoredEntity;
+use crate::entity::{EntityKey, StoredEntity};
 use crate::error::SyncError;
 use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::{InFlight, PeerState, SENT_HISTORY, SentDigest};
 use crate::packet::{Change, Envelope, Packet, PacketHeader};
+use crate::scope::{Holding, NodeScope};
 use crate::store::{PendingQuery, Store, StoreTxn};
 use crate::timer::Armed;
 use crate::value::Value;
@@ -316,8 +317,16 @@ fn build_one<T: StoreTxn>(
             notices
         }
     };
-    let (body, body_raw_len) =
-        codec::encode_body_with(&changes, &notices, ctx.registry, ctx.config.codec);
+    for (key, mark) in &batch.marks {
+        Holding::save(txn, peer, key, *mark)?;
+    }
+    let body = codec::Body {
+        changes,
+        rejections: notices,
+        evictions: batch.evictions,
+    };
+    let (encoded, body_raw_len) = codec::encode_full_body(&body, ctx.registry, ctx.config.codec);
+    let (changes, body) = (body.changes, encoded);
     let carried = changes.len() as u64;
     let (pending_total, counted) = match after {
         _ if !batch.more => (carried, None),
@@ -417,6 +426,10 @@ fn count_pending<T: StoreTxn>(
 struct Batch {
     /// In send order: parents before children.
     entities: Vec<StoredEntity>,
+    /// Entities that left the peer's scope, children before parents.
+    evictions: Vec<EntityKey>,
+    /// Scope marks to store with the packet.
+    marks: Vec<(EntityKey, Option<Holding>)>,
     /// Every change pending for the peer up to this sequence is included.
     upto_seq: u64,
     /// Pending changes remain beyond `upto_seq`.
@@ -445,9 +458,18 @@ fn select_batch<T: StoreTxn>(
         usize::MAX
     };
     let mut entities = Vec::new();
+    let mut evictions = Vec::new();
+    let mut marks = Vec::new();
     let mut bytes = 0usize;
     let mut more = false;
     let mut first_skipped = None;
+    // Changes outside the peer's scope are not owed to it: passed over, and
+    // acknowledged with the rest.
+    let scope = match ctx.is_hub() {
+        true => Some(NodeScope::load(txn, peer.id())?).filter(|s| !s.is_everything()),
+        false => None,
+    };
+    let mut failed = None;
     txn.visit_pending(
         &PendingQuery {
             after_seq,
@@ -458,18 +480,51 @@ fn select_batch<T: StoreTxn>(
                 first_skipped.get_or_insert(candidate.seq);
                 return ControlFlow::Continue(());
             }
-            let size = approx_size(&candidate);
-            if entities.len() == limit
-                || (!entities.is_empty() && bytes + size > ctx.config.batch_bytes)
+            let routed = match &scope {
+                None => None,
+                Some(scope) => {
+                    match super::scopes::route(txn, ctx.registry, scope, peer, &candidate) {
+                        Ok(routed) => Some(routed),
+                        Err(e) => {
+                            failed = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            };
+            let size = approx_size(&candidate)
+                + routed.as_ref().map_or(0, |r| {
+                    r.with.iter().map(approx_size).sum::<usize>() + 48 * r.evict.len()
+                });
+            let count = 1 + routed.as_ref().map_or(0, |r| r.with.len() + r.evict.len());
+            let taken = entities.len() + evictions.len();
+            if taken + count > limit.max(count)
+                || (taken > 0 && bytes + size > ctx.config.batch_bytes)
             {
                 more = true;
                 return ControlFlow::Break(());
             }
             bytes += size;
-            entities.push(candidate);
+            match routed {
+                None => entities.push(candidate),
+                Some(routed) => {
+                    if routed.send {
+                        entities.push(candidate);
+                    }
+                    entities.extend(routed.with);
+                    evictions.extend(routed.evict);
+                    marks.extend(routed.marks);
+                }
+            }
             ControlFlow::Continue(())
         },
     )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    // A child that moved in with its parent may be pending itself: once.
+    let mut seen = BTreeSet::new();
+    entities.retain(|e| seen.insert(e.entity.key.clone()));
     let mut upto_seq = if more {
         entities.last().map_or(after_seq, |e| e.seq)
     } else {
@@ -481,6 +536,8 @@ fn select_batch<T: StoreTxn>(
     entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
     Ok(Batch {
         entities,
+        evictions,
+        marks,
         upto_seq,
         more,
     })

@@ -17,6 +17,7 @@ use crate::ids::{NodeId, Timestamp};
 use crate::node_registry::PeerState;
 use crate::packet::Change;
 use crate::rejected::{RejectedBy, RejectedChange, Rejection};
+use crate::scope::NodeScope;
 use crate::store::{Store, StoreTxn};
 use crate::value::{Record, Value};
 
@@ -53,7 +54,7 @@ pub(crate) fn reject_incoming<T: StoreTxn>(
     Ok(())
 }
 
-fn rejected_event(record: &RejectedChange) -> Event {
+pub(crate) fn rejected_event(record: &RejectedChange) -> Event {
     Event::ChangeRejected {
         peer: record.peer,
         key: record.entity.key.clone(),
@@ -77,6 +78,7 @@ pub(crate) fn notices_for<T: StoreTxn>(
     let mut notices = Vec::new();
     let mut extra = Vec::new();
     let in_batch: BTreeSet<&EntityKey> = batch.iter().map(|c| &c.entity.key).collect();
+    let mut scope = None;
     for mut record in txn.rejected()? {
         if record.notify != Some(peer.id()) {
             continue;
@@ -84,7 +86,18 @@ pub(crate) fn notices_for<T: StoreTxn>(
         let key = record.entity.key.clone();
         let mut hub_has_none = false;
         if ctx.is_hub() {
-            match txn.entity(&key)? {
+            let scope = match &mut scope {
+                Some(scope) => &*scope,
+                None => scope.insert(NodeScope::load(txn, peer.id())?),
+            };
+            let held = txn.entity(&key)?;
+            // A version outside the node's scope is never shown to it: as
+            // far as the node can tell, the hub holds none.
+            let held = match held {
+                Some(h) if !scope.admits(txn, ctx.registry, &h.entity)? => None,
+                held => held,
+            };
+            match held {
                 None => hub_has_none = true,
                 Some(current) if !in_batch.contains(&key) => extra.push(Change {
                     operation: current.operation_for(peer.acked_seq),
@@ -172,7 +185,7 @@ pub(crate) fn take_notices<T: StoreTxn>(
 /// The hub holds no version of an entity it refused: this node removes its
 /// own (locally, from `hub`, so it is not sent back), under an empty history
 /// so that any later version of it applies.
-fn remove_locally<T: StoreTxn>(
+pub(crate) fn remove_locally<T: StoreTxn>(
     txn: &mut T,
     ctx: &Ctx<'_>,
     hub: NodeId,
