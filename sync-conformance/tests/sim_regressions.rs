@@ -348,3 +348,15 @@ fn seed_7018_restored_node_gets_its_own_parked_line_back() {
 fn seed_6573_field_removed_at_the_hub_stays_removed() {
     passes(6573);
 }
+
+/// A node was restored from a backup that predated its packets 151 to 153,
+/// which the hub had applied; its next packets, renumbered from 151, were
+/// lost up to 166. The hub saw a gap (153 to 166) and asked the node to
+/// confirm packet 153, but a second gap (166 to 168) replaced the question
+/// before the node could answer it, so the restore went unseen and the
+/// node never got back its own edit the hub had applied. Fixed: an open
+/// gap check is never replaced; a later one waits its turn.
+#[test]
+fn seed_5278_a_second_gap_does_not_hide_a_restore() {
+    passes(5278);
+}
