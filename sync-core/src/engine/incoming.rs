@@ -14,7 +14,7 @@ use crate::entity::{Entity, EntityKey};
 use crate::error::{ErrorCode, PeerError, StoreError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::{GapCheck, PeerState};
+use crate::node_registry::{GapCheck, PeerState, SENT_HISTORY};
 use crate::packet::{Change, Codec, Envelope, ErrorMessage, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
@@ -1025,8 +1025,9 @@ fn peer_restored(
                 announced_in: peer.sent_packet_no + 1,
             };
             match peer.gap_check {
-                None => peer.gap_check = Some(check),
-                Some(_) => *queued = Some(check),
+                Some(open) if confirmable(peer, open.packet_no) => *queued = Some(check),
+                // None open, or one the peer can no longer confirm.
+                _ => peer.gap_check = Some(check),
             }
         }
         return None;
@@ -1039,11 +1040,17 @@ fn gap_checks_key(peer: NodeId) -> String {
     format!("gap-checks/{peer}")
 }
 
-/// Most gap checks kept waiting; beyond, the newest waiting one is replaced
-/// (a peer that skips packets this often is asked about the latest gap).
+/// Most gap checks kept waiting; beyond, the newest is dropped.
 const QUEUED_GAP_CHECKS: usize = 64;
 
-/// Keeps `check` to ask once the open question is answered.
+/// Whether the peer may still remember `packet_no` to confirm it: it keeps
+/// the digests of its last [`SENT_HISTORY`] messages, and fewer than that
+/// were sent since (each takes a number at least).
+fn confirmable(peer: &PeerState, packet_no: u64) -> bool {
+    peer.received_packet_no.saturating_sub(packet_no) < SENT_HISTORY as u64
+}
+
+/// Keeps `check` to ask once the open question is answered, oldest first.
 fn queue_gap_check<T: StoreTxn>(
     txn: &mut T,
     peer: NodeId,
@@ -1052,7 +1059,7 @@ fn queue_gap_check<T: StoreTxn>(
     let key = gap_checks_key(peer);
     let mut queue = txn.meta(&key)?.unwrap_or_default();
     if queue.len() >= QUEUED_GAP_CHECKS * 40 {
-        queue.truncate((QUEUED_GAP_CHECKS - 1) * 40);
+        return Ok(());
     }
     queue.extend(check.packet_no.to_le_bytes());
     queue.extend(check.digest);
@@ -1060,19 +1067,30 @@ fn queue_gap_check<T: StoreTxn>(
     Ok(())
 }
 
-/// The peer answered the open gap check: asks the next waiting one, if any.
+/// The peer answered the open gap check: asks the oldest waiting one that
+/// the peer can still confirm, if any (older ones are dropped unasked).
 fn next_gap_check<T: StoreTxn>(txn: &mut T, peer: &mut PeerState) -> Result<(), SyncError> {
     let key = gap_checks_key(peer.id());
     let Some(queue) = txn.meta(&key)? else {
         return Ok(());
     };
-    let next = queue.get(..40).and_then(|first| {
-        let packet_no = u64::from_le_bytes(first[..8].try_into().ok()?);
-        let digest: [u8; 32] = first[8..].try_into().ok()?;
+    let mut entries = queue.chunks_exact(40).filter_map(|entry| {
+        let packet_no = u64::from_le_bytes(entry[..8].try_into().ok()?);
+        let digest: [u8; 32] = entry[8..].try_into().ok()?;
         Some((packet_no, digest))
     });
-    let rest = queue.get(40..).filter(|rest| !rest.is_empty());
-    txn.put_meta(&key, rest)?;
+    let next = entries.find(|(packet_no, _)| confirmable(peer, *packet_no));
+    let rest: Vec<u8> = entries
+        .flat_map(|(packet_no, digest)| {
+            let mut entry = packet_no.to_le_bytes().to_vec();
+            entry.extend(digest);
+            entry
+        })
+        .collect();
+    txn.put_meta(
+        &key,
+        Some(&rest).filter(|r| !r.is_empty()).map(Vec::as_slice),
+    )?;
     if let Some((packet_no, digest)) = next {
         peer.gap_check = Some(GapCheck {
             packet_no,
