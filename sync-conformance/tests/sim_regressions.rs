@@ -360,3 +360,14 @@ fn seed_6573_field_removed_at_the_hub_stays_removed() {
 fn seed_5278_a_second_gap_does_not_hide_a_restore() {
     passes(5278);
 }
+
+/// Found by the first fix of seed 5278, which queued every gap check that
+/// arrived while one was open: under heavy duplication and reordering the
+/// queue drained one check per round trip and soon asked about packets the
+/// peer no longer remembered; each was taken for a restore, and the
+/// re-initializations ran away (72 MB sent). Fixed: a waiting check is
+/// asked only while the peer can still confirm it.
+#[test]
+fn seed_849_gap_checks_never_ask_about_forgotten_packets() {
+    passes(849);
+}
