@@ -349,24 +349,33 @@ fn seed_6573_field_removed_at_the_hub_stays_removed() {
     passes(6573);
 }
 
-/// A node was restored from a backup that predated its packets 151 to 153,
-/// which the hub had applied; its next packets, renumbered from 151, were
-/// lost up to 166. The hub saw a gap (153 to 166) and asked the node to
-/// confirm packet 153, but a second gap (166 to 168) replaced the question
-/// before the node could answer it, so the restore went unseen and the
-/// node never got back its own edit the hub had applied. Fixed: an open
-/// gap check is never replaced; a later one waits its turn.
+/// OPEN. A node was restored from a backup that predated its packets 151
+/// to 153, which the hub had applied; its next packets, renumbered from
+/// 151, were lost up to 166. The hub saw a gap (153 to 166) and asked the
+/// node to confirm packet 153, but a second gap (166 to 168) replaced the
+/// question before the node could answer it, so the restore went unseen
+/// and the node never got back its own edit the hub had applied.
+///
+/// Two fixes were tried and reverted: keeping every open question until it
+/// is answered (queued in the store) made a check asked late name packets
+/// the peer no longer remembers, which it takes for a restore (seed 849 ran
+/// away; seed 1255 re-initialized spuriously); asking a waiting check only
+/// while the peer can still confirm it missed mid-train packets the peer
+/// never keeps. A fix needs the peer to remember what it is asked about
+/// (the digests of every packet of its recent trains) or a question that
+/// names the oldest unconfirmed packet and survives later gaps.
 #[test]
+#[ignore = "open: a second gap before a gap check is answered hides a restore"]
 fn seed_5278_a_second_gap_does_not_hide_a_restore() {
     passes(5278);
 }
 
-/// Found by the first fix of seed 5278, which queued every gap check that
-/// arrived while one was open: under heavy duplication and reordering the
-/// queue drained one check per round trip and soon asked about packets the
-/// peer no longer remembered; each was taken for a restore, and the
-/// re-initializations ran away (72 MB sent). Fixed: a waiting check is
-/// asked only while the peer can still confirm it.
+/// Found by a tried fix of seed 5278 (reverted), which queued every gap
+/// check that arrived while one was open: under heavy duplication and
+/// reordering the queue drained one check per round trip and soon asked
+/// about packets the peer no longer remembered; each was taken for a
+/// restore, and the re-initializations ran away (72 MB sent). Kept as a
+/// guard for the next attempt.
 #[test]
 fn seed_849_gap_checks_never_ask_about_forgotten_packets() {
     passes(849);

@@ -14,6 +14,11 @@
 //!   orphan rule looks for the deleted report's live lines; the store
 //!   contract has no reference index, so that read grows with the lines
 //!   held.
+//! - `scopes/next_packet`: the hub's next packet for a node owed 10,000
+//!   reports under a scope rule (`brigade = node.brigade`): with every one
+//!   of the 40 brigades in the node's scope (each change checked and
+//!   marked as sent), and with one (each change checked, 1 in 40 sent);
+//!   `catch_up/next_packet/10000` is the same packet without a rule.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sync_core::{
@@ -200,5 +205,33 @@ fn orphans(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, catch_up, idle_exchange, orphans);
+fn scopes(c: &mut Criterion) {
+    use sync_core::scope::{NodeAttributes, ScopeRule};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("scopes");
+    group.sample_size(20);
+    let every: Vec<String> = (0..40).map(|b| format!("B-{b}")).collect();
+    for (case, brigades) in [
+        ("all_40_in_scope", every),
+        ("1_of_40_in_scope", vec!["B-1".to_owned()]),
+    ] {
+        let rows = 10_000;
+        let path = dir.path().join(case);
+        std::fs::create_dir_all(&path).expect("dir");
+        let mut hub = hub_with_backlog(&path, rows);
+        hub.set_scope_rule("DailyReport", ScopeRule::attribute("brigade", "brigade"))
+            .expect("rule");
+        hub.set_node_attributes(
+            node_info().id,
+            NodeAttributes::default().with("brigade", brigades),
+        )
+        .expect("attributes");
+        group.bench_function(format!("next_packet/{case}/{rows}"), |b| {
+            b.iter(|| hub.build_packet(node_info().id, now()).expect("packet"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, catch_up, idle_exchange, orphans, scopes);
 criterion_main!(benches);

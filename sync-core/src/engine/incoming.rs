@@ -14,7 +14,7 @@ use crate::entity::{Entity, EntityKey};
 use crate::error::{ErrorCode, PeerError, StoreError, SyncError};
 use crate::events::{Event, SecurityKind};
 use crate::ids::{NodeId, Timestamp};
-use crate::node_registry::{GapCheck, PeerState, SENT_HISTORY};
+use crate::node_registry::{GapCheck, PeerState};
 use crate::packet::{Change, Codec, Envelope, ErrorMessage, PacketHeader};
 use crate::store::{PendingQuery, Store, StoreTxn};
 
@@ -179,8 +179,6 @@ fn envelope_code(error: &SyncError) -> (ErrorCode, bool) {
 struct AckOutcome {
     advanced: bool,
     restore: Option<String>,
-    /// The peer answered the pending gap check.
-    checked: bool,
 }
 
 impl<S: Store> Engine<S> {
@@ -680,25 +678,18 @@ impl<S: Store> Engine<S> {
         check_changes(&ctx, header.sender, &body.changes)?;
         let told = !body.rejections.is_empty() || !body.evictions.is_empty();
         let ack = process_ack(&mut peer, header);
-        if ack.checked {
-            next_gap_check(&mut txn, &mut peer)?;
-        }
         quarantine::delivered(&mut txn, header.sender, header.ack_packet_no)?;
         if let Some(reason) = &ack.restore {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
         }
-        let mut queued = None;
-        if let Some(reason) = peer_restored(&mut peer, header, repeated_resync, &mut queued) {
+        if let Some(reason) = peer_restored(&mut peer, header, repeated_resync) {
             if header.resync {
                 resync_answered = Some(peer.sent_packet_no);
             }
             peer.reset_for_resync(txn.last_seq()?);
-            txn.put_meta(&gap_checks_key(peer.id()), None)?;
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
-        } else if let Some(check) = queued {
-            queue_gap_check(&mut txn, peer.id(), check)?;
         }
         let put_back =
             quarantine::take_notices(&mut txn, &mut ctx, header.sender, body.rejections)?;
@@ -912,12 +903,10 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         return AckOutcome {
             advanced: false,
             restore: Some(reason),
-            checked: false,
         };
     }
     let ack = header.ack_packet_no;
-    let checked = peer.gap_check.is_some_and(|g| ack >= g.announced_in);
-    if checked {
+    if peer.gap_check.is_some_and(|g| ack >= g.announced_in) {
         // The peer has applied a packet carrying our question: answered.
         peer.gap_check = None;
     }
@@ -932,10 +921,7 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         {
             peer.resync_requested = false;
         }
-        return AckOutcome {
-            checked,
-            ..AckOutcome::default()
-        };
+        return AckOutcome::default();
     };
     let advanced = sent.upto_seq > peer.acked_seq;
     peer.acked_seq = peer.acked_seq.max(sent.upto_seq);
@@ -946,7 +932,6 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
     AckOutcome {
         advanced,
         restore: None,
-        checked,
     }
 }
 
@@ -991,7 +976,6 @@ fn peer_restored(
     peer: &mut PeerState,
     header: &PacketHeader,
     repeated_resync: bool,
-    queued: &mut Option<GapCheck>,
 ) -> Option<String> {
     let code = &peer.info.code;
     let high = peer.peer_ack_high;
@@ -1016,89 +1000,15 @@ fn peer_restored(
         if received > 0 && header.packet_no > received + 1 {
             // The newest packet held is the one to confirm: a peer's history
             // is linear, so confirming it confirms every packet before it.
-            // With a question still open, this one waits its turn: the open
-            // one asks about an older packet, which confirming this one
-            // would not confirm (the peer may have been restored between).
-            let check = GapCheck {
+            peer.gap_check = Some(GapCheck {
                 packet_no: received,
                 digest: peer.received_digest,
                 announced_in: peer.sent_packet_no + 1,
-            };
-            match peer.gap_check {
-                Some(open) if confirmable(peer, open.packet_no) => *queued = Some(check),
-                // None open, or one the peer can no longer confirm.
-                _ => peer.gap_check = Some(check),
-            }
+            });
         }
         return None;
     };
     Some(format!("{reason}; resending everything to it"))
-}
-
-/// Meta key of the gap checks waiting for `peer`'s answer to the open one.
-fn gap_checks_key(peer: NodeId) -> String {
-    format!("gap-checks/{peer}")
-}
-
-/// Most gap checks kept waiting; beyond, the newest is dropped.
-const QUEUED_GAP_CHECKS: usize = 64;
-
-/// Whether the peer may still remember `packet_no` to confirm it: it keeps
-/// the digests of its last [`SENT_HISTORY`] messages, and fewer than that
-/// were sent since (each takes a number at least).
-fn confirmable(peer: &PeerState, packet_no: u64) -> bool {
-    peer.received_packet_no.saturating_sub(packet_no) < SENT_HISTORY as u64
-}
-
-/// Keeps `check` to ask once the open question is answered, oldest first.
-fn queue_gap_check<T: StoreTxn>(
-    txn: &mut T,
-    peer: NodeId,
-    check: GapCheck,
-) -> Result<(), SyncError> {
-    let key = gap_checks_key(peer);
-    let mut queue = txn.meta(&key)?.unwrap_or_default();
-    if queue.len() >= QUEUED_GAP_CHECKS * 40 {
-        return Ok(());
-    }
-    queue.extend(check.packet_no.to_le_bytes());
-    queue.extend(check.digest);
-    txn.put_meta(&key, Some(&queue))?;
-    Ok(())
-}
-
-/// The peer answered the open gap check: asks the oldest waiting one that
-/// the peer can still confirm, if any (older ones are dropped unasked).
-fn next_gap_check<T: StoreTxn>(txn: &mut T, peer: &mut PeerState) -> Result<(), SyncError> {
-    let key = gap_checks_key(peer.id());
-    let Some(queue) = txn.meta(&key)? else {
-        return Ok(());
-    };
-    let mut entries = queue.chunks_exact(40).filter_map(|entry| {
-        let packet_no = u64::from_le_bytes(entry[..8].try_into().ok()?);
-        let digest: [u8; 32] = entry[8..].try_into().ok()?;
-        Some((packet_no, digest))
-    });
-    let next = entries.find(|(packet_no, _)| confirmable(peer, *packet_no));
-    let rest: Vec<u8> = entries
-        .flat_map(|(packet_no, digest)| {
-            let mut entry = packet_no.to_le_bytes().to_vec();
-            entry.extend(digest);
-            entry
-        })
-        .collect();
-    txn.put_meta(
-        &key,
-        Some(&rest).filter(|r| !r.is_empty()).map(Vec::as_slice),
-    )?;
-    if let Some((packet_no, digest)) = next {
-        peer.gap_check = Some(GapCheck {
-            packet_no,
-            digest,
-            announced_in: peer.sent_packet_no + 1,
-        });
-    }
-    Ok(())
 }
 
 fn restart_numbering(peer: &mut PeerState, claimed: u64) {
