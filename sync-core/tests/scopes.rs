@@ -275,6 +275,82 @@ fn a_report_reassigned_at_the_hub_leaves_the_old_brigade_and_reaches_the_new() {
 }
 
 #[test]
+fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
+    let mut net = scoped_net(&[&["B-1"], &["B-2"]]);
+    let report = net.nodes[0]
+        .insert("DailyReport", report_of("B-1", 8), t(1))
+        .expect("report");
+    net.sync_all(t(2)).expect("sync");
+    net.hub
+        .put(report_key(report), report_of("B-2", 8), t(3))
+        .expect("reassign");
+    // Offline, node 0 edits the report it still holds.
+    net.nodes[0]
+        .put(report_key(report), report_of("B-1", 11), t(4))
+        .expect("edit");
+    net.sync_all(t(5)).expect("sync");
+    net.sync_all(t(6)).expect("sync");
+
+    assert!(!holds(&mut net.nodes[0], &report_key(report)), "left B-1");
+    let kept = net.nodes[0].rejected().expect("rejected");
+    assert!(
+        kept.iter()
+            .any(|r| r.entity.key == report_key(report)
+                && r.entity.fields["hours"] == Value::Int(11)),
+        "the edit is kept: {kept:?}"
+    );
+    let at_hub = net.hub.get(&report_key(report)).unwrap().expect("kept");
+    assert_eq!(at_hub.fields["brigade"], Value::from("B-2"));
+    assert_eq!(
+        at_hub.fields["hours"],
+        Value::Int(8),
+        "the hub's version stands"
+    );
+    assert!(holds(&mut net.nodes[1], &report_key(report)));
+}
+
+#[test]
+fn an_edit_made_while_the_eviction_was_on_its_way_is_kept_as_rejected() {
+    let mut net = scoped_net(&[&["B-1"], &["B-2"]]);
+    let report = net.nodes[0]
+        .insert("DailyReport", report_of("B-1", 8), t(1))
+        .expect("report");
+    net.sync_all(t(2)).expect("sync");
+    net.hub
+        .put(report_key(report), report_of("B-2", 8), t(3))
+        .expect("reassign");
+    // Node 0's request leaves; it edits the report before the reply, which
+    // evicts it, arrives: the edit was never sent.
+    let node = &mut net.nodes[0];
+    node.start_sync(hub_id()).expect("start");
+    let request = node.poll_transmit(t(4)).expect("poll").expect("a request");
+    node.put(report_key(report), report_of("B-1", 12), t(4))
+        .expect("edit");
+    let reply = net.hub.respond(&request.bytes, t(4)).expect("respond");
+    net.nodes[0].handle_incoming(&reply, t(4)).expect("reply");
+
+    assert!(!holds(&mut net.nodes[0], &report_key(report)), "evicted");
+    let kept = net.nodes[0].rejected().expect("rejected");
+    assert!(
+        kept.iter().any(|r| r.entity.key == report_key(report)
+            && r.entity.fields["hours"] == Value::Int(12)
+            && r.reason.contains("left this node's scope")),
+        "the unsent edit is kept: {kept:?}"
+    );
+    assert!(
+        left_scope(&mut net.nodes[0]).contains(&report_key(report)),
+        "with an event"
+    );
+    net.sync_all(t(5)).expect("sync");
+    let at_hub = net.hub.get(&report_key(report)).unwrap().expect("kept");
+    assert_eq!(
+        at_hub.fields["hours"],
+        Value::Int(8),
+        "nothing reached the hub"
+    );
+}
+
+#[test]
 fn narrowing_a_nodes_attributes_or_a_rule_removes_what_left_its_scope() {
     let mut net = scoped_net(&[&["B-1", "B-2"], &["B-2"]]);
     let one = net.nodes[0]
