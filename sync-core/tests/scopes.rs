@@ -274,8 +274,8 @@ fn a_report_reassigned_at_the_hub_leaves_the_old_brigade_and_reaches_the_new() {
     assert!(!holds(&mut net.nodes[1], &line_key(line_id)));
 }
 
-#[test]
-fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
+/// Node 0 (B-1) writes a report and syncs; the hub then gives it to B-2.
+fn reassigned_report() -> (Net, Uuid) {
     let mut net = scoped_net(&[&["B-1"], &["B-2"]]);
     let report = net.nodes[0]
         .insert("DailyReport", report_of("B-1", 8), t(1))
@@ -284,6 +284,22 @@ fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
     net.hub
         .put(report_key(report), report_of("B-2", 8), t(3))
         .expect("reassign");
+    (net, report)
+}
+
+/// Node `engine` keeps its edit of `report` (with `hours`) as rejected.
+fn assert_edit_kept(engine: &mut MemEngine, report: Uuid, hours: i64) -> Vec<String> {
+    let kept = engine.rejected().expect("rejected");
+    let edit = kept.iter().find(|r| {
+        r.entity.key == report_key(report) && r.entity.fields["hours"] == Value::Int(hours)
+    });
+    assert!(edit.is_some(), "the edit is kept: {kept:?}");
+    kept.into_iter().map(|r| r.reason).collect()
+}
+
+#[test]
+fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
+    let (mut net, report) = reassigned_report();
     // Offline, node 0 edits the report it still holds.
     net.nodes[0]
         .put(report_key(report), report_of("B-1", 11), t(4))
@@ -292,13 +308,7 @@ fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
     net.sync_all(t(6)).expect("sync");
 
     assert!(!holds(&mut net.nodes[0], &report_key(report)), "left B-1");
-    let kept = net.nodes[0].rejected().expect("rejected");
-    assert!(
-        kept.iter()
-            .any(|r| r.entity.key == report_key(report)
-                && r.entity.fields["hours"] == Value::Int(11)),
-        "the edit is kept: {kept:?}"
-    );
+    assert_edit_kept(&mut net.nodes[0], report, 11);
     let at_hub = net.hub.get(&report_key(report)).unwrap().expect("kept");
     assert_eq!(at_hub.fields["brigade"], Value::from("B-2"));
     assert_eq!(
@@ -311,14 +321,7 @@ fn an_edit_of_a_report_that_left_the_scope_meanwhile_is_kept_as_rejected() {
 
 #[test]
 fn an_edit_made_while_the_eviction_was_on_its_way_is_kept_as_rejected() {
-    let mut net = scoped_net(&[&["B-1"], &["B-2"]]);
-    let report = net.nodes[0]
-        .insert("DailyReport", report_of("B-1", 8), t(1))
-        .expect("report");
-    net.sync_all(t(2)).expect("sync");
-    net.hub
-        .put(report_key(report), report_of("B-2", 8), t(3))
-        .expect("reassign");
+    let (mut net, report) = reassigned_report();
     // Node 0's request leaves; it edits the report before the reply, which
     // evicts it, arrives: the edit was never sent.
     let node = &mut net.nodes[0];
@@ -330,12 +333,10 @@ fn an_edit_made_while_the_eviction_was_on_its_way_is_kept_as_rejected() {
     net.nodes[0].handle_incoming(&reply, t(4)).expect("reply");
 
     assert!(!holds(&mut net.nodes[0], &report_key(report)), "evicted");
-    let kept = net.nodes[0].rejected().expect("rejected");
+    let reasons = assert_edit_kept(&mut net.nodes[0], report, 12);
     assert!(
-        kept.iter().any(|r| r.entity.key == report_key(report)
-            && r.entity.fields["hours"] == Value::Int(12)
-            && r.reason.contains("left this node's scope")),
-        "the unsent edit is kept: {kept:?}"
+        reasons.iter().any(|r| r.contains("left this node's scope")),
+        "{reasons:?}"
     );
     assert!(
         left_scope(&mut net.nodes[0]).contains(&report_key(report)),
