@@ -380,3 +380,16 @@ fn seed_5278_a_second_gap_does_not_hide_a_restore() {
 fn seed_849_gap_checks_never_ask_about_forgotten_packets() {
     passes(849);
 }
+
+/// OPEN, found by the 10,000-seed run on 33e9d89: after quiescence a line
+/// stays parked on node 0 waiting for its report (NotQuiescent). Node 0 was
+/// restored from its first backup at 503 s. The seed passes on aa1f78c,
+/// before per-node scopes, and seed 3 runs the same course on both, so the
+/// scopes commit changes the course of some runs without rules; which part
+/// of it does, and whether the failure is new or only newly reached, is not
+/// found yet.
+#[test]
+#[ignore = "open: a line left parked on a restored node (seed 9026)"]
+fn seed_9026_line_left_parked_on_a_restored_node() {
+    passes(9026);
+}
