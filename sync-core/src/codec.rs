@@ -250,24 +250,20 @@ pub fn decode_body_with(
     let raw = decompress(header.codec, body, header.body_raw_len)?;
     let mut pb_body =
         pb::PacketBody::decode(raw.as_slice()).map_err(|e| decode_error("packet body", e))?;
-    if pb_body.rejections.len() > limits.max_entities as usize {
-        return Err(PeerError::TooLarge {
-            what: "packet's rejection count",
-            size: pb_body.rejections.len() as u64,
-            limit: u64::from(limits.max_entities),
-        });
-    }
+    check_size(
+        "packet's rejection count",
+        pb_body.rejections.len() as u64,
+        u64::from(limits.max_entities),
+    )?;
     let rejections = std::mem::take(&mut pb_body.rejections)
         .into_iter()
         .map(|r| rejection_from_pb(r, header.sender))
         .collect::<Result<Vec<_>, _>>()?;
-    if pb_body.evictions.len() > limits.max_entities as usize {
-        return Err(PeerError::TooLarge {
-            what: "packet's eviction count",
-            size: pb_body.evictions.len() as u64,
-            limit: u64::from(limits.max_entities),
-        });
-    }
+    check_size(
+        "packet's eviction count",
+        pb_body.evictions.len() as u64,
+        u64::from(limits.max_entities),
+    )?;
     let evictions = std::mem::take(&mut pb_body.evictions)
         .into_iter()
         .map(|e| {
