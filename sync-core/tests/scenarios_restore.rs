@@ -172,6 +172,104 @@ fn a_restored_node_whose_first_packet_is_lost_is_detected() {
     assert!(net.converged());
 }
 
+/// Regression (simulator seed 5278): a node restored from a backup older
+/// than a packet the hub applied renumbers from there; when its renumbered
+/// packets are lost across two gaps, the hub's question about the packet
+/// before the first gap must survive the second gap, or the restore goes
+/// unseen and the node never gets back its own change the hub holds. The
+/// packet after the second gap waits (not applied, not acknowledged) until
+/// the question is answered.
+#[test]
+fn a_restore_hidden_behind_two_gaps_is_seen() {
+    restore_across_two_gaps(false);
+}
+
+/// Regression (simulator seed 5816): as above, but the packet after the
+/// second gap also carries a question of the node's own (the node saw a gap
+/// in the hub's numbering). Before, such a packet never waited, so that two
+/// sides asking at once could not wait for each other; the hub applied it
+/// and replaced its question with one about the node's newest packet, which
+/// the restored node confirmed, and the restore went unseen. Now the hub's
+/// question goes first: the node's packet waits at the hub, and the node
+/// never holds back a hub packet carrying the hub's question.
+#[test]
+fn a_restore_is_seen_when_both_sides_ask_at_once() {
+    restore_across_two_gaps(true);
+}
+
+/// Node 0, restored from a backup older than the packet the hub holds,
+/// renumbers from 1; its packets 1, 2 and 4 are lost, and so is the hub's
+/// reply to packet 3, which asks about packet 1. Packet 5 must wait at the
+/// hub and the question must stay, so node 0 sees it was restored. With
+/// `node_asks`, packet 5 also asks about the hub's lost reply, as a node
+/// that saw a gap in the hub's numbering would.
+fn restore_across_two_gaps(node_asks: bool) {
+    let mut net = Net::new(1, server_wins());
+    let backup = net.snapshot_node(0);
+    let a = net.nodes[0]
+        .insert("DailyReport", report("2025-12-01", 1), t(0))
+        .unwrap();
+    net.sync(0, t(1)).unwrap(); // the hub holds packet 1 from node 0, with A
+    net.restore_node(0, backup); // node 0 forgets A and that it sent packet 1
+    drain(&mut net.hub);
+    let b = net.nodes[0]
+        .insert("DailyReport", report("2025-12-02", 2), t(2))
+        .unwrap();
+
+    net.nodes[0].start_sync(hub_id()).unwrap();
+    let mut now = t(3);
+    let mut lost_reply = None;
+    for packet_no in 1..=5 {
+        let transmit = net.nodes[0].poll_transmit(now).unwrap().unwrap();
+        assert_eq!(transmit.packet_no, packet_no);
+        match packet_no {
+            // After the first gap (1 to 3): applied, and the hub asks about
+            // its packet 1; the reply with the question is lost.
+            3 => {
+                let reply = net.hub.respond(&transmit.bytes, now).unwrap();
+                assert_eq!(header(&reply).ack_packet_no, 3);
+                lost_reply = Some(reply);
+            }
+            // After a second gap (3 to 5), before node 0 saw the question:
+            // it waits, and the reply asks again.
+            5 => {
+                let sent = match (node_asks, &lost_reply) {
+                    (true, Some(lost)) => {
+                        let lost = header(lost);
+                        rewrite_header(&transmit.bytes, |h| {
+                            h.gap_check_packet_no = lost.packet_no;
+                            h.gap_check_digest = sync_core::codec::packet_digest(&lost);
+                        })
+                    }
+                    _ => transmit.bytes.clone(),
+                };
+                let reply = net.hub.respond(&sent, now).unwrap();
+                let answer = header(&reply);
+                assert_eq!(answer.ack_packet_no, 3, "packet 5 waits");
+                assert_eq!(answer.gap_check_packet_no, 1, "the question stays");
+                net.nodes[0].handle_incoming(&reply, now).unwrap();
+            }
+            _ => {} // lost
+        }
+        let deadline = net.nodes[0].poll_timeout().unwrap_or(now);
+        net.nodes[0].handle_timeout(deadline);
+        now = deadline;
+    }
+    assert_eq!(
+        reinitialized_peers(&mut net.nodes[0]),
+        [hub_id()],
+        "node 0 sees it was restored"
+    );
+    net.sync_all(t(100)).unwrap();
+    assert!(net.hub.get(&report_key(b)).unwrap().is_some());
+    assert!(
+        net.nodes[0].get(&report_key(a)).unwrap().is_some(),
+        "node 0 never gets back the change it wrote after its backup"
+    );
+    assert!(net.converged());
+    assert!(net.quiet());
+}
+
 /// Regression (simulator seed 7018): a change the hub parked for its parent
 /// and applied only after the sender was restored from an older backup was
 /// never sent back to that sender, which had lost it in the restore: the

@@ -1,7 +1,10 @@
 //! [`Watch`]: follows one entity through a run and prints its history to
 //! stderr (writes, packets that carry it, applies, conflicts), along with
 //! restores and pair re-initializations, for diagnosing a failing seed.
-//! `simulate --seed S --watch <id prefix>` turns it on.
+//! `simulate --seed S --watch <id prefix>` turns it on; with the
+//! environment variable `SIM_PACKETS` set, the header of every packet
+//! received is printed too (number, acknowledgement, gap question, flags,
+//! and whether it was a duplicate, skipped or re-initialized the pair).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -115,6 +118,25 @@ impl Watch {
                 1 => String::new(),
                 n => format!(" (of a train of {n}, continues {})", h.continues),
             };
+            if std::env::var_os("SIM_PACKETS").is_some() {
+                eprintln!(
+                    "{} {receiver} <- {} pkt {}{train} ack {} prev {:02x}{:02x} gap {} ents {} more {} resync {}: dup {} skip {} reinit {} applied {}",
+                    time(at),
+                    incoming.from,
+                    h.packet_no,
+                    h.ack_packet_no,
+                    h.prev_digest[0],
+                    h.prev_digest[1],
+                    h.gap_check_packet_no,
+                    h.entity_count,
+                    h.more,
+                    h.resync,
+                    incoming.duplicate,
+                    incoming.skipped,
+                    incoming.reinitialized,
+                    incoming.applied
+                );
+            }
             if h.resync {
                 eprintln!(
                     "{} {receiver} receives packet {}{train} (ack {}) from {} asking for a resync: duplicate {}, reinitialized {}",

@@ -179,6 +179,9 @@ fn envelope_code(error: &SyncError) -> (ErrorCode, bool) {
 struct AckOutcome {
     advanced: bool,
     restore: Option<String>,
+    /// The packet of the peer's that this node's gap check asked about, now
+    /// answered (confirmed, or the peer would have asked for a resync).
+    confirmed: Option<u64>,
 }
 
 impl<S: Store> Engine<S> {
@@ -671,6 +674,13 @@ impl<S: Store> Engine<S> {
             incoming.skipped = true;
             return Ok((incoming, None));
         }
+        if waits_for_gap_answer(&peer, header, ctx.is_hub()) {
+            incoming.skipped = true;
+            drop(txn);
+            drop(ctx);
+            self.send_again(header.sender);
+            return Ok((incoming, None));
+        }
         let body = match packet.decoded.take() {
             Some(body) => body?,
             None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
@@ -683,7 +693,7 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason.clone(), now)?;
         }
-        if let Some(reason) = peer_restored(&mut peer, header, repeated_resync) {
+        if let Some(reason) = peer_restored(&mut peer, header, repeated_resync, ack.confirmed) {
             if header.resync {
                 resync_answered = Some(peer.sent_packet_no);
             }
@@ -788,7 +798,12 @@ impl<S: Store> Engine<S> {
         // Received changes must be acknowledged; more may be waiting either
         // way; pending changes are sent while acknowledgements make progress;
         // notices of refused changes are acknowledged so they stop coming.
-        let again = header.entity_count > 0 || header.more || told || (has_pending && progressed);
+        // A packet of ours after a gap may have waited for the answer to
+        // the peer's question (not applied): answering it, by acknowledging
+        // the packet that asks, lets the pending changes through now.
+        let waited = has_pending && !progressed && header.gap_check_packet_no != 0;
+        let again =
+            header.entity_count > 0 || header.more || told || waited || (has_pending && progressed);
         if again {
             session.want_send = true;
         } else {
@@ -796,6 +811,17 @@ impl<S: Store> Engine<S> {
             self.emit(Event::SyncComplete {
                 peer: incoming.from,
             });
+        }
+    }
+
+    /// The peer's packet waits for an answer to this node's question (see
+    /// [`waits_for_gap_answer`]): a session with it sends again at once,
+    /// carrying the question, rather than after a retry's backoff.
+    fn send_again(&mut self, peer: NodeId) {
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            session.retry = None;
+            session.attempt = 0;
+            session.want_send |= session.active;
         }
     }
 
@@ -903,13 +929,18 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         return AckOutcome {
             advanced: false,
             restore: Some(reason),
+            confirmed: None,
         };
     }
     let ack = header.ack_packet_no;
-    if peer.gap_check.is_some_and(|g| ack >= g.announced_in) {
+    let confirmed = match peer.gap_check {
         // The peer has applied a packet carrying our question: answered.
-        peer.gap_check = None;
-    }
+        Some(g) if ack >= g.announced_in => {
+            peer.gap_check = None;
+            Some(g.packet_no)
+        }
+        _ => None,
+    };
     let Some(sent) = peer.in_flight.iter().find(|f| f.packet_no == ack).cloned() else {
         // No acknowledgement, or one of a packet no longer in the window. A
         // packet sent after the first one of a running resync request
@@ -921,7 +952,10 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
         {
             peer.resync_requested = false;
         }
-        return AckOutcome::default();
+        return AckOutcome {
+            confirmed,
+            ..AckOutcome::default()
+        };
     };
     let advanced = sent.upto_seq > peer.acked_seq;
     peer.acked_seq = peer.acked_seq.max(sent.upto_seq);
@@ -932,7 +966,35 @@ fn process_ack(peer: &mut PeerState, header: &PacketHeader) -> AckOutcome {
     AckOutcome {
         advanced,
         restore: None,
+        confirmed,
     }
+}
+
+/// Whether a fresh packet after a gap in the sender's numbering must wait:
+/// this node's question about the packet before an earlier gap is still
+/// unanswered (the packet's acknowledgement does not reach the packet that
+/// first carried it). Applying it would move this node's newest packet from
+/// the sender past the one asked about, and a later question would replace
+/// the open one: a sender restored from a backup older than that earlier
+/// packet would go unseen, its renumbered packets lost across two gaps. The
+/// packet is not applied nor acknowledged; the sender sends its changes
+/// again from the acknowledgement, once it has seen the question.
+///
+/// A request to resend everything never waits: it resets the pair anyway.
+/// When both sides ask, the hub's question is answered first: at the hub a
+/// node's packet waits even when it carries the node's own question (the
+/// hub's reply carries the hub's question, and the node applies it), while
+/// a node never holds back a hub packet that carries the hub's question
+/// (and keeps its own question open meanwhile, see [`peer_restored`]).
+/// Letting the hub apply such a packet would replace the hub's question
+/// with one about a later packet, which a restored node confirms (seed 5816).
+fn waits_for_gap_answer(peer: &PeerState, header: &PacketHeader, hub: bool) -> bool {
+    let open = peer
+        .gap_check
+        .is_some_and(|g| header.ack_packet_no < g.announced_in);
+    let after_gap = header.packet_no > peer.received_packet_no.saturating_add(1);
+    let answers_first = !hub && header.gap_check_packet_no != 0;
+    open && after_gap && !header.continues && !answers_first && !header.resync
 }
 
 /// Checks what the peer says it holds from this node (its acknowledgement
@@ -971,11 +1033,14 @@ fn check_peer_claims(peer: &PeerState, header: &PacketHeader) -> Option<String> 
 /// already had, or its packet does not chain onto the one received before.
 /// Also raises a gap check when the sender's numbering skipped packets, and
 /// updates the acknowledgement high-water mark. A `resync` flag this node
-/// already answered (`repeated_resync`) is not a new request.
+/// already answered (`repeated_resync`) is not a new request; nor is a gap
+/// after the packet the same packet just `confirmed` (the gap a waiting
+/// packet left) a reason to ask about that packet again.
 fn peer_restored(
     peer: &mut PeerState,
     header: &PacketHeader,
     repeated_resync: bool,
+    confirmed: Option<u64>,
 ) -> Option<String> {
     let code = &peer.info.code;
     let high = peer.peer_ack_high;
@@ -997,7 +1062,16 @@ fn peer_restored(
             header.packet_no
         )
     } else {
-        if received > 0 && header.packet_no > received + 1 {
+        // An open question stays until it is answered: a later one would
+        // ask about a packet after the earlier gap, which a peer restored
+        // from before that gap may well confirm. Only a packet that does not
+        // wait for the answer (see `waits_for_gap_answer`) reaches here with
+        // a question open.
+        if received > 0
+            && header.packet_no > received + 1
+            && confirmed != Some(received)
+            && peer.gap_check.is_none()
+        {
             // The newest packet held is the one to confirm: a peer's history
             // is linear, so confirming it confirms every packet before it.
             peer.gap_check = Some(GapCheck {
