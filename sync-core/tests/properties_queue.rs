@@ -73,6 +73,30 @@ struct QueueModel {
     received: u64,
     /// (packet number, covers writes up to this order), oldest first.
     in_flight: Vec<(u64, u64)>,
+    /// Node 0's open question to the hub after a gap in the hub's
+    /// numbering: (the hub packet to confirm, node 0's first packet that
+    /// carries the question).
+    gap_check: Option<(u64, u64)>,
+}
+
+/// What node 0 does with a reply from the hub.
+#[derive(Debug, PartialEq, Eq)]
+enum Reception {
+    /// Already received: ignored.
+    Duplicate,
+    /// After a second gap while node 0's question is open: it waits (not
+    /// applied, not acknowledged) until the hub has seen the question.
+    Waits,
+    Applied,
+}
+
+/// The parts of a reply's header the model reacts to.
+struct ReplyHeader {
+    packet_no: u64,
+    ack: u64,
+    /// The reply carries the hub's own gap question.
+    hub_asks: bool,
+    resync: bool,
 }
 
 const BATCH: usize = 3;
@@ -114,17 +138,41 @@ impl QueueModel {
         (pending.iter().take(BATCH).map(|p| p.1).collect(), more)
     }
 
-    /// A reply arrives; returns whether it is a duplicate.
-    fn receive(&mut self, packet_no: u64, ack: u64) -> bool {
-        if packet_no <= self.received {
-            return true;
+    /// A reply arrives. The rule (spec: a question after a gap is never
+    /// replaced before it is answered): a fresh reply after a gap waits
+    /// while node 0's question is open, unless it carries the hub's own
+    /// question (the hub's goes first) or resets the pair.
+    fn receive(&mut self, h: &ReplyHeader) -> Reception {
+        if h.packet_no <= self.received {
+            return Reception::Duplicate;
         }
-        self.received = packet_no;
-        if let Some(&(_, upto)) = self.in_flight.iter().find(|f| f.0 == ack) {
+        let after_gap = h.packet_no > self.received + 1;
+        let open = self
+            .gap_check
+            .is_some_and(|(_, announced)| h.ack < announced);
+        if open && after_gap && !h.hub_asks && !h.resync {
+            return Reception::Waits;
+        }
+        let mut confirmed = None;
+        if let Some((asked, announced)) = self.gap_check {
+            if h.ack >= announced {
+                self.gap_check = None;
+                confirmed = Some(asked);
+            }
+        }
+        if let Some(&(_, upto)) = self.in_flight.iter().find(|f| f.0 == h.ack) {
             self.acked = self.acked.max(upto);
-            self.in_flight.retain(|f| f.0 > ack);
+            self.in_flight.retain(|f| f.0 > h.ack);
         }
-        false
+        if self.received > 0
+            && after_gap
+            && confirmed != Some(self.received)
+            && self.gap_check.is_none()
+        {
+            self.gap_check = Some((self.received, self.sent + 1));
+        }
+        self.received = h.packet_no;
+        Reception::Applied
     }
 }
 
@@ -161,6 +209,10 @@ fn check_queue(node: &mut MemEngine, model: &QueueModel) -> Result<(), TestCaseE
     prop_assert_eq!(
         (hub.sent_packet_no, hub.received_packet_no),
         (model.sent, model.received)
+    );
+    prop_assert_eq!(
+        hub.gap_check.map(|g| (g.packet_no, g.announced_in)),
+        model.gap_check
     );
     let numbers: Vec<u64> = hub.in_flight.iter().map(|f| f.packet_no).collect();
     prop_assert_eq!(
@@ -262,10 +314,18 @@ fn play(
                 _ => {
                     let h = header(&reply);
                     let incoming = node.handle_incoming(&reply, now).unwrap();
-                    prop_assert_eq!(
-                        incoming.duplicate,
-                        model.receive(h.packet_no, h.ack_packet_no)
-                    );
+                    let seen = match (incoming.duplicate, incoming.skipped) {
+                        (true, _) => Reception::Duplicate,
+                        (false, true) => Reception::Waits,
+                        (false, false) => Reception::Applied,
+                    };
+                    let expected = model.receive(&ReplyHeader {
+                        packet_no: h.packet_no,
+                        ack: h.ack_packet_no,
+                        hub_asks: h.gap_check_packet_no != 0,
+                        resync: h.resync,
+                    });
+                    prop_assert_eq!(seen, expected);
                     prop_assert!(!incoming.reinitialized);
                 }
             }
