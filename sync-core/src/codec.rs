@@ -179,14 +179,21 @@ pub fn encode_body_with(
 }
 
 /// Encodes a whole [`Body`]: changes, rejection notices and evictions.
+/// The migrations a hub sends and a node's failure report travel too.
 pub fn encode_full_body(body: &Body, registry: &EntityRegistry, codec: Codec) -> (Vec<u8>, u64) {
-    encode_parts(
-        &body.changes,
-        &body.rejections,
-        &body.evictions,
-        registry,
-        codec,
-    )
+    let mut pb_body = parts_to_pb(&body.changes, &body.rejections, &body.evictions, registry);
+    pb_body.migrations = body
+        .migrations
+        .iter()
+        .map(crate::migration::wire::migration_to_pb)
+        .collect();
+    pb_body.migration_failure = body
+        .migration_failure
+        .as_ref()
+        .map(crate::migration::wire::failure_to_pb);
+    let raw = pb_body.encode_to_vec();
+    let raw_len = raw.len() as u64;
+    (compress(codec, &raw), raw_len)
 }
 
 fn encode_parts(
@@ -196,6 +203,17 @@ fn encode_parts(
     registry: &EntityRegistry,
     codec: Codec,
 ) -> (Vec<u8>, u64) {
+    let raw = parts_to_pb(changes, rejections, evictions, registry).encode_to_vec();
+    let raw_len = raw.len() as u64;
+    (compress(codec, &raw), raw_len)
+}
+
+fn parts_to_pb(
+    changes: &[Change],
+    rejections: &[Rejection],
+    evictions: &[EntityKey],
+    registry: &EntityRegistry,
+) -> pb::PacketBody {
     let mut pb_body = body_to_pb(changes, registry);
     pb_body.rejections = rejections.iter().map(rejection_to_pb).collect();
     pb_body.evictions = evictions
@@ -205,9 +223,7 @@ fn encode_parts(
             uuid: key.id.as_bytes().to_vec(),
         })
         .collect();
-    let raw = pb_body.encode_to_vec();
-    let raw_len = raw.len() as u64;
-    (compress(codec, &raw), raw_len)
+    pb_body
 }
 
 /// Verifies nothing: decompresses (bounded by `header.body_raw_len` and the
@@ -231,6 +247,11 @@ pub struct Body {
     /// From the hub: entities that left the recipient's scope, children
     /// before parents (see [`crate::scope`]).
     pub evictions: Vec<EntityKey>,
+    /// From the hub: the schema migrations the recipient needs, oldest
+    /// first (see [`crate::migration`]).
+    pub migrations: Vec<crate::migration::Migration>,
+    /// From a node: the migration it could not apply.
+    pub migration_failure: Option<crate::migration::MigrationFailure>,
 }
 
 /// Like [`decode_body`], keeping the rejection notices too.
@@ -272,6 +293,37 @@ pub fn decode_body_with(
             Ok(EntityKey::new(e.entity_type, id))
         })
         .collect::<Result<Vec<_>, PeerError>>()?;
+    check_size(
+        "packet's migration count",
+        pb_body.migrations.len() as u64,
+        u64::from(limits.max_entities),
+    )?;
+    let migrations = std::mem::take(&mut pb_body.migrations)
+        .into_iter()
+        .map(|m| {
+            let version = m.schema_version.clone();
+            crate::migration::wire::migration_from_pb(m).ok_or_else(|| {
+                malformed(
+                    header.sender,
+                    format!("migration schema version {version:?} is not major.minor.patch"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, PeerError>>()?;
+    let migration_failure = match pb_body.migration_failure.take() {
+        None => None,
+        Some(f) => {
+            let version = f.schema_version.clone();
+            Some(crate::migration::wire::failure_from_pb(f).ok_or_else(|| {
+                malformed(
+                    header.sender,
+                    format!(
+                        "failed migration's schema version {version:?} is not major.minor.patch"
+                    ),
+                )
+            })?)
+        }
+    };
     let changes = body_from_pb(pb_body, header.sender)?;
     if changes.len() != header.entity_count as usize {
         return Err(malformed(
@@ -287,6 +339,8 @@ pub fn decode_body_with(
         changes,
         rejections,
         evictions,
+        migrations,
+        migration_failure,
     })
 }
 
@@ -796,6 +850,8 @@ fn body_to_pb(changes: &[Change], registry: &EntityRegistry) -> pb::PacketBody {
         clock_nodes: clock_nodes.ids,
         rejections: Vec::new(),
         evictions: Vec::new(),
+        migrations: Vec::new(),
+        migration_failure: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! chained setters.
 
 use crate::codec::Limits;
+use crate::migration::Migration;
 use crate::packet::Codec;
 use crate::schema_version::{SchemaPolicy, SchemaVersion};
 use crate::timer::RetryPolicy;
@@ -61,6 +62,10 @@ pub struct EngineConfig {
     /// counts it, so an application that never drains the queue (a server
     /// that only calls [`crate::Engine::respond_as`]) keeps bounded memory.
     pub max_events: usize,
+    /// At the hub: the schema migrations it distributes to nodes whose
+    /// schema is older, in version order (default none; see
+    /// [`crate::migration`]).
+    pub migrations: Vec<Migration>,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +84,7 @@ impl Default for EngineConfig {
             max_clock_offset_ms: 30 * 60 * 1000,
             max_park_ms: 24 * 60 * 60 * 1000,
             max_events: 10_000,
+            migrations: Vec::new(),
         }
     }
 }
@@ -152,6 +158,30 @@ impl EngineConfig {
     pub fn max_events(mut self, max: usize) -> Self {
         self.max_events = max.max(1);
         self
+    }
+
+    /// Adds a migration the hub distributes (see [`crate::migration`]).
+    /// Kept in version order; a migration to a version already held
+    /// replaces it (a fixed script for a migration that failed somewhere).
+    pub fn migration(mut self, migration: Migration) -> Self {
+        self.migrations.retain(|m| m.version != migration.version);
+        self.migrations.push(migration);
+        self.migrations.sort_by_key(|m| m.version);
+        self
+    }
+
+    /// The migrations a node at `version` still needs, oldest first: those
+    /// to a later version of the same major, up to this node's own.
+    pub fn migrations_after(&self, version: SchemaVersion) -> Vec<Migration> {
+        self.migrations
+            .iter()
+            .filter(|m| {
+                m.version > version
+                    && m.version.major == version.major
+                    && m.version <= self.schema.own
+            })
+            .cloned()
+            .collect()
     }
 
     /// Turns per-change `Applied` events on or off.

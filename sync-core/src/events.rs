@@ -105,6 +105,32 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
+    /// At a node: the hub sent schema migrations this node needs (see
+    /// [`crate::migration`]). Apply them ([`crate::Engine::pending_migrations`]);
+    /// until then the hub sends no entity change.
+    MigrationsReceived {
+        /// The versions they bring, oldest first.
+        versions: Vec<crate::schema_version::SchemaVersion>,
+    },
+    /// At a node: a migration was applied; packets name its version.
+    MigrationApplied {
+        /// The node's schema version now.
+        version: crate::schema_version::SchemaVersion,
+    },
+    /// At a node: a migration could not be applied; the node stays at its
+    /// schema and the hub is told.
+    MigrationFailed {
+        /// Which, and the store's error.
+        failure: crate::migration::MigrationFailure,
+    },
+    /// At the hub: a node reported a migration it could not apply (once per
+    /// new report).
+    NodeMigrationFailed {
+        /// The node.
+        peer: NodeId,
+        /// Which, and the node's error.
+        failure: crate::migration::MigrationFailure,
+    },
 }
 
 impl Event {

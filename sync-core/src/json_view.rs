@@ -57,6 +57,22 @@ fn packet_to_json(p: &crate::packet::Packet, limits: &Limits) -> Result<Json, Pe
         .iter()
         .map(|key| json!({ "type": key.entity_type, "uuid": key.id.to_string() }))
         .collect();
+    let migrations: Vec<Json> = body
+        .migrations
+        .iter()
+        .map(|m| {
+            json!({
+                "schema_version": m.version.to_string(),
+                "sqlite_sql": m.sqlite_sql,
+                "description": m.description,
+                "track_tables": m.track_tables,
+            })
+        })
+        .collect();
+    let migration_failure = body
+        .migration_failure
+        .as_ref()
+        .map(|f| json!({ "schema_version": f.version.to_string(), "message": f.message }));
     let entities: Vec<Json> = if body_ok {
         body.changes
                     .into_iter()
@@ -88,7 +104,13 @@ fn packet_to_json(p: &crate::packet::Packet, limits: &Limits) -> Result<Json, Pe
             "continues": h.continues,
             "body_hash_ok": body_ok,
         },
-        "body": { "entities": entities, "rejections": rejections, "evictions": evictions },
+        "body": {
+            "entities": entities,
+            "rejections": rejections,
+            "evictions": evictions,
+            "migrations": migrations,
+            "migration_failure": migration_failure,
+        },
     }))
 }
 

@@ -52,6 +52,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod json_view;
+pub mod migration;
 pub mod node_registry;
 pub mod packet;
 pub mod rejected;
@@ -87,6 +88,7 @@ pub use events::{
     SecurityKind,
 };
 pub use ids::{NodeId, Timestamp};
+pub use migration::{Migration, MigrationFailure, MigrationStatus};
 pub use node_registry::{InFlight, NodeInfo, PeerState, Role};
 pub use packet::Codec;
 pub use rejected::{RejectedBy, RejectedChange, Rejection};

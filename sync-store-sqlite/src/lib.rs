@@ -205,6 +205,7 @@ mod blocked;
 mod cascade;
 mod columns;
 mod error;
+mod migrate;
 mod nodes;
 mod options;
 mod records;
@@ -225,6 +226,7 @@ use rusqlite::{Connection, OpenFlags};
 use sync_core::{EntityRegistry, EntityType, Store, StoreError};
 
 pub use error::{OpenError, TrackError};
+pub use migrate::{MigrationError, MigrationReport, apply_migrations};
 pub use options::{
     DEFAULT_IS_DELETED_COLUMN, DEFAULT_KEY_COLUMN, DEFAULT_UPDATED_AT_COLUMN, Durability,
     SqliteOptions, TrackOptions,

@@ -639,9 +639,19 @@ impl<S: Store> Engine<S> {
         if check == SenderCheck::Caller {
             check_addressing(header, local)?;
         }
-        ctx.config
-            .schema
-            .check(&peer.info.code, &header.schema_version, ctx.is_hub())?;
+        // A node the hub would refuse as too old, which the hub's migrations
+        // bring past the minimum, is not refused: its packet waits and the
+        // reply carries the migrations.
+        let migrating =
+            match ctx
+                .config
+                .schema
+                .check(&peer.info.code, &header.schema_version, ctx.is_hub())
+            {
+                Ok(()) => false,
+                Err(_) if super::migrations::can_catch_up(&ctx, &header.schema_version) => true,
+                Err(e) => return Err(e.into()),
+            };
         check_clock(header, now, ctx.config.max_clock_offset_ms)?;
         if !packet.hash_ok {
             return Err(PeerError::BodyHashMismatch {
@@ -674,6 +684,29 @@ impl<S: Store> Engine<S> {
             incoming.skipped = true;
             return Ok((incoming, None));
         }
+        if migrating {
+            // Not applied nor acknowledged: the node sends its changes again
+            // once it is at a version the hub accepts. Its failure report is
+            // kept, and its version, which the reply's migrations follow.
+            let body = match packet.decoded.take() {
+                Some(body) => body?,
+                None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
+            };
+            super::migrations::received(
+                &mut txn,
+                &mut ctx,
+                &peer,
+                Vec::new(),
+                body.migration_failure,
+            )?;
+            peer.schema_version = Some(header.schema_version.clone());
+            txn.put_peer(&peer)?;
+            txn.commit()?;
+            let events = ctx.events;
+            self.emit_all(events);
+            incoming.skipped = true;
+            return Ok((incoming, None));
+        }
         if waits_for_gap_answer(&peer, header, ctx.is_hub()) {
             incoming.skipped = true;
             drop(txn);
@@ -701,6 +734,13 @@ impl<S: Store> Engine<S> {
             incoming.reinitialized = true;
             reinitialized(&mut txn, &mut ctx, &peer, reason, now)?;
         }
+        super::migrations::received(
+            &mut txn,
+            &mut ctx,
+            &peer,
+            body.migrations,
+            body.migration_failure,
+        )?;
         let put_back =
             quarantine::take_notices(&mut txn, &mut ctx, header.sender, body.rejections)?;
         let mut stats = ApplyStats::default();

@@ -10,6 +10,7 @@ mod apply;
 pub mod cascade;
 mod incoming;
 mod local;
+mod migrations;
 mod outgoing;
 mod quarantine;
 mod scopes;
@@ -63,6 +64,9 @@ pub struct Engine<S: Store> {
     /// This session has its own writer id (see `Engine::prepare_writer`):
     /// set by the first local write of a session on an existing store.
     writer_moved: bool,
+    /// The migration this run failed to apply (see
+    /// [`Engine::migration_failed`]): reported to the hub with every packet.
+    migration_failure: Option<crate::migration::MigrationFailure>,
 }
 
 /// Volatile per-peer state of a sync session (rebuilt after a restart).
@@ -112,6 +116,8 @@ pub(crate) struct Ctx<'a> {
     /// The scope of the node whose changes are being applied, read once per
     /// transaction (hub only; see [`crate::scope`]).
     pub scope: Option<(crate::ids::NodeId, crate::scope::NodeScope)>,
+    /// At a node: the migration failure to report to the hub.
+    pub migration_failure: Option<&'a crate::migration::MigrationFailure>,
 }
 
 impl Ctx<'_> {
@@ -229,6 +235,7 @@ impl<S: Store> Engine<S> {
             resync_answered: BTreeMap::new(),
             pending_counts: BTreeMap::new(),
             writer_moved: false,
+            migration_failure: None,
         }
     }
 
@@ -549,6 +556,7 @@ impl<S: Store> Engine<S> {
             registry,
             config,
             local,
+            migration_failure,
             ..
         } = self;
         (
@@ -565,6 +573,7 @@ impl<S: Store> Engine<S> {
                 cascades: cascade::Cascades::default(),
                 deferred: false,
                 scope: None,
+                migration_failure: migration_failure.as_ref(),
             },
         )
     }

@@ -298,7 +298,17 @@ fn build_one<T: StoreTxn>(
 ) -> Result<Built, SyncError> {
     let peer = state.id();
     let after_seq = after.map_or(state.acked_seq, |a| a.upto_seq);
-    let batch = select_batch(txn, ctx, state, after_seq, selection)?;
+    // A node behind the hub's schema gets its migrations before any entity
+    // change: a packet of them alone.
+    let migrations = match after {
+        None => super::migrations::owed(ctx, state),
+        Some(_) => Vec::new(),
+    };
+    let batch = if migrations.is_empty() {
+        select_batch(txn, ctx, state, after_seq, selection)?
+    } else {
+        Batch::empty(after_seq)
+    };
     let mut changes: Vec<Change> = batch
         .entities
         .iter()
@@ -310,6 +320,7 @@ fn build_one<T: StoreTxn>(
     let packet_no = state.sent_packet_no + 1;
     let notices = match after {
         Some(_) => Vec::new(),
+        None if !migrations.is_empty() => Vec::new(),
         None => {
             let (notices, put_back) =
                 super::quarantine::notices_for(txn, ctx, state, packet_no, &changes)?;
@@ -324,6 +335,11 @@ fn build_one<T: StoreTxn>(
         changes,
         rejections: notices,
         evictions: batch.evictions,
+        migrations,
+        migration_failure: match after {
+            None => ctx.migration_failure.cloned(),
+            Some(_) => None,
+        },
     };
     let (encoded, body_raw_len) = codec::encode_full_body(&body, ctx.registry, ctx.config.codec);
     let (changes, body) = (body.changes, encoded);
@@ -434,6 +450,19 @@ struct Batch {
     upto_seq: u64,
     /// Pending changes remain beyond `upto_seq`.
     more: bool,
+}
+
+impl Batch {
+    /// Nothing: every change pending after `after_seq` stays pending.
+    fn empty(after_seq: u64) -> Self {
+        Batch {
+            entities: Vec::new(),
+            evictions: Vec::new(),
+            marks: Vec::new(),
+            upto_seq: after_seq,
+            more: false,
+        }
+    }
 }
 
 /// Takes pending changes in sequence order up to the batch limits and orders
