@@ -197,6 +197,18 @@
 //! syncs again. Values for a dropped column that other nodes still send are
 //! kept in the sync tables, never lost. After adding a UNIQUE index to a
 //! tracked table, call `track_table` again so `REPLACE` captures it.
+//!
+//! # Migrations distributed by the hub
+//!
+//! Rather than running the scripts by hand on every node, let the hub hold
+//! them ([`sync_core::EngineConfig::migration`]; see [`sync_core::migration`]):
+//! a node behind the hub's schema receives them before any entity change,
+//! and [`apply_migrations`] runs each in one transaction
+//! ([`SqliteStore::apply_migration`]: the script, the tracked tables
+//! re-tracked, the version recorded), registers the migrated types in the
+//! engine and tells it, or records the failure, which the hub then sees.
+//! Open the engine with [`SqliteStore::schema_version`] so its packets name
+//! the version after a restart.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

@@ -70,7 +70,7 @@ mod time;
 
 pub use driver_error::DriverError;
 pub use local_hub::{LOCAL_TARGET, LocalHub, LocalTransport};
-pub use node::{AutoSync, Node, NodeBuilder, NodeConfig};
+pub use node::{AutoSync, Migrator, Node, NodeBuilder, NodeConfig};
 pub use push::Push;
 pub use report::{RejectedNote, SessionEvent, SyncReport};
 pub use time::now;

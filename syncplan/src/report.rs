@@ -86,6 +86,11 @@ pub struct SyncReport {
     pub complete: bool,
     /// How long the session took.
     pub elapsed: Duration,
+    /// Schema migrations from the hub applied during the session
+    /// ([`crate::NodeBuilder::migrate_with`]), by the version each brought.
+    pub migrations: Vec<sync_core::SchemaVersion>,
+    /// A migration that failed during the session.
+    pub migration_failure: Option<sync_core::MigrationFailure>,
 }
 
 impl SyncReport {
@@ -119,6 +124,8 @@ impl SyncReport {
             }
             Event::Security(s) => self.security.push(s.clone()),
             Event::PairReinitialized { .. } => self.reinitialized = true,
+            Event::MigrationApplied { version } => self.migrations.push(*version),
+            Event::MigrationFailed { failure } => self.migration_failure = Some(failure.clone()),
             Event::ChangeRejected {
                 key, by, reason, ..
             } => self.rejected.push(RejectedNote {

@@ -7,7 +7,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_core::{Engine, Event, NodeId, Store, Transport};
+use sync_core::{Engine, Event, NodeId, Store, SyncError, Transport};
 use tokio::sync::{Notify, broadcast};
 
 use crate::driver_error::DriverError;
@@ -105,10 +105,15 @@ impl<S: Store> Clone for Node<S> {
     }
 }
 
+/// Runs the schema migrations the hub sent (see [`NodeBuilder::migrate_with`]).
+pub type Migrator<S> =
+    Arc<dyn Fn(&mut Engine<S>, sync_core::Timestamp) -> Result<(), SyncError> + Send + Sync>;
+
 struct Inner<S: Store> {
     engine: SharedEngine<S>,
     transport: Arc<dyn Transport>,
     push: Option<Arc<dyn Push>>,
+    migrator: Option<Migrator<S>>,
     hub: NodeId,
     config: NodeConfig,
     /// Held for the length of a session: one at a time.
@@ -123,10 +128,41 @@ pub struct NodeBuilder<S: Store> {
     hub: NodeId,
     transport: Arc<dyn Transport>,
     push: Option<Arc<dyn Push>>,
+    migrator: Option<Migrator<S>>,
     config: NodeConfig,
 }
 
+#[cfg(feature = "sqlite")]
+impl NodeBuilder<sync_store_sqlite::SqliteStore> {
+    /// Applies the schema migrations the hub sends during a session with
+    /// [`sync_store_sqlite::apply_migrations`], then syncs on at the new
+    /// version (see [`NodeBuilder::migrate_with`]).
+    pub fn apply_migrations(self) -> Self {
+        self.migrate_with(|engine, now| {
+            sync_store_sqlite::apply_migrations(engine, now).map(|_| ())
+        })
+    }
+}
+
 impl<S: Store + Send + 'static> NodeBuilder<S> {
+    /// Runs `migrator` when a session ends with schema migrations from the
+    /// hub pending ([`sync_core::migration`]); when it moved the engine's
+    /// schema version on, the session goes on at the new version, so one
+    /// [`Node::sync`] brings the node up to date. A failure the migrator
+    /// reported to the engine ([`Engine::migration_failed`]) ends the
+    /// session normally (the hub is told on the next one);
+    /// [`Engine::migration_status`] says why.
+    pub fn migrate_with(
+        mut self,
+        migrator: impl Fn(&mut Engine<S>, sync_core::Timestamp) -> Result<(), SyncError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.migrator = Some(Arc::new(migrator));
+        self
+    }
+
     /// Sets the session behaviour.
     pub fn config(mut self, config: NodeConfig) -> Self {
         self.config = config;
@@ -148,6 +184,7 @@ impl<S: Store + Send + 'static> NodeBuilder<S> {
                 engine: SharedEngine::new(self.engine),
                 transport: self.transport,
                 push: self.push,
+                migrator: self.migrator,
                 hub: self.hub,
                 config: self.config,
                 session: tokio::sync::Mutex::new(()),
@@ -181,6 +218,7 @@ impl<S: Store + Send + 'static> Node<S> {
             hub,
             transport,
             push: None,
+            migrator: None,
             config: NodeConfig::default(),
         }
     }

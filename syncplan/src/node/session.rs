@@ -124,6 +124,9 @@ impl<S: Store + Send + 'static, O: FnMut(&SessionEvent) + Send> Session<'_, S, O
                     }
                 },
                 None if !step.syncing => {
+                    if self.migrate().await? {
+                        continue;
+                    }
                     self.report.complete = true;
                     return Ok(());
                 }
@@ -134,6 +137,34 @@ impl<S: Store + Send + 'static, O: FnMut(&SessionEvent) + Send> Session<'_, S, O
                 },
             }
         }
+    }
+
+    /// Runs the node's migrator when the hub's migrations are pending;
+    /// whether the schema version moved on (the session then goes on).
+    async fn migrate(&mut self) -> Result<bool, DriverError> {
+        let Some(migrator) = self.node.inner.migrator.clone() else {
+            return Ok(false);
+        };
+        let hub = self.node.inner.hub;
+        let (moved, events) = self
+            .node
+            .inner
+            .engine
+            .run(move |engine| -> Result<_, SyncError> {
+                if engine.pending_migrations()?.is_empty() {
+                    return Ok((false, Vec::new()));
+                }
+                let before = engine.schema_version();
+                migrator(engine, time::now())?;
+                let moved = engine.schema_version() > before;
+                if moved {
+                    engine.start_sync(hub)?;
+                }
+                Ok((moved, drain(engine)))
+            })
+            .await??;
+        self.events(&events);
+        Ok(moved)
     }
 
     /// One round trip: the packet out, the replies applied.
