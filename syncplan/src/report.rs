@@ -101,7 +101,7 @@ impl SyncReport {
         } else {
             "sent, awaiting the hub's reply"
         };
-        format!(
+        let mut line = format!(
             "{state}: sent {} change(s), received {} ({} applied), {} conflict(s), {} rejected, {} retr{} in {:.2}s",
             self.sent,
             self.received,
@@ -111,7 +111,14 @@ impl SyncReport {
             self.retries,
             if self.retries == 1 { "y" } else { "ies" },
             self.elapsed.as_secs_f64()
-        )
+        );
+        if let Some(last) = self.migrations.last() {
+            line.push_str(&format!("; migrated to schema {last}"));
+        }
+        if let Some(failure) = &self.migration_failure {
+            line.push_str(&format!("; blocked: {failure}"));
+        }
+        line
     }
 
     /// Folds one engine event into the report.

@@ -27,6 +27,7 @@ fn every_command_has_help_with_an_example() {
         &["hub", "init"],
         &["hub", "serve"],
         &["hub", "rotate-key"],
+        &["hub", "migrate"],
         &["node", "add"],
         &["node", "list"],
         &["node", "revoke"],

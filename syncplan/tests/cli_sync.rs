@@ -48,6 +48,86 @@ fn sync_moves_rows_between_nodes_through_the_https_hub() {
 }
 
 #[test]
+fn a_migration_recorded_at_the_hub_reaches_a_node_at_its_next_sync() {
+    let mut ws = Workspace::new();
+    ws.hub("hub");
+    ws.node("hub", "DESKTOP-1", "one");
+    ws.ok(&[
+        "sql",
+        "INSERT INTO note(title, body) VALUES ('before', 'x')",
+        "--dir",
+        "one",
+    ]);
+    // A script that fails changes nothing and is not recorded.
+    let failed = ws
+        .run(&[
+            "hub",
+            "migrate",
+            "1.1.0",
+            "--sql",
+            "ALTER TABLE nope ADD COLUMN c",
+            "--dir",
+            "hub",
+        ])
+        .failed();
+    assert!(failed.stderr.contains("nope"), "{}", failed.stderr);
+    ws.ok(&[
+        "hub",
+        "migrate",
+        "1.1.0",
+        "--sql",
+        "ALTER TABLE note ADD COLUMN tag TEXT",
+        "--description",
+        "notes get a tag",
+        "--dir",
+        "hub",
+    ]);
+    let again = ws
+        .run(&[
+            "hub", "migrate", "1.1.0", "--sql", "SELECT 1", "--dir", "hub",
+        ])
+        .failed();
+    assert!(again.stderr.contains("1.1.0"), "{}", again.stderr);
+    ws.ok(&[
+        "sql",
+        "INSERT INTO note(title, body, tag) VALUES ('from the hub', 'y', 'red')",
+        "--dir",
+        "hub",
+    ]);
+    ws.serve("hub");
+    let report = ws.ok(&["sync", "--json", "--dir", "one"]).json();
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["migrations"], serde_json::json!(["1.1.0"]));
+    assert_eq!(
+        ws.rows("one", "SELECT tag FROM note WHERE title = 'from the hub'"),
+        vec![vec![serde_json::json!("red")]]
+    );
+    assert_eq!(
+        count(
+            &ws,
+            "hub",
+            "SELECT count(*) FROM note WHERE title = 'before'"
+        ),
+        1
+    );
+    let status = ws.ok(&["status", "--json", "--dir", "one"]).json();
+    assert_eq!(status["schema_version"], "1.1.0");
+    assert_eq!(status["migrations_pending"], serde_json::json!([]));
+    // The new column syncs from the node too.
+    ws.ok(&[
+        "sql",
+        "UPDATE note SET tag = 'blue' WHERE title = 'before'",
+        "--dir",
+        "one",
+    ]);
+    ws.ok(&["sync", "--dir", "one"]);
+    assert_eq!(
+        ws.rows("hub", "SELECT tag FROM note WHERE title = 'before'"),
+        vec![vec![serde_json::json!("blue")]]
+    );
+}
+
+#[test]
 fn sync_watch_receives_a_change_by_live_push() {
     let ws = network();
     let mut watcher = common::Server {

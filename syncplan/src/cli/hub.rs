@@ -10,7 +10,9 @@ use syncplan::http::{SelfSigned, TlsIdentity, TokenAuthority, TokenPolicy, issue
 use syncplan::{Engine, NodeId, NodeInfo, PeerState, Role, Timestamp};
 
 use super::failure::{Context, Failure, Result};
-use super::layout::{self, Config, DirRole, HubSettings, Opened, Upstream};
+use super::layout::{
+    self, Config, DirRole, HubSettings, MIGRATION_META, Opened, StoredMigration, Upstream,
+};
 use super::output::{Output, ago};
 
 /// What `hub init` sets up.
@@ -394,6 +396,71 @@ pub fn token(dir: &Path, which: &str, out: &Output) -> Result<()> {
             peer.info.code
         )
     })
+}
+
+/// What `hub migrate` records.
+pub struct MigrateArgs<'a> {
+    /// The version it brings.
+    pub version: &'a str,
+    /// Its SQLite script.
+    pub sql: &'a str,
+    /// What it changes.
+    pub description: Option<&'a str>,
+    /// Tables it creates that sync from then on.
+    pub track: &'a [String],
+}
+
+/// `hub migrate VERSION --sql SQL`: records the migration (so a crash
+/// before it is applied here applies it at the next start) and applies it
+/// to the hub's database; nodes behind receive it at their next sync.
+pub fn migrate(dir: &Path, args: MigrateArgs<'_>, out: &Output) -> Result<()> {
+    let mut hub = Opened::open(dir)?;
+    hub.config.hub_settings(dir)?;
+    let version: syncplan::SchemaVersion = args.version.parse().map_err(|e| {
+        Failure::msg(format!(
+            "{e}; give the version the migration brings, e.g. 1.1.0"
+        ))
+    })?;
+    let at = hub.engine.schema_version();
+    if version <= at || version.major != at.major {
+        return Err(Failure::msg(format!(
+            "the hub's schema is {at}: a migration must bring a later version of the same major (e.g. {}.{}.0)",
+            at.major,
+            at.minor + 1
+        )));
+    }
+    let stored = StoredMigration {
+        version: version.to_string(),
+        sql: args.sql.to_owned(),
+        description: args
+            .description
+            .map_or_else(|| format!("schema {version}"), str::to_owned),
+        track: args.track.to_vec(),
+    };
+    let migration = stored.migration()?;
+    let key = format!("{MIGRATION_META}{version}");
+    let bytes = serde_json::to_vec(&stored).context("encoding the migration")?;
+    hub.engine
+        .put_meta(&key, Some(&bytes))
+        .context("recording the migration")?;
+    if let Err(e) = hub.engine.store_mut().apply_migration(&migration) {
+        // Not applied here: not distributed either.
+        hub.engine
+            .put_meta(&key, None)
+            .context("removing the migration that failed")?;
+        return Err(Failure::msg(format!(
+            "{e}; nothing was changed: fix the script and run `hub migrate` again"
+        )));
+    }
+    out.emit(
+        &json!({ "schema_version": version.to_string(), "description": stored.description }),
+        || {
+            format!(
+                "the hub's database is at schema {version} ({}); nodes behind receive the migration at their next sync (restart `hub serve` if it runs)",
+                stored.description
+            )
+        },
+    )
 }
 
 /// A registered peer by code or id.

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use syncplan::{
-    ConflictStrategy, Engine, EngineConfig, EntityRegistry, NodeId, SqliteOptions, SqliteStore,
+    ConflictStrategy, Engine, EngineConfig, EntityRegistry, Migration, NodeId, SchemaVersion,
+    SqliteOptions, SqliteStore, Store, StoreTxn,
 };
 
 use super::failure::{Context, Failure, Result};
@@ -210,9 +211,31 @@ impl Opened {
     /// Opens the directory's database and engine.
     pub fn open(dir: &Path) -> Result<Opened> {
         let config = Config::load(dir)?;
-        let store = open_store(&config.database(dir))?;
+        let mut store = open_store(&config.database(dir))?;
+        let mut engine_config = engine_config();
+        if config.role == DirRole::Hub {
+            // The hub distributes the migrations `hub migrate` recorded,
+            // and holds each itself (one a crash interrupted is applied now).
+            for migration in migrations(&mut store)? {
+                store.apply_migration(&migration).with_context(|| {
+                    format!(
+                        "applying the recorded migration to schema {} to the hub's database",
+                        migration.version
+                    )
+                })?;
+                engine_config = engine_config.migration(migration);
+            }
+        }
+        let at = store
+            .schema_version()
+            .context("reading the database's schema version")?
+            .unwrap_or(BASE_SCHEMA);
+        let engine_config = EngineConfig {
+            schema: syncplan::SchemaPolicy::same_major(at),
+            ..engine_config
+        };
         let registry = registry(&store, &config);
-        let engine = Engine::open(store, registry, engine_config())
+        let engine = Engine::open(store, registry, engine_config)
             .with_context(|| format!("opening the sync state in {}", dir.display()))?;
         Ok(Opened {
             dir: dir.to_path_buf(),
@@ -235,6 +258,56 @@ impl Opened {
             .peer(id)
             .map_or_else(|_| id.to_string(), |p| p.info.code)
     }
+}
+
+/// The schema version of a database no migration has touched.
+pub const BASE_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0, 0);
+
+/// Where the hub keeps the migrations `hub migrate` recorded, one per
+/// version, in its store's driver metadata.
+pub const MIGRATION_META: &str = "cli/migration/";
+
+/// A recorded migration, as stored under [`MIGRATION_META`].
+#[derive(Serialize, Deserialize)]
+pub struct StoredMigration {
+    /// The version it brings.
+    pub version: String,
+    /// Its SQLite script.
+    pub sql: String,
+    /// What it changes.
+    pub description: String,
+    /// Tables it creates that sync from then on.
+    #[serde(default)]
+    pub track: Vec<String>,
+}
+
+impl StoredMigration {
+    /// The engine's form.
+    pub fn migration(&self) -> Result<Migration> {
+        let version = self
+            .version
+            .parse()
+            .with_context(|| format!("reading the recorded migration {:?}", self.version))?;
+        let mut migration = Migration::sqlite(version, &self.sql, &self.description);
+        migration.track_tables = self.track.clone();
+        Ok(migration)
+    }
+}
+
+/// The migrations recorded at a hub, in version order.
+pub fn migrations(store: &mut SqliteStore) -> Result<Vec<Migration>> {
+    let txn = store.begin().context("reading the recorded migrations")?;
+    let mut out = Vec::new();
+    for (key, bytes) in txn
+        .meta_with_prefix(MIGRATION_META)
+        .context("reading the recorded migrations")?
+    {
+        let stored: StoredMigration = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading the recorded migration {key}"))?;
+        out.push(stored.migration()?);
+    }
+    out.sort_by_key(|m| m.version);
+    Ok(out)
 }
 
 /// Opens (or creates) a SQLite database with the default options:

@@ -318,6 +318,30 @@ enum HubCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Record a schema migration: applied to the hub's database now, and sent
+    /// to every node whose schema is older at its next sync, before any
+    /// change (`syncplan sync` applies it). Restart `hub serve` to distribute it.
+    #[command(
+        after_help = "Example:\n  syncplan hub migrate 1.1.0 --sql 'ALTER TABLE note ADD COLUMN tag TEXT' --description 'notes get a tag' --dir hub"
+    )]
+    Migrate {
+        /// The schema version it brings: later than the hub's, same major.
+        #[arg(value_name = "VERSION")]
+        schema: String,
+        /// The SQLite script, run in one transaction on every database.
+        #[arg(long)]
+        sql: String,
+        /// What it changes, for a person.
+        #[arg(long)]
+        description: Option<String>,
+        /// A table the script creates that syncs from then on (repeatable).
+        #[arg(long)]
+        track: Vec<String>,
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Make a new token signing key; tokens signed with the old one stay valid until they expire.
     #[command(after_help = "Example:\n  syncplan hub rotate-key --dir hub")]
     RotateKey {
@@ -543,6 +567,23 @@ fn run(command: Command) -> Result<()> {
             }
             runtime()?.block_on(serve::serve(&dir, listen.as_deref(), &json.output()))
         }
+        Command::Hub(HubCommand::Migrate {
+            schema,
+            sql,
+            description,
+            track,
+            dir,
+            json,
+        }) => hub::migrate(
+            &dir.dir,
+            hub::MigrateArgs {
+                version: &schema,
+                sql: &sql,
+                description: description.as_deref(),
+                track: &track,
+            },
+            &json.output(),
+        ),
         Command::Hub(HubCommand::RotateKey { dir, json }) => {
             serve::rotate_key(&dir.dir, &json.output())
         }

@@ -292,6 +292,18 @@ pub fn status(dir: &Path, out: &Output) -> Result<()> {
             "last_sync_in_ago_s": peer.last_sync_in.map(|t| seconds_between(t, now)),
         }));
     }
+    let schema = opened.engine.schema_version().to_string();
+    let migration = opened.engine.migration_status()?;
+    let pending_migrations: Vec<String> = migration
+        .pending
+        .iter()
+        .map(|m| m.version.to_string())
+        .collect();
+    let migration_failure = migration.failure.as_ref().map(ToString::to_string);
+    let mut node_failures = Vec::new();
+    for (id, failure) in opened.engine.migration_failures()? {
+        node_failures.push(json!({ "node": opened.code_of(id), "failure": failure.to_string() }));
+    }
     let config = &opened.config;
     let value = json!({
         "role": config.role,
@@ -306,6 +318,10 @@ pub fn status(dir: &Path, out: &Output) -> Result<()> {
         "parked": parked,
         "conflicts_resolved": audit,
         "security_events": security,
+        "schema_version": schema,
+        "migrations_pending": pending_migrations,
+        "migration_failure": migration_failure,
+        "node_migration_failures": node_failures,
     });
     out.emit(&value, || {
         let mut text = format!(
@@ -337,6 +353,23 @@ pub fn status(dir: &Path, out: &Output) -> Result<()> {
         text.push_str(&format!(
             "\n  conflicts resolved: {audit}, waiting for a person: {open_conflicts}; parked children: {parked}; security events: {security}"
         ));
+        text.push_str(&format!("\n  schema {schema}"));
+        if !pending_migrations.is_empty() {
+            text.push_str(&format!(
+                "; migrations from the hub waiting: {} (the next `syncplan sync` applies them)",
+                pending_migrations.join(", ")
+            ));
+        }
+        if let Some(failure) = &migration_failure {
+            text.push_str(&format!("\n  blocked: {failure}"));
+        }
+        for row in &node_failures {
+            text.push_str(&format!(
+                "\n  node {} is blocked: {}",
+                row["node"].as_str().unwrap_or(""),
+                row["failure"].as_str().unwrap_or("")
+            ));
+        }
         text
     })
 }

@@ -43,6 +43,7 @@ pub async fn sync(dir: &std::path::Path, args: SyncArgs, out: &Output) -> Result
     let node = Node::builder_shared(opened.engine, hub, transport.clone())
         .push(transport.clone())
         .config(NodeConfig::default().max_attempts(args.attempts))
+        .apply_migrations()
         .build();
     let saved = transport.token();
     let result = if args.watch {
@@ -194,6 +195,8 @@ pub fn report_json(report: &SyncReport) -> Json {
         "exchanges": report.exchanges,
         "retries": report.retries,
         "reinitialized": report.reinitialized,
+        "migrations": report.migrations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "migration_failure": report.migration_failure.as_ref().map(ToString::to_string),
         "elapsed_ms": report.elapsed.as_millis() as u64,
     })
 }
