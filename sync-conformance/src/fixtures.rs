@@ -35,6 +35,26 @@ pub const NOTE_FIELD_MERGE: &str = "NoteFieldMerge";
 /// writer's value.
 pub const NOTE_FIELD_MERGE_LWW: &str = "NoteFieldMergeLww";
 
+/// A type scoped per user (see [`memo_type`]): a node receives the memos
+/// whose `owner` is its `user` attribute.
+pub const MEMO: &str = "Memo";
+
+/// The memo type of scoped runs: an owner, a title and the workload's `rev`
+/// marker; server-wins.
+pub fn memo_type() -> EntityType {
+    EntityType::new(MEMO)
+        .field("owner", FieldKind::Text)
+        .field("title", FieldKind::Text)
+        .field("rev", FieldKind::Text)
+        .strategy(ConflictStrategy::ServerWins)
+}
+
+/// The user of node `i` in scoped runs: two users, alternating, so that
+/// each user has several devices.
+pub fn memo_user(i: usize) -> String {
+    format!("user-{}", i % 2)
+}
+
 /// Fixture time: `secs` seconds after [`EPOCH_SECS`].
 pub fn t(secs: i64) -> Timestamp {
     Timestamp::from_secs(EPOCH_SECS + secs)

@@ -1,7 +1,7 @@
 //! `simulate`: runs the deterministic simulator over many seeds.
 //!
 //! ```text
-//! cargo run --release -p sync-conformance --bin simulate -- --seeds N [--seed S] [--nodes K] [--ops M] [--start S0] [--no-determinism] [--watch ID-PREFIX] [--stats]
+//! cargo run --release -p sync-conformance --bin simulate -- --seeds N [--seed S] [--nodes K] [--ops M] [--start S0] [--no-determinism] [--watch ID-PREFIX] [--stats] [--scopes]
 //! ```
 //!
 //! `--seeds N` runs seeds `S0..S0+N` (`--start`, default 0); `--seed S` runs
@@ -62,6 +62,10 @@ struct Args {
     /// Print every seed's faults and counts.
     #[arg(long)]
     stats: bool,
+    /// Per-node scopes on: a type scoped per user, nodes of two users, and
+    /// the scope checks (no node applies another user's row).
+    #[arg(long)]
+    scopes: bool,
 }
 
 fn main() -> ExitCode {
@@ -144,7 +148,10 @@ fn run_all(seeds: &[u64], args: &Args, started: Instant) -> Vec<SimReport> {
 }
 
 fn run_one(seed: u64, args: &Args) -> SimReport {
-    let config = SimConfig::new(seed).nodes(args.nodes.max(1)).ops(args.ops);
+    let config = SimConfig::new(seed)
+        .nodes(args.nodes.max(1))
+        .ops(args.ops)
+        .scopes(args.scopes);
     if let Some(prefix) = &args.watch {
         sim::run_watched(config, prefix)
     } else if args.determinism {

@@ -46,6 +46,8 @@ pub enum ViolationKind {
     /// After quiescence the hub holds a live child under a deleted parent:
     /// the orphan rule did not settle it.
     LiveOrphan,
+    /// A node applied an entity outside its scope (another user's memo).
+    ScopeLeak,
 }
 
 /// One violated invariant.

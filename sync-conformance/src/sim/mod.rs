@@ -75,6 +75,14 @@ pub struct SimConfig {
     /// Workload operations during the fault phase (one per simulated second
     /// on average).
     pub ops: usize,
+    /// Per-node scopes on: the hub scopes the [`crate::fixtures::MEMO`]
+    /// type by owner, nodes have users ([`crate::fixtures::memo_user`]),
+    /// the workload writes memos (some outside the writer's scope, some
+    /// reassigned at the hub), and the checks require that no node ever
+    /// applies a memo of another user and that each node ends holding
+    /// exactly the hub's live memos of its user. Off by default: the
+    /// course of every other seed stays as it was.
+    pub scopes: bool,
 }
 
 impl SimConfig {
@@ -84,7 +92,14 @@ impl SimConfig {
             seed,
             nodes: DEFAULT_NODES,
             ops: DEFAULT_OPS,
+            scopes: false,
         }
+    }
+
+    /// Turns per-node scopes on (see [`SimConfig::scopes`]).
+    pub fn scopes(mut self, on: bool) -> Self {
+        self.scopes = on;
+        self
     }
 
     /// Sets the number of nodes.
@@ -102,8 +117,11 @@ impl SimConfig {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
         format!(
-            "cargo run --release -p sync-conformance --bin simulate -- --seed {} --nodes {} --ops {}",
-            self.seed, self.nodes, self.ops
+            "cargo run --release -p sync-conformance --bin simulate -- --seed {} --nodes {} --ops {}{}",
+            self.seed,
+            self.nodes,
+            self.ops,
+            if self.scopes { " --scopes" } else { "" }
         )
     }
 }

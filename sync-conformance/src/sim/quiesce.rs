@@ -10,7 +10,7 @@ use super::checks::{Traces, ViolationKind};
 use super::stores::SimStores;
 use super::workload::{FIELD_MERGED, REFUSED_TITLE};
 use super::world::{Fnv, World};
-use crate::fixtures::{hub_id, node_id};
+use crate::fixtures::{MEMO, hub_id, memo_user, node_id};
 use crate::net::synced_entities;
 
 /// Convergence must be reached within this many rounds after healing and
@@ -142,10 +142,16 @@ impl<B: SimStores> World<B> {
                 return Some(format!("the hub has {owed} changes pending for node {i}"));
             }
             let state = synced_entities(&registry, self.nodes[i].store()).ok()?;
-            if state != hub_state {
+            let (expected, held) = if self.config.scopes {
+                let user = memo_user(i);
+                (in_scope(&hub_state, Some(&user)), in_scope(&state, None))
+            } else {
+                (hub_state.clone(), state)
+            };
+            if held != expected {
                 return Some(format!(
                     "diverged: {}",
-                    first_difference(i, &hub_state, &state)
+                    first_difference(i, &expected, &held)
                 ));
             }
         }
@@ -254,6 +260,23 @@ impl<B: SimStores> World<B> {
         }
         hash.0
     }
+}
+
+/// What a node of `user` must hold of `state` in a scoped run (`None`:
+/// what a node holds): every entity of the unscoped types, and the live
+/// memos (of `user`). Memo tombstones are left out: a node that never
+/// held a memo has no use for its deletion.
+fn in_scope(state: &[Entity], user: Option<&str>) -> Vec<Entity> {
+    state
+        .iter()
+        .filter(|e| {
+            e.key.entity_type != MEMO
+                || (!e.is_deleted
+                    && user
+                        .is_none_or(|u| e.fields.get("owner").and_then(Value::as_text) == Some(u)))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Names the first entity where `node`'s state differs from the hub's.

@@ -13,9 +13,10 @@ use sync_core::{
 use super::actor::Actor;
 use super::checks::Checks;
 use super::random::Rand;
+use super::scheduler::Who;
 use crate::fixtures::{
-    LINE, NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS,
-    NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, NOTE_UNVERSIONED, REPORT,
+    LINE, MEMO, NOTE_FIELD_MERGE, NOTE_FIELD_MERGE_LWW, NOTE_KEEP_BOTH, NOTE_LAST_WRITER_WINS,
+    NOTE_MANUAL, NOTE_MERGE, NOTE_SERVER_WINS, NOTE_UNVERSIONED, REPORT, memo_user,
 };
 
 /// Note types the workload writes.
@@ -63,12 +64,25 @@ pub struct Workload {
     revs: u64,
     /// Operations that found nothing to do (e.g. nothing to delete).
     pub skipped: u64,
+    /// Per-node scopes are on: memos are written too (see
+    /// [`super::SimConfig::scopes`]).
+    pub scopes: bool,
+    /// Every memo ever created, by anyone.
+    memos: Vec<EntityKey>,
 }
 
 /// The result of one operation.
 pub type OpResult = Result<(), SyncError>;
 
 impl Workload {
+    /// A workload that writes memos too when `scopes` is on.
+    pub fn scoped(scopes: bool) -> Self {
+        Workload {
+            scopes,
+            ..Workload::default()
+        }
+    }
+
     /// Runs one random operation on `actor`, recording committed writes in
     /// `checks`.
     pub fn op<S: Store>(
@@ -78,6 +92,9 @@ impl Workload {
         checks: &mut Checks,
         now: Timestamp,
     ) -> OpResult {
+        if self.scopes && rng.chance(0.2) {
+            return self.memo(rng, actor, checks, now);
+        }
         match rng.below(100) {
             0..25 => self.create(rng, actor, checks, now),
             25..70 => self.update(rng, actor, checks, now),
@@ -190,6 +207,77 @@ impl Workload {
         Ok(())
     }
 
+    /// A memo write (scoped runs): a new memo, mostly the writer's own user's
+    /// (a node's memo for another user is refused by the hub's scope); an
+    /// edit of one it holds, which at the hub may give it to another user
+    /// (it leaves one user's devices and reaches the other's); or a
+    /// deletion.
+    fn memo<S: Store>(
+        &mut self,
+        rng: &mut Rand,
+        actor: &mut Actor<S>,
+        checks: &mut Checks,
+        now: Timestamp,
+    ) -> OpResult {
+        let own = match actor.who {
+            Who::Node(i) => Some(memo_user(i)),
+            Who::Hub => None,
+        };
+        let any_user = |rng: &mut Rand| memo_user(rng.index(2));
+        let held = self.held_memo(rng, actor);
+        let choice = rng.below(100);
+        let (key, owner) = match held {
+            Some(current) if choice < 60 && !current.is_deleted => {
+                let owner = current.fields.get("owner").cloned().unwrap_or(Value::Null);
+                let owner = match (&own, rng.chance(0.2)) {
+                    (None, true) => Value::from(any_user(rng)),
+                    (Some(_), true) if rng.chance(0.3) => Value::from(any_user(rng)),
+                    _ => owner,
+                };
+                (current.key, owner)
+            }
+            Some(current) if choice < 70 && !current.is_deleted => {
+                let write = LocalWrite::Delete { key: current.key };
+                return self.commit(actor, checks, vec![write], &[], now);
+            }
+            _ => {
+                let owner = match own {
+                    Some(user) if rng.chance(0.9) => user,
+                    _ => any_user(rng),
+                };
+                let key = EntityKey::new(MEMO, self.new_id(rng));
+                self.memos.push(key.clone());
+                (key, Value::from(owner))
+            }
+        };
+        self.revs += 1;
+        let mut fields = Record::new();
+        fields.insert("owner".into(), owner);
+        fields.insert("title".into(), format!("memo {}", rng.below(1000)).into());
+        fields.insert("rev".into(), Value::Text(format!("rev-{}", self.revs)));
+        self.commit(
+            actor,
+            checks,
+            vec![LocalWrite::Put { key, fields }],
+            &[],
+            now,
+        )
+    }
+
+    /// A memo `actor` holds, if it finds one in a few tries.
+    fn held_memo<S: Store>(&mut self, rng: &mut Rand, actor: &mut Actor<S>) -> Option<Entity> {
+        for _ in 0..3 {
+            if self.memos.is_empty() {
+                return None;
+            }
+            let key = self.memos[rng.index(self.memos.len())].clone();
+            if let Some(found) = actor.peek(|txn| txn.entity(&key)) {
+                return Some(found.entity);
+            }
+        }
+        None
+    }
+
     /// A new report and one to three lines, in one batch.
     fn report_with_lines<S: Store>(
         &mut self,
@@ -238,7 +326,9 @@ impl Workload {
             let mut all: Vec<&Entity> = replaced.to_vec();
             all.extend(old.iter());
             self.record(actor, checks, key, &all);
-            if old.is_none() {
+            // Memos have their own list: the other operations write
+            // fields a memo does not have.
+            if old.is_none() && key.entity_type != MEMO {
                 self.keys.push(key.clone());
             }
         }
@@ -258,6 +348,9 @@ impl Workload {
             // Cannot fail: the write was just committed.
             .expect("a committed write is stored");
         checks.write(actor.who, actor.registry(), &after, replaced);
+        if key.entity_type == MEMO {
+            return;
+        }
         self.hot.push_back(key.clone());
         if self.hot.len() > HOT {
             self.hot.pop_front();

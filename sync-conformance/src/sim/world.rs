@@ -19,7 +19,10 @@ use super::stores::SimStores;
 use super::watch::Watch;
 use super::workload::Workload;
 use super::{SimConfig, SimStats};
-use crate::fixtures::{all_strategies, hub_id, hub_info, node_info, registry};
+use crate::fixtures::{
+    MEMO, all_strategies, hub_id, hub_info, memo_type, memo_user, node_info, registry,
+};
+use sync_core::scope::{NodeAttributes, ScopeRule};
 
 /// Backups kept per node.
 const SNAPSHOTS_KEPT: usize = 4;
@@ -94,7 +97,10 @@ impl<B: SimStores> World<B> {
         let faults = Faults::draw(&mut rng);
         let strategies = all_strategies();
         let report_strategy: ConflictStrategy = strategies[rng.index(strategies.len())].clone();
-        let registry = registry(report_strategy);
+        let mut registry = registry(report_strategy);
+        if config.scopes {
+            registry.register(memo_type());
+        }
         let engine_config = engine_config(&mut rng);
         let hub_store = backend.create("hub");
         let mut hub = Actor::new(
@@ -119,6 +125,9 @@ impl<B: SimStores> World<B> {
             register(&mut node, &mut hub, i)?;
             nodes.push(node);
         }
+        if config.scopes {
+            scope_memos(&mut hub, config.nodes)?;
+        }
         let net = Network::new(config.nodes, faults.clone(), rng.fork(1));
         let fault_end = config.ops as SimTime * SECOND;
         let mut world = World {
@@ -131,7 +140,7 @@ impl<B: SimStores> World<B> {
             snapshots: nodes.iter().map(|_| Vec::new()).collect(),
             nodes,
             checks: Checks::default(),
-            workload: Workload::default(),
+            workload: Workload::scoped(config.scopes),
             stats: SimStats::default(),
             trace: Fnv::default(),
             fault_end,
@@ -511,6 +520,20 @@ impl<B: SimStores> World<B> {
                 Event::Applied(change) if who == Who::Hub => {
                     self.checks.hub_applied(&self.registry, &change.entity)
                 }
+                Event::Applied(change) => {
+                    if let (Who::Node(i), Some(owner)) = (who, foreign_memo(&change.entity, who)) {
+                        let at = self.sched.now();
+                        self.checks.violation(
+                            ViolationKind::ScopeLeak,
+                            at,
+                            format!(
+                                "node {i} ({}) applied {} owned by {owner}",
+                                memo_user(i),
+                                change.entity.key
+                            ),
+                        );
+                    }
+                }
                 // The hub's deletion of an orphan is a write of its own,
                 // made knowing the child's live version.
                 Event::Orphaned { live, deletion, .. } => {
@@ -647,6 +670,32 @@ impl<B: SimStores> World<B> {
         }
         self.restart(Who::Node(i));
     }
+}
+
+/// The hub scopes memos by owner; node `i` is [`memo_user`]`(i)`.
+fn scope_memos<S: Store>(hub: &mut Actor<S>, nodes: usize) -> Result<(), SyncError> {
+    let hub = hub.engine().ok_or(SyncError::NotInitialized)?;
+    hub.set_scope_rule(MEMO, ScopeRule::attribute("owner", "user"))?;
+    for i in 0..nodes {
+        hub.set_node_attributes(
+            node_info(i).id,
+            NodeAttributes::default().with("user", [memo_user(i)]),
+        )?;
+    }
+    Ok(())
+}
+
+/// The owner of a live memo that node `who` must not hold (another user's).
+pub(super) fn foreign_memo(entity: &sync_core::Entity, who: Who) -> Option<String> {
+    let Who::Node(i) = who else { return None };
+    if entity.key.entity_type != MEMO || entity.is_deleted {
+        return None;
+    }
+    let owner = entity
+        .fields
+        .get("owner")
+        .and_then(sync_core::Value::as_text);
+    (owner != Some(memo_user(i).as_str())).then(|| owner.unwrap_or("nobody").to_owned())
 }
 
 fn register<S: Store>(node: &mut Actor<S>, hub: &mut Actor<S>, i: usize) -> Result<(), SyncError> {

@@ -499,12 +499,18 @@ fn select_batch<T: StoreTxn>(
         false => None,
     };
     let mut failed = None;
+    // The last change taken or passed over, and how many were visited: a
+    // scoped peer's changes outside its scope fill no room, so the store's
+    // page of `query_limit` changes can end before the batch is full.
+    let mut handled_upto = after_seq;
+    let mut visited = 0usize;
     txn.visit_pending(
         &PendingQuery {
             after_seq,
             ..PendingQuery::for_peer(peer, query_limit)
         },
         &mut |candidate| {
+            visited += 1;
             if !selection.includes(&candidate) {
                 first_skipped.get_or_insert(candidate.seq);
                 return ControlFlow::Continue(());
@@ -534,6 +540,7 @@ fn select_batch<T: StoreTxn>(
                 return ControlFlow::Break(());
             }
             bytes += size;
+            handled_upto = candidate.seq;
             match routed {
                 None => entities.push(candidate),
                 Some(routed) => {
@@ -554,11 +561,14 @@ fn select_batch<T: StoreTxn>(
     // A child that moved in with its parent may be pending itself: once.
     let mut seen = BTreeSet::new();
     entities.retain(|e| seen.insert(e.entity.key.clone()));
-    let mut upto_seq = if more {
-        entities.last().map_or(after_seq, |e| e.seq)
-    } else {
-        txn.last_seq()?
-    };
+    if !more && visited >= query_limit {
+        // The page ended, not the backlog: the rest comes next.
+        more = true;
+    }
+    // Up to the last change handled, never further: children that moved
+    // in with a parent may carry later sequences, and the changes between
+    // are not in this batch.
+    let mut upto_seq = if more { handled_upto } else { txn.last_seq()? };
     if let Some(skipped) = first_skipped {
         upto_seq = upto_seq.min(skipped - 1).max(after_seq);
     }

@@ -121,7 +121,26 @@ pub(crate) fn route<T: StoreTxn>(
         }
         return Ok(routed);
     }
+    let sweep = peer.acked_seq < peer.resend_own_upto;
     match holding {
+        // While everything is being sent again (the pair was re-initialized:
+        // the node was restored from a backup, which may hold entities it
+        // has since been told to remove; or its scope changed), the node
+        // may hold what the hub has no mark of: it is evicted too (a node
+        // ignores an eviction of an entity it does not hold).
+        None if sweep => {
+            moving_out(
+                txn,
+                registry,
+                scope,
+                node,
+                sweep,
+                &candidate.entity,
+                candidate.seq,
+                &mut routed,
+                0,
+            )?;
+        }
         None => {}
         Some(Holding::Evicted(seq)) if seq <= peer.acked_seq => {
             // Evicted, and the node has said so: nothing left to tell it.
@@ -133,6 +152,7 @@ pub(crate) fn route<T: StoreTxn>(
                 registry,
                 scope,
                 node,
+                sweep,
                 &candidate.entity,
                 candidate.seq,
                 &mut routed,
@@ -189,13 +209,15 @@ fn moving_in<T: StoreTxn>(
 }
 
 /// `entity` leaves the node's scope: it is evicted, after its children
-/// that the node may hold (which leave with it).
+/// that the node may hold (which leave with it; while `sweep`ing, every
+/// child, since the node may hold any).
 #[allow(clippy::too_many_arguments)]
 fn moving_out<T: StoreTxn>(
     txn: &T,
     registry: &EntityRegistry,
     scope: &NodeScope,
     node: NodeId,
+    sweep: bool,
     entity: &Entity,
     seq: u64,
     routed: &mut Routed,
@@ -204,12 +226,13 @@ fn moving_out<T: StoreTxn>(
     if depth < MAX_DEPTH {
         for (child_type, field) in scope.followers(registry, &entity.key.entity_type) {
             for child in txn.referencing(child_type, field, entity.key.id)? {
-                if Holding::load(txn, node, &child.entity.key)?.is_some() {
+                if sweep || Holding::load(txn, node, &child.entity.key)?.is_some() {
                     moving_out(
                         txn,
                         registry,
                         scope,
                         node,
+                        sweep,
                         &child.entity,
                         seq,
                         routed,
