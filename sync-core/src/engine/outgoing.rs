@@ -341,6 +341,7 @@ fn build_one<T: StoreTxn>(
             Some(_) => None,
         },
     };
+    let quiet = body.rejections.is_empty() && body.migrations.is_empty();
     let (encoded, body_raw_len) = codec::encode_full_body(&body, ctx.registry, ctx.config.codec);
     let (changes, body) = (body.changes, encoded);
     let carried = changes.len() as u64;
@@ -384,6 +385,17 @@ fn build_one<T: StoreTxn>(
         ctx.config.max_in_flight,
         now,
     );
+    // A scoped node has no reason to acknowledge a packet that carries it
+    // nothing, so changes outside its scope would stay owed to it. With
+    // nothing else unacknowledged they are settled at once: there is
+    // nothing in them for it to confirm.
+    let settled = state
+        .in_flight
+        .iter()
+        .all(|f| f.upto_seq <= state.acked_seq || f.packet_no == packet_no);
+    if batch.nothing_owed && after.is_none() && carried == 0 && quiet && settled {
+        state.acked_seq = state.acked_seq.max(batch.upto_seq);
+    }
     Ok(Built {
         packet: Packet {
             header,
@@ -450,6 +462,10 @@ struct Batch {
     upto_seq: u64,
     /// Pending changes remain beyond `upto_seq`.
     more: bool,
+    /// The peer is scoped and nothing in the batch concerns it: every
+    /// change up to `upto_seq` was outside its scope and it holds none of
+    /// them.
+    nothing_owed: bool,
 }
 
 impl Batch {
@@ -461,6 +477,7 @@ impl Batch {
             marks: Vec::new(),
             upto_seq: after_seq,
             more: false,
+            nothing_owed: false,
         }
     }
 }
@@ -573,12 +590,14 @@ fn select_batch<T: StoreTxn>(
         upto_seq = upto_seq.min(skipped - 1).max(after_seq);
     }
     entities.sort_by_key(|e| (ctx.registry.depth(&e.entity.key.entity_type), e.seq));
+    let nothing_owed = scope.is_some() && entities.is_empty() && evictions.is_empty();
     Ok(Batch {
         entities,
         evictions,
         marks,
         upto_seq,
         more,
+        nothing_owed,
     })
 }
 

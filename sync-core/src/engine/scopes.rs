@@ -142,10 +142,13 @@ pub(crate) fn route<T: StoreTxn>(
             )?;
         }
         None => {}
-        Some(Holding::Evicted(seq)) if seq <= peer.acked_seq => {
-            // Evicted, and the node has said so: nothing left to tell it.
-            routed.marks.push((key.clone(), None));
-        }
+        // Every other case is evicted (again). An eviction marked at an
+        // earlier sequence is not known to have arrived, even when the node
+        // acknowledged past that sequence: the entity changed since, so the
+        // packets that covered the old sequence after the change did not
+        // carry it (a lost eviction, then an edit, left a node holding
+        // another user's row). A node ignores an eviction of an entity it
+        // no longer holds.
         Some(_) => {
             moving_out(
                 txn,
