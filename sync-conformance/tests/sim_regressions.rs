@@ -425,3 +425,48 @@ fn seed_849_gap_checks_never_ask_about_forgotten_packets() {
 fn seed_9026_line_left_parked_on_a_restored_node() {
     passes(9026);
 }
+
+// --- per-node scopes in the simulator (`simulate --scopes`) ------------------
+
+fn passes_scoped(seed: u64) {
+    let report = sim::run(SimConfig::new(seed).scopes(true));
+    assert!(report.passed(), "{}", report.failure());
+}
+
+/// Found by the first scoped runs (32 of seeds 0-39): with small batches a
+/// page of memos outside a node's scope ended the store's visit early and
+/// the packet claimed every change up to the hub's last sequence, so the
+/// node never received the reports and lines after that page (a line
+/// parked forever waiting for its report). Test in sync-core:
+/// `changes_behind_a_page_of_out_of_scope_ones_still_arrive`.
+#[test]
+fn scoped_seed_33_changes_behind_out_of_scope_ones_arrive() {
+    passes_scoped(33);
+}
+
+/// Found by the scoped runs: node 2 restored from a backup taken before its
+/// memo was given to another user kept it; the hub had forgotten it ever
+/// sent it. Test in sync-core:
+/// `a_node_restored_from_before_an_eviction_loses_the_row_again`.
+#[test]
+fn scoped_seed_39_a_restored_node_loses_an_evicted_row_again() {
+    passes_scoped(39);
+}
+
+/// Found by the scoped runs: an eviction was lost, the memo was edited
+/// later, and the hub, seeing its old eviction mark acknowledged, took the
+/// eviction for delivered: node 1 kept another user's memo.
+#[test]
+fn scoped_seeds_19_and_29_a_lost_eviction_is_sent_again() {
+    passes_scoped(19);
+    passes_scoped(29);
+}
+
+/// Found by the scoped runs: a packet that carried a scoped node nothing
+/// (every change it covered was outside its scope) was never acknowledged,
+/// so the hub counted those changes as owed to the node for good.
+#[test]
+fn scoped_seeds_15_and_43_changes_outside_the_scope_are_not_owed() {
+    passes_scoped(15);
+    passes_scoped(43);
+}

@@ -52,6 +52,23 @@ fn seeds_3_mod_4() {
     sweep(3);
 }
 
+/// Seeds with per-node scopes on (`SimConfig::scopes`): two users' devices
+/// on one hub, memos scoped by owner. `SYNCPLAN_SIM_SCOPED_SEEDS` sets how
+/// many (default 60, from `SYNCPLAN_SIM_START`); `simulate --scopes` runs
+/// more.
+#[test]
+fn scoped_seeds() {
+    let start = env("SYNCPLAN_SIM_START", 0);
+    let seeds = env("SYNCPLAN_SIM_SCOPED_SEEDS", 60);
+    let ops = env("SYNCPLAN_SIM_OPS", 400) as usize;
+    let failures: Vec<String> = (start..start + seeds)
+        .map(|seed| sim::run(SimConfig::new(seed).ops(ops).scopes(true)))
+        .filter(|report| !report.passed())
+        .map(|report| report.failure())
+        .collect();
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
+
 /// The same seed twice gives the same final state and the same trace.
 #[test]
 fn same_seed_same_run() {
@@ -59,4 +76,6 @@ fn same_seed_same_run() {
         let report = sim::check_determinism(SimConfig::new(seed).ops(200));
         assert!(report.passed(), "{}", report.failure());
     }
+    let report = sim::check_determinism(SimConfig::new(1_004).ops(200).scopes(true));
+    assert!(report.passed(), "{}", report.failure());
 }
