@@ -844,6 +844,12 @@ impl<S: Store> Engine<S> {
         let waited = has_pending && !progressed && header.gap_check_packet_no != 0;
         let again =
             header.entity_count > 0 || header.more || told || waited || (has_pending && progressed);
+        // A train is one reply: a packet continuing one that asked for more
+        // does not end the session. (A scoped node's train can end in a
+        // packet with nothing for it: the changes left were outside its
+        // scope.)
+        let again = again || (header.continues && session.train_again);
+        session.train_again = again;
         if again {
             session.want_send = true;
         } else {

@@ -74,6 +74,9 @@ pub struct Engine<S: Store> {
 struct Session {
     /// This node started the session and drives it.
     active: bool,
+    /// The last packet received from the peer asked for another send: a
+    /// packet continuing it in the same train keeps the session going.
+    train_again: bool,
     /// A packet should be built for the peer on the next `poll_transmit`.
     want_send: bool,
     /// Armed retry timer.
