@@ -383,6 +383,20 @@ pub(crate) struct OpenedPacket {
     pub decoded: Option<Result<Body, PeerError>>,
 }
 
+/// The body of an opened packet: the one decoded when it was opened, or
+/// decoded now (when an apply is retried after the first attempt took it).
+pub(crate) fn take_body(
+    decoded: &mut Option<Result<Body, PeerError>>,
+    header: &PacketHeader,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Body, PeerError> {
+    match decoded.take() {
+        Some(body) => body,
+        None => decode_body_with(header, body, limits),
+    }
+}
+
 impl VerifiedRequest {
     /// The sender the request names (not yet checked against anything but
     /// its own bytes).

@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use sync_core::{
-    ConflictStrategy, EngineConfig, Event, Migration, MigrationFailure, SchemaVersion, SyncError,
-    Uuid,
+    ConflictStrategy, EngineConfig, EntityKey, Event, Migration, MigrationFailure, SchemaVersion,
+    SyncError, Uuid,
 };
 
 const V1_0: SchemaVersion = SchemaVersion::new(1, 0, 0);
@@ -43,9 +43,8 @@ fn node_schema_at_hub(net: &mut Net) -> Option<String> {
     net.hub.peer(node_id(0)).unwrap().schema_version
 }
 
-#[test]
-fn a_node_too_old_for_the_hub_gets_its_migrations_instead_of_a_refusal() {
-    let mut net = net(V1_2);
+/// One report written at the hub and one at node 0 (its key returned).
+fn a_report_each(net: &mut Net) -> EntityKey {
     net.hub
         .put(
             report_key(Uuid::from_u128(1)),
@@ -57,6 +56,13 @@ fn a_node_too_old_for_the_hub_gets_its_migrations_instead_of_a_refusal() {
     net.nodes[0]
         .put(mine.clone(), report("2025-12-12", 8), t(0))
         .unwrap();
+    mine
+}
+
+#[test]
+fn a_node_too_old_for_the_hub_gets_its_migrations_instead_of_a_refusal() {
+    let mut net = net(V1_2);
+    let mine = a_report_each(&mut net);
 
     net.sync(0, t(1)).unwrap();
     let node = &mut net.nodes[0];
@@ -114,17 +120,7 @@ fn without_a_migration_to_reach_the_minimum_a_too_old_node_is_still_refused() {
 #[test]
 fn a_node_at_the_minimum_sends_its_changes_and_receives_none_until_migrated() {
     let mut net = net(V1_0);
-    net.hub
-        .put(
-            report_key(Uuid::from_u128(1)),
-            report("2025-12-01", 1),
-            t(0),
-        )
-        .unwrap();
-    let mine = report_key(Uuid::from_u128(2));
-    net.nodes[0]
-        .put(mine.clone(), report("2025-12-12", 8), t(0))
-        .unwrap();
+    let mine = a_report_each(&mut net);
     net.sync(0, t(1)).unwrap();
     assert!(net.hub.get(&mine).unwrap().is_some(), "its changes flow");
     assert_eq!(

@@ -62,6 +62,21 @@ fn node(hub: &LocalHub<SqliteStore>, store: SqliteStore) -> Node<SqliteStore> {
         .build()
 }
 
+/// The single value `sql` selects from the node's database.
+async fn one_value<T: rusqlite::types::FromSql + Send + 'static>(
+    node: &Node<SqliteStore>,
+    sql: &'static str,
+) -> T {
+    node.with_engine(move |e| {
+        e.store()
+            .connection()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn one_sync_migrates_a_node_behind_the_hub_and_syncs_on() {
     let add_note = Migration::sqlite(V1_1, "ALTER TABLE task ADD COLUMN note TEXT;", "notes");
@@ -71,15 +86,7 @@ async fn one_sync_migrates_a_node_behind_the_hub_and_syncs_on() {
     assert!(report.complete, "{report:?}");
     assert_eq!(report.migrations, vec![V1_1]);
     assert_eq!(report.migration_failure, None);
-    let note: String = node
-        .with_engine(|e| {
-            e.store()
-                .connection()
-                .query_row("SELECT note FROM task", [], |r| r.get(0))
-                .unwrap()
-        })
-        .await
-        .unwrap();
+    let note: String = one_value(&node, "SELECT note FROM task").await;
     assert_eq!(note, "blue");
     assert_eq!(
         node.with_engine(|e| e.schema_version()).await.unwrap(),
@@ -111,15 +118,7 @@ async fn a_failing_migration_ends_the_session_with_its_failure() {
         .await
         .unwrap();
     assert!(status.blocked());
-    let rows: i64 = node
-        .with_engine(|e| {
-            e.store()
-                .connection()
-                .query_row("SELECT count(*) FROM task", [], |r| r.get(0))
-                .unwrap()
-        })
-        .await
-        .unwrap();
+    let rows: i64 = one_value(&node, "SELECT count(*) FROM task").await;
     assert_eq!(rows, 0, "nothing from the hub while blocked");
     // The next session tells the hub.
     node.sync().await.unwrap();

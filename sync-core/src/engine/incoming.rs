@@ -688,10 +688,12 @@ impl<S: Store> Engine<S> {
             // Not applied nor acknowledged: the node sends its changes again
             // once it is at a version the hub accepts. Its failure report is
             // kept, and its version, which the reply's migrations follow.
-            let body = match packet.decoded.take() {
-                Some(body) => body?,
-                None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
-            };
+            let body = codec::take_body(
+                &mut packet.decoded,
+                header,
+                &packet.body,
+                &ctx.config.limits,
+            )?;
             super::migrations::received(
                 &mut txn,
                 &mut ctx,
@@ -714,10 +716,12 @@ impl<S: Store> Engine<S> {
             self.send_again(header.sender);
             return Ok((incoming, None));
         }
-        let body = match packet.decoded.take() {
-            Some(body) => body?,
-            None => codec::decode_body_with(header, &packet.body, &ctx.config.limits)?,
-        };
+        let body = codec::take_body(
+            &mut packet.decoded,
+            header,
+            &packet.body,
+            &ctx.config.limits,
+        )?;
         check_changes(&ctx, header.sender, &body.changes)?;
         let told = !body.rejections.is_empty() || !body.evictions.is_empty();
         let ack = process_ack(&mut peer, header);

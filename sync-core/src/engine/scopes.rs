@@ -121,47 +121,30 @@ pub(crate) fn route<T: StoreTxn>(
         }
         return Ok(routed);
     }
+    // The node may hold the entity when the hub has a mark of it: it is
+    // evicted (again). An eviction marked at an earlier sequence is not
+    // known to have arrived, even when the node acknowledged past that
+    // sequence: the entity changed since, so the packets that covered the
+    // old sequence after the change did not carry it (a lost eviction, then
+    // an edit, left a node holding another user's row). While everything is
+    // being sent again (the pair was re-initialized: the node was restored
+    // from a backup, which may hold entities it has since been told to
+    // remove; or its scope changed) it may hold what the hub has no mark of,
+    // so that is evicted too. A node ignores an eviction of an entity it
+    // does not hold.
     let sweep = peer.acked_seq < peer.resend_own_upto;
-    match holding {
-        // While everything is being sent again (the pair was re-initialized:
-        // the node was restored from a backup, which may hold entities it
-        // has since been told to remove; or its scope changed), the node
-        // may hold what the hub has no mark of: it is evicted too (a node
-        // ignores an eviction of an entity it does not hold).
-        None if sweep => {
-            moving_out(
-                txn,
-                registry,
-                scope,
-                node,
-                sweep,
-                &candidate.entity,
-                candidate.seq,
-                &mut routed,
-                0,
-            )?;
-        }
-        None => {}
-        // Every other case is evicted (again). An eviction marked at an
-        // earlier sequence is not known to have arrived, even when the node
-        // acknowledged past that sequence: the entity changed since, so the
-        // packets that covered the old sequence after the change did not
-        // carry it (a lost eviction, then an edit, left a node holding
-        // another user's row). A node ignores an eviction of an entity it
-        // no longer holds.
-        Some(_) => {
-            moving_out(
-                txn,
-                registry,
-                scope,
-                node,
-                sweep,
-                &candidate.entity,
-                candidate.seq,
-                &mut routed,
-                0,
-            )?;
-        }
+    if holding.is_some() || sweep {
+        moving_out(
+            txn,
+            registry,
+            scope,
+            node,
+            sweep,
+            &candidate.entity,
+            candidate.seq,
+            &mut routed,
+            0,
+        )?;
     }
     Ok(routed)
 }
